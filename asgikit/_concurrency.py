@@ -1,0 +1,94 @@
+"""The shared thread pool: run blocking code without blocking the event loop.
+
+Every thread hand-off in asgikit (sync endpoints, sync streaming iterators, sync
+background tasks, `run_in_threadpool`) goes through one `anyio.CapacityLimiter` per event
+loop, sized by `set_threadpool_size` (default 40 threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+from anyio.lowlevel import RunVar
+from typing_extensions import ParamSpec
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_DEFAULT_THREADS = 40
+_threadpool_size = _DEFAULT_THREADS
+_limiter: RunVar[anyio.CapacityLimiter] = RunVar("asgikit_threadpool_limiter")
+
+
+def set_threadpool_size(max_threads: int) -> None:
+    """Set how many threads may run offloaded work at once (default 40).
+
+    Takes effect at once for event loops that already use the pool, and for new ones.
+    Size it to what the blocking work can use: CPU-bound model code gains nothing past
+    the number of cores unless it releases the GIL; I/O-bound code can use more.
+    """
+    global _threadpool_size
+    if max_threads < 1:
+        raise ValueError("max_threads must be at least 1")
+    _threadpool_size = max_threads
+    # No event loop running, or none has used the pool yet: nothing to update.
+    with contextlib.suppress(LookupError, RuntimeError):
+        _limiter.get().total_tokens = max_threads
+
+
+def threadpool_limiter() -> anyio.CapacityLimiter:
+    """The `anyio.CapacityLimiter` shared by every thread hand-off on this event loop."""
+    try:
+        return _limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(_threadpool_size)
+        _limiter.set(limiter)
+        return limiter
+
+
+async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``func(*args, **kwargs)`` in the shared thread pool and return its result.
+
+    The event loop keeps serving other requests meanwhile. Cancelling the caller does
+    not stop the thread (Python cannot interrupt it); the result is then discarded.
+    """
+    if kwargs:
+        func = functools.partial(func, **kwargs)
+    return await anyio.to_thread.run_sync(func, *args, limiter=threadpool_limiter())
+
+
+class _StopIteration(Exception):
+    """Carries the end of a sync iterator out of a worker thread."""
+
+
+def _next(iterator: Iterator[T]) -> T:
+    try:
+        return next(iterator)
+    except StopIteration:
+        raise _StopIteration from None
+
+
+async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
+    """Iterate a blocking iterable in the shared thread pool, one item per hand-off.
+
+    When the async iteration stops early (``break``, an error, cancellation) the
+    iterator's ``close()`` runs, so a generator's ``finally`` block executes.
+    """
+    iterator = iter(iterable)
+    try:
+        while True:
+            try:
+                item = await run_in_threadpool(_next, iterator)
+            except _StopIteration:
+                return
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(close)

@@ -1,0 +1,356 @@
+"""Path templates and the segment tree that matches request paths against them.
+
+Pure functions and data, no ASGI: a template such as ``/users/{id:int}/files/{rest:path}``
+compiles to a list of segments, and a `SegmentTree` holds every route's segments so a
+lookup walks one tree level per path segment, whatever the number of routes.
+
+Precedence at each level is deterministic: a static segment beats a segment mixing text
+and parameters, which beats a typed parameter (``int``, ``float``, ``uuid``), which beats
+``str``, which beats ``path``; a mount at a node is tried after everything below it.
+Equals are tried in registration order; a failed branch backtracks to the next.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+__all__ = [
+    "CONVERTERS",
+    "Converter",
+    "SegmentTree",
+    "Template",
+    "compile_template",
+    "route_path",
+]
+
+T = TypeVar("T")  # what a leaf holds (the router's per-path entry)
+M = TypeVar("M")  # what a mount point holds
+R = TypeVar("R")  # what accept() answers for a usable leaf
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How a ``{name:kind}`` parameter matches, converts and is written back into a URL."""
+
+    name: str
+    pattern: str
+    rank: int  # lower is tried first
+    convert: Callable[[str], Any]
+    to_string: Callable[[Any], str]
+    match: Callable[[str], bool]
+
+
+def _int_to_string(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a non-negative int")
+    return str(value)
+
+
+def _float_to_string(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{value!r} is not a non-negative number")
+    text = repr(float(value))
+    if not _FLOAT_RE.fullmatch(text):
+        raise ValueError(f"{value!r} cannot be written as a path segment")
+    return text
+
+
+def _str_to_string(value: Any) -> str:
+    text = str(value)
+    if not text or "/" in text:
+        raise ValueError(f"{value!r} must be non-empty and contain no '/'")
+    return text
+
+
+def _uuid_to_string(value: Any) -> str:
+    return str(uuid.UUID(str(value)))
+
+
+_FLOAT_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_UUID_RE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+CONVERTERS: dict[str, Converter] = {
+    "int": Converter(
+        "int", "[0-9]+", 2, int, _int_to_string, lambda text: text.isascii() and text.isdigit()
+    ),
+    "float": Converter(
+        "float",
+        _FLOAT_RE.pattern,
+        2,
+        float,
+        _float_to_string,
+        lambda text: _FLOAT_RE.fullmatch(text) is not None,
+    ),
+    "uuid": Converter(
+        "uuid",
+        _UUID_RE.pattern,
+        2,
+        uuid.UUID,
+        _uuid_to_string,
+        lambda text: _UUID_RE.fullmatch(text) is not None,
+    ),
+    "str": Converter("str", "[^/]+", 3, str, _str_to_string, bool),
+    "path": Converter("path", ".*", 4, str, str, lambda text: True),
+}
+
+_PARAM_RE = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-zA-Z_][a-zA-Z0-9_]*))?}")
+_STATIC, _MIXED = 0, 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One ``/``-separated piece of a template."""
+
+    text: str  # the template text of the segment
+    rank: int  # 0 static, 1 mixed, 2 typed, 3 str, 4 path
+    names: tuple[str, ...] = ()
+    converters: tuple[Converter, ...] = ()
+    regex: re.Pattern[str] | None = None  # mixed segments only
+
+    def match(self, text: str) -> list[tuple[str, Any]] | None:
+        """The converted parameters if ``text`` fits this (non-static) segment, else None."""
+        if self.regex is None:
+            converter = self.converters[0]
+            if converter.match(text):
+                return [(self.names[0], converter.convert(text))]
+            return None
+        found = self.regex.fullmatch(text)
+        if found is None:
+            return None
+        return [
+            (name, converter.convert(found.group(index + 1)))
+            for index, (name, converter) in enumerate(zip(self.names, self.converters, strict=True))
+        ]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A compiled path template."""
+
+    path: str
+    segments: tuple[Segment, ...]
+    param_names: frozenset[str]
+    converters: dict[str, Converter]
+
+    @property
+    def is_static(self) -> bool:
+        return all(segment.rank == _STATIC for segment in self.segments)
+
+    def format(self, params: dict[str, Any]) -> str:
+        """The path for ``params`` (exactly the template's names), percent-encoded.
+
+        Raises `ValueError` if the names differ or a value does not fit its converter.
+        """
+        if set(params) != self.param_names:
+            raise ValueError("parameter names do not match")
+        if not self.param_names:
+            return self.path
+
+        def replace(found: re.Match[str]) -> str:
+            name = found.group(1)
+            converter = self.converters[name]
+            text = converter.to_string(params[name])
+            if not converter.match(text):
+                raise ValueError(f"{params[name]!r} does not fit {{{name}:{converter.name}}}")
+            safe = "/:@!$&'()*+,;=~" if converter.name == "path" else ":@!$&'()*+,;=~"
+            return quote(text, safe=safe)
+
+        return _PARAM_RE.sub(replace, self.path)
+
+
+def compile_template(path: str, *, prefix: bool = False) -> Template:
+    """Compile ``path`` (must start with ``/``) into segments.
+
+    With ``prefix=True`` (mounts), ``""`` and ``"/"`` mean the root, a trailing ``/`` is
+    dropped, and ``path`` parameters are refused. Unknown converters, repeated names
+    and a ``path`` parameter that is not the whole last segment raise `ValueError`.
+    """
+    if prefix:
+        path = path.rstrip("/")
+        if path == "":
+            return Template("", (), frozenset(), {})
+    if not path.startswith("/"):
+        raise ValueError(f"route path {path!r} must start with '/'")
+    segments: list[Segment] = []
+    converters: dict[str, Converter] = {}
+    pieces = path[1:].split("/")
+    for position, piece in enumerate(pieces):
+        params = list(_PARAM_RE.finditer(piece))
+        if not params:
+            if "{" in piece or "}" in piece:
+                raise ValueError(f"route path {path!r}: malformed parameter in {piece!r}")
+            segments.append(Segment(piece, _STATIC))
+            continue
+        names: list[str] = []
+        kinds: list[Converter] = []
+        for found in params:
+            name, kind = found.group(1), found.group(2) or "str"
+            if kind not in CONVERTERS:
+                known = ", ".join(CONVERTERS)
+                raise ValueError(
+                    f"route path {path!r}: unknown converter {kind!r} (known: {known})"
+                )
+            if name in converters:
+                raise ValueError(f"route path {path!r}: parameter {name!r} appears twice")
+            converters[name] = CONVERTERS[kind]
+            names.append(name)
+            kinds.append(CONVERTERS[kind])
+        whole = len(params) == 1 and params[0].group(0) == piece
+        if "path" in (kind.name for kind in kinds):
+            if not whole or position != len(pieces) - 1:
+                raise ValueError(
+                    f"route path {path!r}: a {{name:path}} parameter must be the whole last segment"
+                )
+            if prefix:
+                raise ValueError(f"mount path {path!r} cannot contain a path parameter")
+        if whole:
+            segments.append(Segment(piece, kinds[0].rank, (names[0],), (kinds[0],)))
+        else:
+            pattern = ""
+            last = 0
+            for found, kind in zip(params, kinds, strict=True):
+                pattern += re.escape(piece[last : found.start()]) + f"({kind.pattern})"
+                last = found.end()
+            pattern += re.escape(piece[last:])
+            segments.append(Segment(piece, _MIXED, tuple(names), tuple(kinds), re.compile(pattern)))
+    return Template(path, tuple(segments), frozenset(converters), converters)
+
+
+def route_path(path: str, root_path: str) -> str:
+    """The part of ``path`` below ``root_path`` (ASGI: ``path`` includes ``root_path``)."""
+    if not root_path or not path.startswith(root_path):
+        return path
+    rest = path[len(root_path) :]
+    if rest == "" or rest[0] == "/":
+        return rest
+    return path
+
+
+@dataclass
+class _Node(Generic[T, M]):
+    static: dict[str, _Node[T, M]] = field(default_factory=dict)
+    dynamic: list[tuple[Segment, _Node[T, M]]] = field(default_factory=list)  # by rank
+    catch_all: list[tuple[str, T]] = field(default_factory=list)  # {name:path} leaves
+    leaf: T | None = None
+    mounts: list[M] = field(default_factory=list)
+
+
+class SegmentTree(Generic[T, M]):
+    """Routes by path segment: one dict lookup per static segment.
+
+    ``insert(template, make_leaf)`` returns the leaf for a template (creating it), so
+    several routes on one path share a leaf; ``find(path, accept)`` returns the best
+    leaf that ``accept`` takes, or a mount.
+    """
+
+    def __init__(self) -> None:
+        self._root: _Node[T, M] = _Node()
+        self.static: dict[str, T] = {}  # fully static paths: one dict lookup
+
+    def insert(self, template: Template, make_leaf: Callable[[], T]) -> T:
+        node = self._root
+        segments = template.segments
+        for index, segment in enumerate(segments):
+            if segment.rank == _STATIC:
+                node = node.static.setdefault(segment.text, _Node())
+            elif segment.converters[0].name == "path":
+                assert index == len(segments) - 1
+                name = segment.names[0]
+                for existing_name, existing in node.catch_all:
+                    if existing_name == name:
+                        return existing
+                leaf = make_leaf()
+                node.catch_all.append((name, leaf))
+                return leaf
+            else:
+                for existing_segment, child in node.dynamic:
+                    if existing_segment == segment:
+                        node = child
+                        break
+                else:
+                    child = _Node()
+                    node.dynamic.append((segment, child))
+                    node.dynamic.sort(key=lambda pair: pair[0].rank)  # stable: keeps order
+                    node = child
+        if node.leaf is None:
+            node.leaf = make_leaf()
+            if template.is_static:
+                self.static[template.path] = node.leaf
+        return node.leaf
+
+    def insert_mount(self, template: Template, mount: M) -> None:
+        node = self._root
+        for segment in template.segments:
+            if segment.rank == _STATIC:
+                node = node.static.setdefault(segment.text, _Node())
+            else:
+                for existing_segment, child in node.dynamic:
+                    if existing_segment == segment:
+                        node = child
+                        break
+                else:
+                    child = _Node()
+                    node.dynamic.append((segment, child))
+                    node.dynamic.sort(key=lambda pair: pair[0].rank)
+                    node = child
+        node.mounts.append(mount)
+
+    def find(
+        self, path: str, accept: Callable[[T], R | None]
+    ) -> tuple[R | M, dict[str, Any], int] | None:
+        """The best match for ``path`` (which starts with ``/``), or None.
+
+        Leaves are offered to ``accept`` best first; the first non-None answer wins and
+        comes back as ``(answer, params, 0)``. A mount that matches before that comes
+        back as ``(mount, params, characters of the path it consumed)``. An ``accept``
+        that always answers None visits every matching leaf (to list allowed methods).
+        """
+        if not path or path[0] != "/":
+            return None
+        return _find(self._root, path[1:].split("/"), 0, [], accept)
+
+
+def _find(
+    node: _Node[T, M],
+    parts: list[str],
+    index: int,
+    params: list[tuple[str, Any]],
+    accept: Callable[[T], R | None],
+) -> tuple[R | M, dict[str, Any], int] | None:
+    if index == len(parts):
+        if node.leaf is not None:
+            answer = accept(node.leaf)
+            if answer is not None:
+                return answer, dict(params), 0
+        return None
+    part = parts[index]
+    child = node.static.get(part)
+    if child is not None:
+        found = _find(child, parts, index + 1, params, accept)
+        if found is not None:
+            return found
+    for segment, child in node.dynamic:
+        converted = segment.match(part)
+        if converted is not None:
+            params.extend(converted)
+            found = _find(child, parts, index + 1, params, accept)
+            if found is not None:
+                return found
+            del params[len(params) - len(converted) :]
+    if node.catch_all:
+        rest = "/".join(parts[index:])
+        for name, leaf in node.catch_all:
+            answer = accept(leaf)
+            if answer is not None:
+                return answer, {**dict(params), name: rest}, 0
+    if node.mounts:
+        consumed = index + sum(len(part) for part in parts[:index])
+        return node.mounts[0], dict(params), consumed
+    return None

@@ -1,0 +1,67 @@
+"""Background tasks: work that runs after the response body has been sent."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from typing_extensions import ParamSpec
+
+from asgikit._concurrency import run_in_threadpool
+
+__all__ = ["BackgroundTask", "BackgroundTasks"]
+
+P = ParamSpec("P")
+
+
+def is_async_callable(obj: object) -> bool:
+    """True for an ``async def`` function, a partial of one, or an object whose
+    ``__call__`` is ``async def``."""
+    while hasattr(obj, "func") and hasattr(obj, "args"):  # functools.partial
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004
+    )
+
+
+class BackgroundTask:
+    """Call ``func(*args, **kwargs)`` once the response has been sent.
+
+    ``func`` may be ``async def`` or a plain function (run in the shared thread pool).
+
+    >>> Response("queued", background=BackgroundTask(send_email, to="a@b.c"))
+    """
+
+    def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.is_async = is_async_callable(func)
+
+    async def __call__(self) -> None:
+        if self.is_async:
+            await self.func(*self.args, **self.kwargs)
+        else:
+            await run_in_threadpool(self.func, *self.args, **self.kwargs)
+
+
+class BackgroundTasks(BackgroundTask):
+    """An ordered list of background tasks, run one after the other.
+
+    An exception in one task stops the ones after it and is reported like any error
+    after the response (logged; the response already sent is untouched).
+
+    >>> tasks = BackgroundTasks(); tasks.add_task(log_prediction, result)
+    """
+
+    def __init__(self, tasks: list[BackgroundTask] | None = None) -> None:
+        self.tasks = list(tasks) if tasks else []
+
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        """Append ``func(*args, **kwargs)`` to the tasks."""
+        self.tasks.append(BackgroundTask(func, *args, **kwargs))
+
+    async def __call__(self) -> None:
+        for task in self.tasks:
+            await task()

@@ -1,0 +1,416 @@
+"""Request and response data structures: headers, query parameters, URLs, state.
+
+All of them are plain containers over the raw ASGI values. Parsing happens once, when
+a value is first asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+
+from asgikit.types import Scope
+
+__all__ = ["URL", "Headers", "MutableHeaders", "QueryParams", "State"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
+
+
+def _check_header_text(text: str, what: str) -> None:
+    for char in _FORBIDDEN_IN_HEADERS:
+        if char in text:
+            raise ValueError(
+                f"header {what} {text!r} contains {char!r}; CR, LF and NUL are not allowed"
+            )
+
+
+def encode_header(name: str, value: str) -> tuple[bytes, bytes]:
+    """One raw header pair: lower-cased latin-1 name and latin-1 value, both checked.
+
+    Raises `ValueError` if either contains CR, LF or NUL (header injection) or is not
+    latin-1.
+    """
+    _check_header_text(name, "name")
+    _check_header_text(value, "value")
+    if not name or name.strip() != name or ":" in name:
+        raise ValueError(f"invalid header name {name!r}")
+    return name.lower().encode("latin-1"), value.encode("latin-1")
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, immutable, multi-valued HTTP headers.
+
+    ``headers["content-type"]`` is the first value; ``getlist(name)`` all of them.
+    Build from a mapping, a list of raw ``(bytes, bytes)`` pairs, or an ASGI scope.
+    """
+
+    __slots__ = ("_list",)
+
+    def __init__(
+        self,
+        headers: Mapping[str, str] | None = None,
+        *,
+        raw: list[tuple[bytes, bytes]] | None = None,
+        scope: Scope | None = None,
+    ) -> None:
+        if headers is not None:
+            if raw is not None or scope is not None:
+                raise TypeError("pass only one of headers, raw and scope")
+            self._list = [encode_header(key, value) for key, value in headers.items()]
+        elif raw is not None:
+            if scope is not None:
+                raise TypeError("pass only one of headers, raw and scope")
+            self._list = raw
+        elif scope is not None:
+            self._list = list(scope["headers"])
+        else:
+            self._list = []
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """The raw ``(name, value)`` byte pairs, in order."""
+        return self._list
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        """Every header name (lower case), repeats included, in order."""
+        return [key.decode("latin-1") for key, _ in self._list]
+
+    def values(self) -> list[str]:  # type: ignore[override]
+        """Every header value, in order."""
+        return [value.decode("latin-1") for _, value in self._list]
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        """Every ``(name, value)`` pair, repeats included, in order."""
+        return [(key.decode("latin-1"), value.decode("latin-1")) for key, value in self._list]
+
+    def getlist(self, key: str) -> list[str]:
+        """Every value of header ``key``, in order (``[]`` when absent)."""
+        name = key.lower().encode("latin-1")
+        return [value.decode("latin-1") for key_, value in self._list if key_ == name]
+
+    def __getitem__(self, key: str) -> str:
+        name = key.lower().encode("latin-1")
+        for key_, value in self._list:
+            if key_ == name:
+                return value.decode("latin-1")
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        name = key.lower().encode("latin-1")
+        for key_, value in self._list:
+            if key_ == name:
+                return value.decode("latin-1")
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        name = key.lower().encode("latin-1")
+        return any(key_ == name for key_, _ in self._list)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._list)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return sorted(self._list) == sorted(other._list)
+        if isinstance(other, Mapping):
+            return sorted(self.items()) == sorted((k.lower(), v) for k, v in other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.items()!r})"
+
+
+class MutableHeaders(Headers):
+    """Headers that can be changed in place; a response's ``.headers``.
+
+    Changes write through to the raw list the response sends. Names and values with CR,
+    LF or NUL raise `ValueError`.
+    """
+
+    __slots__ = ()
+
+    def __setitem__(self, key: str, value: str) -> None:
+        """Set ``key`` to ``value``, replacing every earlier value of ``key``."""
+        name, raw_value = encode_header(key, value)
+        found = False
+        kept: list[tuple[bytes, bytes]] = []
+        for pair in self._list:
+            if pair[0] == name:
+                if not found:
+                    kept.append((name, raw_value))
+                    found = True
+            else:
+                kept.append(pair)
+        if not found:
+            kept.append((name, raw_value))
+        self._list[:] = kept
+
+    def __delitem__(self, key: str) -> None:
+        name = key.lower().encode("latin-1")
+        self._list[:] = [pair for pair in self._list if pair[0] != name]
+
+    def append(self, key: str, value: str) -> None:
+        """Add a value for ``key`` after any existing ones (e.g. ``Set-Cookie``)."""
+        self._list.append(encode_header(key, value))
+
+    def setdefault(self, key: str, value: str) -> str:
+        """Set ``key`` to ``value`` unless present; return the value in force."""
+        current: str | None = self.get(key)
+        if current is not None:
+            return current
+        self.append(key, value)
+        return value
+
+    def update(self, other: Mapping[str, str]) -> None:
+        """Set every header of ``other``, replacing existing values."""
+        for key, value in other.items():
+            self[key] = value
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        """Remove ``key`` and return its first value (or ``default``)."""
+        value = self.get(key, default)
+        del self[key]
+        return value
+
+    def add_vary_header(self, value: str) -> None:
+        """Add ``value`` to the ``Vary`` header unless it is listed already."""
+        existing = [item.strip() for item in self.get("vary", "").split(",") if item.strip()]
+        if value.lower() not in (item.lower() for item in existing):
+            existing.append(value)
+        self["vary"] = ", ".join(existing)
+
+
+class QueryParams(Mapping[str, str]):
+    """An immutable multi-dict of query parameters.
+
+    ``params["q"]`` is the last value of ``q``; ``getlist("q")`` all of them, in order.
+    Build from a query string (``str`` or ``bytes``), a mapping or a list of pairs.
+    """
+
+    __slots__ = ("_dict", "_list")
+
+    def __init__(
+        self, params: str | bytes | Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+    ) -> None:
+        if params is None:
+            items: list[tuple[str, str]] = []
+        elif isinstance(params, bytes):
+            items = parse_qsl(params.decode("latin-1"), keep_blank_values=True)
+        elif isinstance(params, str):
+            items = parse_qsl(params, keep_blank_values=True)
+        elif isinstance(params, Mapping):
+            items = [(str(key), str(value)) for key, value in params.items()]
+        else:
+            items = [(str(key), str(value)) for key, value in params]
+        self._list = items
+        self._dict = dict(items)
+
+    def getlist(self, key: str) -> list[str]:
+        """Every value of ``key``, in order (``[]`` when absent)."""
+        return [value for key_, value in self._list if key_ == key]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(key, value)`` pair, repeats included, in order."""
+        return list(self._list)
+
+    def __getitem__(self, key: str) -> str:
+        return self._dict[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, QueryParams):
+            return sorted(self._list) == sorted(other._list)
+        if isinstance(other, Mapping):
+            return self._dict == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        return urlencode(self._list)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class URL:
+    """A parsed URL: ``scheme netloc hostname port path query fragment``; ``str()`` gives it back.
+
+    Build from a string, or from an ASGI scope with ``URL(scope=scope)`` (the ``Host``
+    header wins over ``scope["server"]``).
+    """
+
+    __slots__ = ("_parts", "_url")
+
+    def __init__(self, url: str = "", *, scope: Scope | None = None) -> None:
+        if scope is not None:
+            if url:
+                raise TypeError("pass either url or scope, not both")
+            url = _url_from_scope(scope)
+        self._url = url
+        self._parts: SplitResult | None = None
+
+    @property
+    def components(self) -> SplitResult:
+        """The `urllib.parse.SplitResult` of this URL."""
+        if self._parts is None:
+            self._parts = urlsplit(self._url)
+        return self._parts
+
+    @property
+    def scheme(self) -> str:
+        return self.components.scheme
+
+    @property
+    def netloc(self) -> str:
+        return self.components.netloc
+
+    @property
+    def path(self) -> str:
+        return self.components.path
+
+    @property
+    def query(self) -> str:
+        return self.components.query
+
+    @property
+    def fragment(self) -> str:
+        return self.components.fragment
+
+    @property
+    def username(self) -> str | None:
+        return self.components.username
+
+    @property
+    def password(self) -> str | None:
+        return self.components.password
+
+    @property
+    def hostname(self) -> str | None:
+        return self.components.hostname
+
+    @property
+    def port(self) -> int | None:
+        return self.components.port
+
+    @property
+    def is_secure(self) -> bool:
+        """True for ``https`` and ``wss``."""
+        return self.scheme in ("https", "wss")
+
+    def replace(self, **kwargs: Any) -> URL:
+        """A copy with some components replaced: ``scheme netloc path query fragment``,
+        or ``hostname``/``port`` (which rebuild ``netloc``)."""
+        if "hostname" in kwargs or "port" in kwargs:
+            hostname = kwargs.pop("hostname", None) or self.hostname or ""
+            port = kwargs.pop("port", self.port)
+            if ":" in hostname and not hostname.startswith("["):
+                hostname = f"[{hostname}]"
+            netloc = hostname if port is None else f"{hostname}:{port}"
+            userinfo = self.netloc.rpartition("@")[0]
+            kwargs["netloc"] = f"{userinfo}@{netloc}" if userinfo else netloc
+        return URL(self.components._replace(**kwargs).geturl())
+
+    def include_query_params(self, **params: Any) -> URL:
+        """A copy with ``params`` set in the query string (other parameters kept)."""
+        query = QueryParams(self.query)
+        merged = dict(query.multi_items())
+        merged.update({key: str(value) for key, value in params.items()})
+        return self.replace(query=urlencode(list(merged.items())))
+
+    def __str__(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (str, URL)):
+            return self._url == str(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+
+def _url_from_scope(scope: Scope) -> str:
+    scheme = scope.get("scheme", "http")
+    path = scope.get("path", "/")
+    query_string: bytes = scope.get("query_string", b"")
+    host = None
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            host = value.decode("latin-1")
+            break
+    if host is not None:
+        url = f"{scheme}://{host}{path}"
+    elif scope.get("server"):
+        server_host, port = scope["server"]
+        if port is None or _DEFAULT_PORTS.get(scheme) == port:
+            url = f"{scheme}://{server_host}{path}"
+        else:
+            url = f"{scheme}://{server_host}:{port}{path}"
+    else:
+        url = path
+    if query_string:
+        url += "?" + query_string.decode("latin-1")
+    return url
+
+
+class State:
+    """Attribute access to a dict: ``request.state.model`` reads ``state["model"]``.
+
+    A missing attribute raises `AttributeError` naming it.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_state", {} if state is None else state)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._state[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._state[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self._state[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._state!r})"
+
+
+class UploadFile:  # PLACEHOLDER: replaced by the request-bodies work (issue 4)
+    pass
+
+
+class FormData:  # PLACEHOLDER: replaced by the request-bodies work (issue 4)
+    async def close(self) -> None:
+        pass

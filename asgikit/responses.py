@@ -1,0 +1,255 @@
+"""Responses: ASGI callables that send a status, headers and a body.
+
+`Response` holds a complete body; subclasses fix the media type (`PlainTextResponse`,
+`HTMLResponse`) or render the content (`JSONResponse`). Streaming responses live in
+`asgikit.streaming`, file responses in `asgikit.files`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Literal
+from urllib.parse import quote
+
+from asgikit.background import BackgroundTask
+from asgikit.datastructures import MutableHeaders, encode_header
+from asgikit.types import Receive, Scope, Send
+
+__all__ = [
+    "HTMLResponse",
+    "JSONResponse",
+    "PlainTextResponse",
+    "RedirectResponse",
+    "Response",
+    "content_type_header",
+    "headers_to_raw",
+]
+
+_content_type_cache: dict[str, bytes] = {}
+
+
+def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:
+    """The ``Content-Type`` value for ``media_type``: text types get ``; charset=utf-8``."""
+    try:
+        return _content_type_cache[media_type]
+    except KeyError:
+        pass
+    value = media_type
+    if media_type.startswith("text/") and "charset=" not in media_type.lower():
+        value = f"{media_type}; charset={charset}"
+    encoded = encode_header("content-type", value)[1]
+    if len(_content_type_cache) < 256:
+        _content_type_cache[media_type] = encoded
+    return encoded
+
+
+def headers_to_raw(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+    """Checked raw header pairs from a mapping (`ValueError` on CR, LF or NUL)."""
+    if not headers:
+        return []
+    if isinstance(headers, MutableHeaders):
+        return list(headers.raw)
+    return [encode_header(key, value) for key, value in headers.items()]
+
+
+def _has_header(raw: list[tuple[bytes, bytes]], name: bytes) -> bool:
+    for key, _ in raw:
+        if key == name:
+            return True
+    return False
+
+
+class Response:
+    """A complete HTTP response.
+
+    ``content`` may be ``bytes``, ``str`` (encoded as UTF-8) or ``None`` (empty body).
+    ``Content-Length`` is set for you, and ``Content-Type`` from ``media_type`` (text
+    types get ``; charset=utf-8``). ``background`` runs after the body is sent.
+
+    >>> Response(b"\\x89PNG...", media_type="image/png")
+    """
+
+    media_type: str | None = None
+    charset = "utf-8"
+
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.background = background
+        self.body = self.render(content)
+        self.raw_headers = self._build_headers(headers)
+
+    def render(self, content: Any) -> bytes:
+        """Turn ``content`` into the body bytes (override in subclasses)."""
+        if content is None:
+            return b""
+        if isinstance(content, bytes):
+            return content
+        if isinstance(content, str):
+            return content.encode(self.charset)
+        if isinstance(content, (bytearray, memoryview)):
+            return bytes(content)
+        raise TypeError(
+            f"{type(self).__name__} content must be bytes, str or None, not "
+            f"{type(content).__name__}; use JSONResponse for data structures"
+        )
+
+    def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+        raw = headers_to_raw(headers)
+        status = self.status_code
+        if status >= 200 and status not in (204, 304) and not _has_header(raw, b"content-length"):
+            raw.append((b"content-length", str(len(self.body)).encode("latin-1")))
+        media_type = self.media_type
+        if media_type is not None and not _has_header(raw, b"content-type"):
+            raw.append((b"content-type", content_type_header(media_type, self.charset)))
+        return raw
+
+    @property
+    def headers(self) -> MutableHeaders:
+        """The response headers; changes write through to what is sent."""
+        return MutableHeaders(raw=self.raw_headers)
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        max_age: int | None = None,
+        expires: datetime | str | int | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Add a ``Set-Cookie`` header.
+
+        ``expires`` is a `datetime`, an HTTP date string, or seconds from now. Values
+        are quoted as needed; a key that is not a valid cookie name, or an attribute
+        containing ``;``, CR or LF raises `ValueError`. ``samesite="none"`` needs
+        ``secure=True`` in browsers.
+        """
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie[key] = value
+        except CookieError as exc:
+            raise ValueError(f"invalid cookie name {key!r}: {exc}") from None
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = str(int(max_age))
+        if expires is not None:
+            if isinstance(expires, datetime):
+                if expires.tzinfo is None:
+                    expires = expires.replace(tzinfo=timezone.utc)
+                morsel["expires"] = format_datetime(expires.astimezone(timezone.utc), usegmt=True)
+            else:
+                morsel["expires"] = expires
+        for attribute, text in (("path", path), ("domain", domain)):
+            if text is not None:
+                if ";" in text:
+                    raise ValueError(f"cookie {attribute} {text!r} must not contain ';'")
+                morsel[attribute] = text
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            if samesite.lower() not in ("strict", "lax", "none"):
+                raise ValueError("samesite must be 'strict', 'lax' or 'none'")
+            morsel["samesite"] = samesite.capitalize()
+        self.raw_headers.append(encode_header("set-cookie", morsel.OutputString()))
+
+    def delete_cookie(
+        self,
+        key: str,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Expire cookie ``key`` (same ``path`` and ``domain`` as when it was set)."""
+        self.set_cookie(
+            key,
+            max_age=0,
+            expires=0,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await send({"type": "http.response.body", "body": self.body})
+        if self.background is not None:
+            await self.background()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} status_code={self.status_code}>"
+
+
+class PlainTextResponse(Response):
+    """A ``text/plain; charset=utf-8`` response.
+
+    >>> PlainTextResponse("Hello, world!")
+    """
+
+    media_type = "text/plain"
+
+
+class HTMLResponse(Response):
+    """A ``text/html; charset=utf-8`` response.
+
+    >>> HTMLResponse("<h1>Model card</h1>")
+    """
+
+    media_type = "text/html"
+
+
+class JSONResponse(Response):
+    """``content`` serialised as compact UTF-8 JSON (``application/json``).
+
+    NaN and infinities raise `ValueError` (they are not JSON).
+
+    >>> JSONResponse({"label": "cat", "score": 0.97})
+    """
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+
+
+class RedirectResponse(Response):
+    """A redirect to ``url`` (``307 Temporary Redirect`` by default) with an empty body.
+
+    >>> RedirectResponse("/login", status_code=303)
+    """
+
+    def __init__(
+        self,
+        url: str | object,
+        status_code: int = 307,
+        headers: Mapping[str, str] | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        super().__init__(None, status_code=status_code, headers=headers, background=background)
+        location = quote(str(url), safe=":/%#?=@[]!$&'()*+,;~")
+        self.raw_headers.append(encode_header("location", location))

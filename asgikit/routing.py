@@ -1,0 +1,768 @@
+"""The router: the ASGI application that dispatches to endpoints, mounts and websockets.
+
+`Router` is itself an ASGI callable handling ``http``, ``websocket`` and ``lifespan``
+scopes. Routes are kept in a segment tree (see `asgikit._matcher`), built as routes are
+added; the middleware chain is built once, on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+from asgikit._chain import Middleware, build_chain
+from asgikit._concurrency import run_in_threadpool
+from asgikit._matcher import SegmentTree, compile_template, route_path
+from asgikit.background import is_async_callable
+from asgikit.datastructures import URL
+from asgikit.exceptions import ClientDisconnect, HTTPException, NoMatchFound
+from asgikit.requests import Request
+from asgikit.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from asgikit.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Mount", "Route", "Router", "WebSocketRoute"]
+
+logger = logging.getLogger("asgikit")
+
+Endpoint: TypeAlias = Callable[[Request], Any]
+WebSocketEndpoint: TypeAlias = Callable[[Any], Awaitable[None]]
+ExceptionHandler: TypeAlias = Callable[[Request, Any], Any]
+Lifespan: TypeAlias = Callable[
+    [Any], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]
+]
+F = TypeVar("F", bound=Callable[..., Any])
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+
+
+def _endpoint_name(endpoint: Callable[..., Any]) -> str:
+    return getattr(endpoint, "__name__", type(endpoint).__name__)
+
+
+class Route:
+    """An HTTP route: ``path`` template, ``endpoint(request)``, allowed ``methods``.
+
+    ``methods`` defaults to ``["GET"]``; ``GET`` also answers ``HEAD``. ``name`` (for
+    `url_path_for`) defaults to the endpoint's ``__name__``. ``middleware`` wraps this
+    route only. A plain ``def`` endpoint runs in the thread pool.
+
+    >>> Route("/users/{user_id:int}", get_user, name="user")
+    """
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        if not callable(endpoint):
+            raise TypeError(f"route {path!r}: endpoint must be callable, not {endpoint!r}")
+        self.path = path
+        self.endpoint = endpoint
+        self.name = _endpoint_name(endpoint) if name is None else name
+        self.template = compile_template(path)
+        allowed = [method.upper() for method in (methods or ["GET"])]
+        for method in allowed:
+            if method not in HTTP_METHODS:
+                raise ValueError(f"route {path!r}: unknown HTTP method {method!r}")
+        if "GET" in allowed and "HEAD" not in allowed:
+            allowed.append("HEAD")
+        self.methods = tuple(allowed)
+        self.middleware = tuple(middleware)
+        self.is_async = is_async_callable(endpoint)
+        self.app: ASGIApp | None = None  # set by the router when the route has middleware
+
+    async def call_endpoint(self, request: Request) -> Any:
+        """Run the endpoint (in the thread pool for a plain ``def``) and return its result."""
+        if self.is_async:
+            return await self.endpoint(request)
+        return await run_in_threadpool(self.endpoint, request)
+
+    def __repr__(self) -> str:
+        return f"Route(path={self.path!r}, name={self.name!r}, methods={list(self.methods)!r})"
+
+
+class WebSocketRoute:
+    """A WebSocket route: ``endpoint(websocket)`` is an ``async def``.
+
+    >>> WebSocketRoute("/ws/generate", generate_ws)
+    """
+
+    def __init__(self, path: str, endpoint: WebSocketEndpoint, *, name: str | None = None) -> None:
+        if not callable(endpoint):
+            raise TypeError(f"route {path!r}: endpoint must be callable, not {endpoint!r}")
+        self.path = path
+        self.endpoint = endpoint
+        self.name = _endpoint_name(endpoint) if name is None else name
+        self.template = compile_template(path)
+
+    def __repr__(self) -> str:
+        return f"WebSocketRoute(path={self.path!r}, name={self.name!r})"
+
+
+class Mount:
+    """Serve another ASGI app (often a `Router`) below ``path``.
+
+    The mounted app sees ``scope["root_path"]`` extended by the matched prefix and the
+    full ``scope["path"]`` (ASGI spec), so it routes on the remainder. ``name`` prefixes
+    the mounted router's route names in `url_path_for` (``"v2:user"``).
+
+    >>> Mount("/api/v2", api_v2_router, name="v2")
+    """
+
+    def __init__(
+        self,
+        path: str,
+        app: ASGIApp,
+        *,
+        name: str | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"mount {path!r}: app must be an ASGI callable, not {app!r}")
+        self.path = path.rstrip("/")
+        self.app = app
+        self.name = name
+        self.template = compile_template(path, prefix=True)
+        self.middleware = tuple(middleware)
+        self.handler: ASGIApp = build_chain(app, self.middleware) if self.middleware else app
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> str:
+        """The path of route ``name`` inside the mounted app, with this mount's prefix."""
+        own = {
+            key: path_params.pop(key)
+            for key in list(path_params)
+            if key in self.template.param_names
+        }
+        if set(own) != self.template.param_names:
+            raise NoMatchFound(name, path_params)
+        try:
+            prefix = self.template.format(own)
+        except ValueError:
+            raise NoMatchFound(name, path_params) from None
+        if self.name is not None and name == self.name and set(path_params) <= {"path"}:
+            return prefix + "/" + str(path_params.get("path", "")).lstrip("/")
+        if self.name is None:
+            remaining = name
+        elif name.startswith(self.name + ":"):
+            remaining = name[len(self.name) + 1 :]
+        else:
+            raise NoMatchFound(name, path_params)
+        url_path_for = getattr(self.app, "url_path_for", None)
+        if url_path_for is None:
+            raise NoMatchFound(name, path_params)
+        return prefix + str(url_path_for(remaining, **path_params))
+
+    def __repr__(self) -> str:
+        return f"Mount(path={self.path!r}, name={self.name!r}, app={self.app!r})"
+
+
+class _Leaf:
+    """Everything registered on one path: HTTP routes by method, a WebSocket route."""
+
+    __slots__ = ("http", "websocket")
+
+    def __init__(self) -> None:
+        self.http: dict[str, Route] = {}
+        self.websocket: WebSocketRoute | None = None
+
+
+class _StartTracker:
+    """Forwards messages and remembers whether ``http.response.start`` went out."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
+def _strip_body(send: Send) -> Send:
+    """A ``send`` for ``HEAD`` requests: headers go out unchanged, the body does not."""
+
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b""}
+        await send(message)
+
+    return send_head
+
+
+_PLAIN_CALL = Response.__call__
+
+
+def _lookup_key(handlers: Mapping[Any, ExceptionHandler], exc: BaseException) -> Any:
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return cls
+    return None
+
+
+class Router:
+    """The application: routes, mounts, middleware, lifespan and error handling.
+
+    An ordinary ASGI 3 callable (``uvicorn module:router`` serves it). Routes match by
+    path segment in a tree; no path matches -> 404, path but not method -> 405 with
+    ``Allow``; ``GET`` routes answer ``HEAD``. With ``redirect_slashes``, a path that only
+    matches with (or without) a trailing ``/`` gets a 307 to that form.
+
+    >>> router = Router()
+    >>> @router.get("/hello")
+    ... async def hello(request): return "Hello, world!"
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[Route | Mount | WebSocketRoute] | None = None,
+        *,
+        middleware: Sequence[Middleware] = (),
+        lifespan: Lifespan | None = None,
+        exception_handlers: Mapping[int | type[BaseException], ExceptionHandler] | None = None,
+        redirect_slashes: bool = True,
+        debug: bool = False,
+    ) -> None:
+        self.routes: list[Route | Mount | WebSocketRoute] = []
+        self.middleware = list(middleware)
+        self.lifespan = lifespan
+        self.redirect_slashes = redirect_slashes
+        self.debug = debug
+        self.lifespan_state: dict[str, Any] = {}
+        self._status_handlers: dict[int, ExceptionHandler] = {}
+        self._class_handlers: dict[type[BaseException], ExceptionHandler] = {}
+        for key, handler in (exception_handlers or {}).items():
+            self.add_exception_handler(key, handler)
+        self._tree: SegmentTree[_Leaf, Mount] = SegmentTree()
+        self._static = self._tree.static
+        self._names: dict[str, Route | WebSocketRoute] = {}
+        self._app: ASGIApp | None = None
+        for route in routes or ():
+            self._add(route)
+
+    # ------------------------------------------------------------------ registration
+
+    def _add(self, route: Route | Mount | WebSocketRoute) -> None:
+        if isinstance(route, Mount):
+            self._tree.insert_mount(route.template, route)
+        elif isinstance(route, Route):
+            leaf = self._tree.insert(route.template, _Leaf)
+            for method in route.methods:
+                leaf.http.setdefault(method, route)
+            if route.middleware:
+                route.app = build_chain(functools.partial(self._run_route, route), route.middleware)
+            self._names.setdefault(route.name, route)
+        elif isinstance(route, WebSocketRoute):
+            leaf = self._tree.insert(route.template, _Leaf)
+            if leaf.websocket is None:
+                leaf.websocket = route
+            self._names.setdefault(route.name, route)
+        else:
+            raise TypeError(f"expected Route, Mount or WebSocketRoute, not {route!r}")
+        self.routes.append(route)
+
+    def add_route(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        """Register ``endpoint`` for ``path`` and ``methods`` (default ``["GET"]``)."""
+        self._add(Route(path, endpoint, methods=methods, name=name, middleware=middleware))
+
+    def add_websocket_route(
+        self, path: str, endpoint: WebSocketEndpoint, name: str | None = None
+    ) -> None:
+        """Register a WebSocket ``endpoint(websocket)`` for ``path``."""
+        self._add(WebSocketRoute(path, endpoint, name=name))
+
+    def mount(
+        self,
+        path: str,
+        app: ASGIApp,
+        name: str | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        """Serve ``app`` (a `Router` or any ASGI app) below ``path``."""
+        self._add(Mount(path, app, name=name, middleware=middleware))
+
+    def route(
+        self,
+        path: str,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> Callable[[F], F]:
+        """Decorator form of `add_route`."""
+
+        def decorator(endpoint: F) -> F:
+            self.add_route(path, endpoint, methods=methods, name=name, middleware=middleware)
+            return endpoint
+
+        return decorator
+
+    def _method_decorator(
+        self, method: str, path: str, name: str | None, middleware: Sequence[Middleware]
+    ) -> Callable[[F], F]:
+        return self.route(path, methods=[method], name=name, middleware=middleware)
+
+    def get(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[F], F]:
+        """Register a ``GET`` (and ``HEAD``) endpoint."""
+        return self._method_decorator("GET", path, name, middleware)
+
+    def post(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[F], F]:
+        """Register a ``POST`` endpoint."""
+        return self._method_decorator("POST", path, name, middleware)
+
+    def put(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[F], F]:
+        """Register a ``PUT`` endpoint."""
+        return self._method_decorator("PUT", path, name, middleware)
+
+    def patch(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[F], F]:
+        """Register a ``PATCH`` endpoint."""
+        return self._method_decorator("PATCH", path, name, middleware)
+
+    def delete(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[F], F]:
+        """Register a ``DELETE`` endpoint."""
+        return self._method_decorator("DELETE", path, name, middleware)
+
+    def head(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[F], F]:
+        """Register a ``HEAD`` endpoint."""
+        return self._method_decorator("HEAD", path, name, middleware)
+
+    def options(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[F], F]:
+        """Register an ``OPTIONS`` endpoint."""
+        return self._method_decorator("OPTIONS", path, name, middleware)
+
+    def websocket(self, path: str, *, name: str | None = None) -> Callable[[F], F]:
+        """Decorator form of `add_websocket_route`."""
+
+        def decorator(endpoint: F) -> F:
+            self.add_websocket_route(path, endpoint, name=name)
+            return endpoint
+
+        return decorator
+
+    def add_exception_handler(
+        self, key: int | type[BaseException], handler: ExceptionHandler
+    ) -> None:
+        """Answer errors with ``handler(request, exc)``: ``key`` is a status code (for
+        `HTTPException`) or an exception class (the most specific class wins)."""
+        if isinstance(key, int):
+            self._status_handlers[key] = handler
+        elif isinstance(key, type) and issubclass(key, BaseException):
+            self._class_handlers[key] = handler
+        else:
+            raise TypeError(
+                f"exception handler key must be a status code or exception class, not {key!r}"
+            )
+
+    # ------------------------------------------------------------------ URL reversal
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> str:
+        """The path of the route called ``name`` with ``path_params`` filled in.
+
+        Names inside a named mount are ``"mount:route"``. Raises `NoMatchFound` for an
+        unknown name or parameters that do not fit the route's template.
+        """
+        route = self._names.get(name)
+        if route is not None:
+            try:
+                return route.template.format(path_params)
+            except ValueError:
+                pass
+        for mount in self.routes:
+            if isinstance(mount, Mount):
+                try:
+                    return mount.url_path_for(name, **path_params)
+                except NoMatchFound:
+                    continue
+        raise NoMatchFound(name, path_params)
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "router" not in scope:
+            scope["router"] = self
+            scope["app_root_path"] = scope.get("root_path", "")
+        app = self._app
+        if app is None:
+            app = self._build_app()
+        await app(scope, receive, send)
+
+    def _build_app(self) -> ASGIApp:
+        app: ASGIApp = self._dispatch
+        if self.middleware:
+            app = self._guard(build_chain(app, self.middleware))
+        self._app = app
+        return app
+
+    def _guard(self, app: ASGIApp) -> ASGIApp:
+        """Outermost layer when there is middleware: a 500 for errors raised by the
+        middleware itself before any response started."""
+
+        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            tracker = _StartTracker(send)
+            try:
+                await app(scope, receive, tracker)
+            except ClientDisconnect:
+                return
+            except Exception as exc:
+                if not tracker.started and not getattr(exc, "_asgikit_answered", False):
+                    self._log(exc)
+                    await self._server_error(scope, receive, tracker, exc)
+                raise
+
+        return guarded
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "http":
+            path: str = scope["path"]
+            root_path = scope.get("root_path")
+            if root_path:
+                path = route_path(path, root_path)
+            method: str = scope["method"]
+            if method == "HEAD":
+                send = _strip_body(send)
+            leaf = self._static.get(path)
+            if leaf is not None:
+                route = leaf.http.get(method)
+                if route is not None:
+                    if route.app is None:
+                        await self._run_route(route, scope, receive, send)
+                    else:
+                        await route.app(scope, receive, send)
+                    return
+            await self._dispatch_http(path, method, scope, receive, send)
+        elif scope_type == "websocket":
+            await self._dispatch_websocket(scope, receive, send)
+        elif scope_type == "lifespan":
+            await self._run_lifespan(scope, receive, send)
+        else:
+            raise ValueError(f"unsupported ASGI scope type {scope_type!r}")
+
+    async def _dispatch_http(
+        self, path: str, method: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        found = self._tree.find(path, lambda leaf: leaf.http.get(method))
+        if found is None:
+            await self._no_route(path, method, scope, receive, send)
+            return
+        target, params, consumed = found
+        if isinstance(target, Route):
+            if params:
+                outer = scope.get("path_params")
+                scope["path_params"] = {**outer, **params} if outer else params
+            if target.app is None:
+                await self._run_route(target, scope, receive, send)
+            else:
+                await target.app(scope, receive, send)
+            return
+        # a mount
+        assert isinstance(target, Mount)
+        await self._run_mount(target, params, path[:consumed], scope, receive, send)
+
+    async def _run_mount(
+        self,
+        mount: Mount,
+        params: dict[str, Any],
+        prefix: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        child = dict(scope)
+        child["root_path"] = scope.get("root_path", "") + prefix
+        if params:
+            child["path_params"] = {**scope.get("path_params", {}), **params}
+        if scope["type"] != "http":
+            await mount.handler(child, receive, send)
+            return
+        tracker = _StartTracker(send)
+        try:
+            await mount.handler(child, receive, tracker)
+        except ClientDisconnect:
+            return
+        except Exception as exc:
+            if not tracker.started and not getattr(exc, "_asgikit_answered", False):
+                self._log(exc)
+                await self._server_error(scope, receive, tracker, exc)
+            raise
+
+    async def _no_route(
+        self, path: str, method: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        allowed: set[str] = set()
+
+        def collect(leaf: _Leaf) -> None:
+            allowed.update(leaf.http)
+
+        self._tree.find(path, collect)
+        if allowed:
+            allow = ", ".join(sorted(allowed))
+            exc = HTTPException(405, headers={"Allow": allow})
+        else:
+            if self.redirect_slashes and path != "/" and path:
+                other = path[:-1] if path.endswith("/") else path + "/"
+                if self._tree.find(other, lambda leaf: leaf if leaf.http else None) is not None:
+                    full: str = scope["path"]
+                    url = URL(scope=scope).replace(path=full[: len(full) - len(path)] + other)
+                    await RedirectResponse(url, status_code=307)(scope, receive, send)
+                    return
+            exc = HTTPException(404)
+        response, _ = await self._error_response(Request(scope, receive), exc)
+        await response(scope, receive, send)
+
+    async def _run_route(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        unhandled: Exception | None = None
+        try:
+            try:
+                result = await route.call_endpoint(request)
+                response = result if isinstance(result, Response) else _to_response(result, route)
+            except ClientDisconnect:
+                return
+            except Exception as exc:
+                response, unhandled = await self._error_response(request, exc)
+            if type(response).__call__ is _PLAIN_CALL:
+                # A complete body: anything raised from here on (send failing, a
+                # background task) happens after the response started.
+                try:
+                    await response(scope, receive, send)
+                except Exception as exc:
+                    if not isinstance(exc, OSError):
+                        self._log(exc)
+                    _mark_answered(exc)
+                    raise
+            else:
+                tracker = _StartTracker(send)
+                try:
+                    await response(scope, receive, tracker)
+                except ClientDisconnect:
+                    return
+                except Exception as exc:
+                    self._log(exc)
+                    if not tracker.started:
+                        await self._server_error(scope, receive, tracker, exc)
+                    _mark_answered(exc)
+                    raise
+            if unhandled is not None:
+                _mark_answered(unhandled)
+                raise unhandled
+        finally:
+            if request._form is not None:
+                await request.close()
+
+    async def _error_response(
+        self, request: Request, exc: Exception
+    ) -> tuple[Any, Exception | None]:
+        """The response for ``exc`` raised by an endpoint, and the exception to re-raise
+        once it is sent (unhandled errors: the server must hear about them)."""
+        handler: ExceptionHandler | None
+        if isinstance(exc, HTTPException):
+            handler = self._status_handlers.get(exc.status_code)
+            if handler is None:
+                key = _lookup_key(self._class_handlers, exc)
+                if key is not None and key is not Exception:
+                    handler = self._class_handlers[key]
+            if handler is None:
+                return _default_error_response(exc), None
+            return await self._handled(handler, request, exc, None)
+        key = _lookup_key(self._class_handlers, exc)
+        if key is not None and key is not Exception:
+            return await self._handled(self._class_handlers[key], request, exc, None)
+        # Unhandled: log, answer 500 (a 500 or Exception handler may shape it), re-raise.
+        self._log(exc)
+        handler = self._status_handlers.get(500) or self._class_handlers.get(Exception)
+        if handler is not None:
+            return await self._handled(handler, request, exc, exc)
+        return self._server_error_response(exc), exc
+
+    async def _handled(
+        self, handler: ExceptionHandler, request: Request, exc: Exception, reraise: Exception | None
+    ) -> tuple[Any, Exception | None]:
+        try:
+            return await self._call_handler(handler, request, exc), reraise
+        except Exception as handler_exc:
+            self._log(handler_exc)
+            return self._server_error_response(handler_exc), handler_exc
+
+    def _server_error_response(self, exc: BaseException) -> Response:
+        if self.debug:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            return PlainTextResponse(text, status_code=500)
+        return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+
+    async def _call_handler(
+        self, handler: ExceptionHandler, request: Request, exc: Exception
+    ) -> Any:
+        if is_async_callable(handler):
+            result = await handler(request, exc)
+        else:
+            result = await run_in_threadpool(handler, request, exc)
+        return result if isinstance(result, Response) else _to_response(result, None)
+
+    async def _server_error(
+        self, scope: Scope, receive: Receive, send: Send, exc: BaseException
+    ) -> None:
+        with contextlib.suppress(OSError):
+            await self._server_error_response(exc)(scope, receive, send)
+
+    def _log(self, exc: BaseException) -> None:
+        if getattr(exc, "_asgikit_logged", False):
+            return
+        logger.error("Exception in ASGI application", exc_info=exc)
+        with contextlib.suppress(AttributeError, TypeError):
+            exc._asgikit_logged = True  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ websocket
+
+    async def _dispatch_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        root_path = scope.get("root_path")
+        if root_path:
+            path = route_path(path, root_path)
+        found = self._tree.find(path, lambda leaf: leaf.websocket)
+        if found is None:
+            await send({"type": "websocket.close", "code": 1000, "reason": ""})
+            return
+        target, params, consumed = found
+        if isinstance(target, Mount):
+            await self._run_mount(target, params, path[:consumed], scope, receive, send)
+            return
+        assert isinstance(target, WebSocketRoute)
+        if params:
+            outer = scope.get("path_params")
+            scope["path_params"] = {**outer, **params} if outer else params
+        elif "path_params" not in scope:
+            scope["path_params"] = {}
+        from asgikit.websockets import WebSocket, close_after_error
+
+        websocket = WebSocket(scope, receive, send)
+        try:
+            await target.endpoint(websocket)
+        except Exception as exc:
+            from asgikit.websockets import WebSocketDisconnect
+
+            if isinstance(exc, WebSocketDisconnect):
+                return
+            self._log(exc)
+            await close_after_error(websocket)
+            raise
+
+    # ------------------------------------------------------------------ lifespan
+
+    def _lifespans(self) -> list[tuple[Lifespan, Router]]:
+        """This router's lifespan, then each mounted router's, depth first."""
+        found: list[tuple[Lifespan, Router]] = []
+        if self.lifespan is not None:
+            found.append((self.lifespan, self))
+        for route in self.routes:
+            if isinstance(route, Mount) and isinstance(route.app, Router):
+                found.extend(route.app._lifespans())
+        return found
+
+    @contextlib.asynccontextmanager
+    async def _enter_lifespans(self) -> AsyncIterator[dict[str, Any]]:
+        state: dict[str, Any] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            for lifespan, router in self._lifespans():
+                context = lifespan(router)
+                if not hasattr(context, "__aenter__"):
+                    raise TypeError(
+                        "lifespan must be an async context manager factory, e.g. a function "
+                        "decorated with @contextlib.asynccontextmanager"
+                    )
+                value = await stack.enter_async_context(context)
+                if value is not None:
+                    if not isinstance(value, Mapping):
+                        raise TypeError(f"lifespan must yield a mapping or None, not {value!r}")
+                    state.update(value)
+                    router.lifespan_state.update(value)
+            yield state
+
+    async def _run_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+        await receive()  # lifespan.startup
+        try:
+            async with self._enter_lifespans() as state:
+                self.lifespan_state.update(state)
+                if state and isinstance(scope.get("state"), dict):
+                    scope["state"].update(state)
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except BaseException as exc:
+            text = str(exc) or type(exc).__name__
+            if started:
+                await send({"type": "lifespan.shutdown.failed", "message": text})
+            else:
+                await send({"type": "lifespan.startup.failed", "message": text})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def _mark_answered(exc: BaseException) -> None:
+    with contextlib.suppress(AttributeError, TypeError):
+        exc._asgikit_answered = True  # type: ignore[attr-defined]
+
+
+def _default_error_response(exc: HTTPException) -> Response:
+    if exc.status_code in (204, 304) or exc.status_code < 200:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _to_response(result: Any, route: Route | None) -> Any:
+    """Turn an endpoint's return value into something to call as an ASGI app."""
+    if isinstance(result, (dict, list)):
+        return JSONResponse(result)
+    if isinstance(result, str):
+        return PlainTextResponse(result)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(bytes(result))
+    if result is None:
+        return Response(status_code=204)
+    if callable(result) and not inspect.isclass(result):
+        return result
+    where = f"endpoint {route.name!r}" if route is not None else "exception handler"
+    raise TypeError(
+        f"{where} returned {type(result).__name__}; return a Response (or any ASGI app), "
+        "a dict or list (JSON), str, bytes or None"
+    )
+
+
+ExceptionHandlers: TypeAlias = Mapping[int | type[BaseException], ExceptionHandler]
