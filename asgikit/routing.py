@@ -573,6 +573,8 @@ class Router:
                     await response(scope, receive, tracker)
                 except ClientDisconnect:
                     return
+                except OSError:
+                    raise  # the server's send failed: the client has gone
                 except Exception as exc:
                     self._log(exc)
                     if not tracker.started:
