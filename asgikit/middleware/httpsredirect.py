@@ -1,5 +1,88 @@
-"""PLACEHOLDER: replaced by its issue."""
+"""HTTPSRedirectMiddleware: send plain-text traffic to the encrypted scheme."""
+
+from __future__ import annotations
+
+from asgikit.middleware._answers import host_header, request_target, send_redirect
+from asgikit.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["HTTPSRedirectMiddleware", "https_url"]
+
+_SECURE_SCHEMES = {"http": "https", "ws": "wss"}
+
+
+def https_url(scope: Scope) -> str:
+    """The URL of ``scope`` with ``http`` turned into ``https`` and ``ws`` into ``wss``.
+
+    Path and query are kept as received (percent-encoded); the default ports 80 and 443
+    are dropped, any other port is kept. The host comes from the ``Host`` header, else
+    from ``scope["server"]``.
+
+    >>> https_url({"type": "http", "scheme": "http", "path": "/a", "query_string": b"q=1",
+    ...            "headers": [(b"host", b"example.com:80")]})
+    'https://example.com/a?q=1'
+    """
+    scheme = _scheme(scope)
+    secure_scheme = _SECURE_SCHEMES.get(scheme, scheme)
+    header = host_header(scope)
+    if header is not None:
+        host, port = _split_host(header.strip())
+    elif scope.get("server"):
+        server_host, server_port = scope["server"]
+        host = f"[{server_host}]" if ":" in server_host else server_host
+        port = None if server_port is None else str(server_port)
+    else:
+        raise ValueError("cannot build an https URL: the request has no Host and no server")
+    netloc = host if port in (None, "", "80", "443") else f"{host}:{port}"
+    return f"{secure_scheme}://{netloc}{request_target(scope)}"
+
+
+def _scheme(scope: Scope) -> str:
+    """The scope's scheme; ASGI makes it optional, defaulting to ``http`` / ``ws``."""
+    scheme: str | None = scope.get("scheme")
+    if scheme:
+        return scheme
+    return "ws" if scope["type"] == "websocket" else "http"
+
+
+def _split_host(host: str) -> tuple[str, str | None]:
+    """``("example.com", "8080")`` from ``"example.com:8080"``; IPv6 brackets are kept."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end > 0:
+            rest = host[end + 1 :]
+            return host[: end + 1], rest[1:] if rest.startswith(":") else None
+        return host, None
+    name, colon, port = host.rpartition(":")
+    if colon and ":" not in name:
+        return name, port
+    return host, None
 
 
 class HTTPSRedirectMiddleware:
-    pass
+    """Redirect ``http`` requests to ``https`` and ``ws`` handshakes to ``wss``.
+
+    The redirect keeps path and query and drops the default ports (80, 443). It is a
+    ``307 Temporary Redirect`` (the method and body are kept); ``permanent=True`` sends
+    ``308 Permanent Redirect`` instead, which browsers cache: use it only once the site
+    is meant to stay HTTPS-only. A ``ws`` handshake is redirected through the
+    ``websocket.http.response`` extension when the server offers it, and otherwise
+    refused (closed before acceptance). Requests already on ``https``/``wss`` and the
+    ``lifespan`` scope pass through.
+
+    Behind a TLS-terminating proxy, let the server apply ``X-Forwarded-Proto`` first
+    (``uvicorn --proxy-headers``), or every request looks like ``http``.
+
+    >>> Router(routes, middleware=[Middleware(HTTPSRedirectMiddleware)])
+    """
+
+    __slots__ = ("app", "status_code")
+
+    def __init__(self, app: ASGIApp, permanent: bool = False) -> None:
+        self.app = app
+        self.status_code = 308 if permanent else 307
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and _scheme(scope) in _SECURE_SCHEMES:
+            await send_redirect(scope, send, https_url(scope), self.status_code)
+            return
+        await self.app(scope, receive, send)
