@@ -1,7 +1,474 @@
-"""PLACEHOLDER: FileResponse arrives with issue 6."""
+"""`FileResponse`: send a file with validators, conditional requests and byte ranges.
 
-from asgikit.responses import Response
+The file is opened, checked and (when small) read in a single thread-pool hand-off, so
+a small file costs one trip to the pool; a large one streams in ``chunk_size`` reads,
+each in the pool, so the event loop never blocks on disk. What to answer (``200``,
+``206``, ``304``, ``416``) is decided by the pure functions of `asgikit._ranges`.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import anyio
+
+from asgikit._concurrency import run_in_threadpool
+from asgikit._ranges import (
+    RangeNotSatisfiable,
+    content_disposition,
+    content_range,
+    format_http_date,
+    if_range_allows,
+    is_not_modified,
+    make_etag,
+    multipart_byteranges_layout,
+    parse_range_header,
+)
+from asgikit.background import BackgroundTask
+from asgikit.datastructures import encode_header
+from asgikit.responses import JSONResponse, Response, content_type_header, headers_to_raw
+from asgikit.types import Receive, Scope, Send
+
+__all__ = ["FileResponse", "guess_media_type"]
+
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the open; it is refused below
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+_COMPRESSED_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "br": "application/x-brotli",
+    "compress": "application/x-compress",
+}
+# Headers a 304 keeps from the 200 it stands for (RFC 9110, section 15.4.5).
+_KEPT_BY_304 = {b"cache-control", b"content-location", b"date", b"expires", b"vary", b"set-cookie"}
+
+
+def guess_media_type(filename: str) -> str:
+    """The media type for ``filename`` from its extension (``application/octet-stream``
+    when unknown; ``.gz`` and friends are served as the compressed type)."""
+    base = filename.replace("\\", "/").rpartition("/")[2]
+    dot = base.find(".")
+    return _media_type_for_suffixes(base[dot:].lower() if dot >= 0 else "")
+
+
+@lru_cache(maxsize=512)
+def _media_type_for_suffixes(suffixes: str) -> str:
+    media_type, encoding = mimetypes.guess_type("file" + suffixes, strict=False)
+    if encoding is not None:
+        return _COMPRESSED_TYPES.get(encoding, "application/octet-stream")
+    return media_type or "application/octet-stream"
+
+
+class _FileUnavailable(Exception):
+    """The path names no readable regular file: answer with ``status`` (404 or 403)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class _Conditions:
+    """The request headers a file response looks at, gathered in one pass."""
+
+    method: str
+    range: str | None = None
+    if_range: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: str | None = None
+
+
+def _request_conditions(scope: Scope) -> _Conditions:
+    conditions = _Conditions(scope.get("method", "GET"))
+    for name, value in scope["headers"]:
+        if name == b"range":
+            conditions.range = value.decode("latin-1")
+        elif name == b"if-none-match":
+            # Several If-None-Match lines form one list.
+            text = value.decode("latin-1")
+            previous = conditions.if_none_match
+            conditions.if_none_match = text if previous is None else f"{previous}, {text}"
+        elif name == b"if-modified-since":
+            conditions.if_modified_since = value.decode("latin-1")
+        elif name == b"if-range":
+            conditions.if_range = value.decode("latin-1")
+    return conditions
+
+
+@dataclass
+class _Plan:
+    """What to send for one request, decided from the file's metadata and the headers."""
+
+    status: int
+    size: int
+    etag: str
+    last_modified: str
+    ranges: list[tuple[int, int]]
+    fd: int | None = None  # still open: the body streams from it, the sender closes it
+    body: bytes | None = None  # the whole body, already read (small responses)
+    detail: str = ""
+
+
+def open_regular_file(path: str, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
+    """Open ``path`` read-only and ``fstat`` it; raise `_FileUnavailable` unless it is a
+    readable regular file. Blocking: call it in a worker thread."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS if follow_symlinks else _OPEN_FLAGS | _NO_FOLLOW)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise _FileUnavailable(404, "File not found") from None
+    except PermissionError:
+        raise _FileUnavailable(403, "Permission denied") from None
+    except OSError as exc:
+        if exc.errno in (getattr(os, "ELOOP", -1), getattr(os, "ENAMETOOLONG", -1)):
+            raise _FileUnavailable(404, "File not found") from None
+        raise
+    try:
+        file_stat = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(file_stat.st_mode):
+        os.close(fd)
+        raise _FileUnavailable(404, "File not found")
+    return fd, file_stat
+
+
+def _read_exactly(fd: int, start: int, stop: int) -> bytes:
+    length = stop - start
+    data = _read_at(fd, length, start)
+    if len(data) == length:
+        return data
+    pieces = [data]
+    offset = start + len(data)
+    while offset < stop:
+        if not data:
+            raise RuntimeError("the file got shorter while it was being sent")
+        data = _read_at(fd, stop - offset, offset)
+        pieces.append(data)
+        offset += len(data)
+    return b"".join(pieces)
+
+
+if hasattr(os, "pread"):
+    _read_at = os.pread
+else:  # pragma: no cover - Windows
+
+    def _read_at(fd: int, length: int, offset: int) -> bytes:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, length)
+
+
+def plan_file_response(
+    fd: int,
+    file_stat: os.stat_result,
+    conditions: _Conditions | None,
+    *,
+    read_limit: int,
+    send_body: bool = True,
+    pathsend: bool = False,
+) -> _Plan:
+    """Decide the status and ranges, and read the body now if it fits ``read_limit``.
+
+    ``conditions`` is ``None`` when the response must not be conditional (another
+    status than 200, or another method than GET/HEAD). No body is read for ``HEAD``
+    (``send_body=False``), nor for a whole-file 200 the server sends itself
+    (``pathsend=True``). Closes ``fd`` unless the plan keeps it for streaming.
+    Blocking: runs in a worker thread.
+    """
+    size = file_stat.st_size
+    etag = make_etag(size, file_stat.st_mtime_ns)
+    last_modified = format_http_date(file_stat.st_mtime)
+    plan = _Plan(200, size, etag, last_modified, [(0, size)])
+    try:
+        if conditions is not None:
+            if is_not_modified(
+                etag,
+                int(file_stat.st_mtime),
+                conditions.if_none_match,
+                conditions.if_modified_since,
+            ):
+                plan.status = 304
+            elif (
+                conditions.range is not None
+                and conditions.method == "GET"  # RFC 9110: Range is defined for GET only
+                and if_range_allows(conditions.if_range, etag, last_modified)
+            ):
+                try:
+                    ranges = parse_range_header(conditions.range, size)
+                except RangeNotSatisfiable as exc:
+                    plan.status, plan.detail = 416, f"Range Not Satisfiable: {exc}"
+                else:
+                    if ranges is not None:
+                        plan.status, plan.ranges = 206, ranges
+        needs_body = send_body and not (pathsend and plan.status == 200)
+        if needs_body and plan.status in (200, 206):
+            wanted = 0
+            for start, stop in plan.ranges:
+                wanted += stop - start
+            if wanted <= read_limit:
+                plan.body = b"".join(
+                    [_read_exactly(fd, start, stop) for start, stop in plan.ranges]
+                )
+            else:
+                plan.fd = fd
+    finally:
+        if plan.fd is None:
+            os.close(fd)
+    return plan
+
+
+def _prepare(
+    path: str, conditions: _Conditions | None, read_limit: int, send_body: bool, pathsend: bool
+) -> _Plan:
+    fd, file_stat = open_regular_file(path)
+    return plan_file_response(
+        fd, file_stat, conditions, read_limit=read_limit, send_body=send_body, pathsend=pathsend
+    )
+
+
+def _offers_pathsend(scope: Scope) -> bool:
+    extensions = scope.get("extensions")
+    return extensions is not None and "http.response.pathsend" in extensions
+
+
+def _spec_version(scope: Scope) -> tuple[int, ...]:
+    version = scope.get("asgi", {}).get("spec_version", "2.0")
+    try:
+        return tuple(int(part) for part in str(version).split("."))
+    except ValueError:
+        return (2, 0)
+
+
+async def _cancel_on_disconnect(receive: Receive, cancel_scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            cancel_scope.cancel()
+            return
 
 
 class FileResponse(Response):
-    pass
+    """Send the file at ``path``, in chunks, without blocking the event loop.
+
+    Sets ``Content-Length``, ``Last-Modified``, a strong ``ETag`` and
+    ``Accept-Ranges: bytes``. For ``GET``/``HEAD`` with status 200 it answers ``304``
+    to a matching ``If-None-Match`` or ``If-Modified-Since``, and ``GET`` ranges
+    (``bytes=0-99``, ``bytes=100-``, ``bytes=-100``, several at once as
+    ``multipart/byteranges``) with ``206``, honouring ``If-Range``. Unsatisfiable
+    ranges, or more than 16 of them, get ``416`` with ``Content-Range: bytes */size``;
+    overlapping ranges are merged. ``HEAD`` never reads the file.
+
+    ``filename`` adds ``Content-Disposition`` (``attachment`` unless
+    ``content_disposition_type="inline"``) with an ASCII fallback and an RFC 5987
+    ``filename*``. ``media_type`` defaults to a guess from ``filename`` or ``path``.
+    A missing file answers ``404`` (an unreadable one ``403``) before anything else is
+    sent. When the server offers the ``http.response.pathsend`` extension, whole-file
+    ``200`` responses let the server send the file itself.
+
+    >>> FileResponse("cards/model-card.md", media_type="text/markdown")
+    """
+
+    chunk_size = 256 * 1024
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        filename: str | None = None,
+        *,
+        background: BackgroundTask | None = None,
+        content_disposition_type: str = "attachment",
+    ) -> None:
+        self.path = os.fspath(path)
+        self.status_code = status_code
+        self.filename = filename
+        self.background = background
+        self.body = b""
+        if media_type is None:
+            media_type = guess_media_type(filename or self.path)
+        self.media_type = media_type
+        raw = headers_to_raw(headers)
+        self._given = {name for name, _ in raw}
+        if b"content-type" not in self._given:
+            raw.append((b"content-type", content_type_header(media_type, self.charset)))
+        if filename is not None and b"content-disposition" not in self._given:
+            raw.append(
+                encode_header(
+                    "content-disposition",
+                    content_disposition(content_disposition_type, filename),
+                )
+            )
+        self.raw_headers = raw
+
+    def _conditions(self, scope: Scope) -> _Conditions | None:
+        if self.status_code != 200 or scope.get("method", "GET") not in ("GET", "HEAD"):
+            return None
+        return _request_conditions(scope)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            plan = await run_in_threadpool(
+                _prepare,
+                self.path,
+                self._conditions(scope),
+                self.chunk_size,
+                scope.get("method") != "HEAD",
+                _offers_pathsend(scope),
+            )
+        except _FileUnavailable as exc:
+            await JSONResponse({"detail": exc.detail}, status_code=exc.status)(scope, receive, send)
+        else:
+            await self.send_planned(plan, self.path, scope, receive, send)
+        if self.background is not None:
+            await self.background()
+
+    async def send_planned(
+        self, plan: _Plan, path: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Send what ``plan`` decided (used by `StaticFiles`, which plans in its own
+        thread hand-off). Closes the plan's file descriptor."""
+        try:
+            status = plan.status
+            if status == 304:
+                await self._send_not_modified(plan, send)
+            elif status == 416:
+                response = JSONResponse(
+                    {"detail": plan.detail},
+                    status_code=416,
+                    headers={"content-range": f"bytes */{plan.size}"},
+                )
+                await response(scope, receive, send)
+            elif status == 206 and len(plan.ranges) > 1:
+                await self._send_multipart(plan, scope, receive, send)
+            else:
+                await self._send_single(plan, path, scope, receive, send)
+        finally:
+            if plan.fd is not None:
+                os.close(plan.fd)
+                plan.fd = None
+
+    def _validator_headers(self, plan: _Plan) -> list[tuple[bytes, bytes]]:
+        raw = list(self.raw_headers)
+        given = self._given
+        if b"last-modified" not in given:
+            raw.append((b"last-modified", plan.last_modified.encode("latin-1")))
+        if b"etag" not in given:
+            raw.append((b"etag", plan.etag.encode("latin-1")))
+        return raw
+
+    async def _send_not_modified(self, plan: _Plan, send: Send) -> None:
+        raw = [(name, value) for name, value in self.raw_headers if name in _KEPT_BY_304]
+        raw.append((b"last-modified", plan.last_modified.encode("latin-1")))
+        raw.append((b"etag", plan.etag.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 304, "headers": raw})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _send_single(
+        self, plan: _Plan, path: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        raw = self._validator_headers(plan)
+        start, stop = plan.ranges[0]
+        if plan.status == 206:
+            raw.append((b"content-range", content_range(start, stop, plan.size).encode("latin-1")))
+            status = 206
+        else:
+            status = self.status_code
+        raw.append((b"content-length", str(stop - start).encode("latin-1")))
+        if b"accept-ranges" not in self._given:
+            raw.append((b"accept-ranges", b"bytes"))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        if plan.body is not None:
+            await send({"type": "http.response.body", "body": plan.body})
+        elif scope.get("method") == "HEAD" or stop == start:
+            await send({"type": "http.response.body", "body": b""})
+        elif status != 206 and _offers_pathsend(scope):
+            await send({"type": "http.response.pathsend", "path": os.path.abspath(path)})
+        else:
+            await self._stream(plan, [(b"", (start, stop))], scope, receive, send)
+
+    async def _send_multipart(
+        self, plan: _Plan, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        boundary = secrets.token_hex(16)
+        part_type = content_type_header(self.media_type or "application/octet-stream")
+        heads, tail, length = multipart_byteranges_layout(
+            plan.ranges, plan.size, part_type.decode("latin-1"), boundary
+        )
+        raw = [
+            (name, value)
+            for name, value in self._validator_headers(plan)
+            if name != b"content-type"
+        ]
+        raw.append((b"content-type", f"multipart/byteranges; boundary={boundary}".encode()))
+        raw.append((b"content-length", str(length).encode("latin-1")))
+        await send({"type": "http.response.start", "status": 206, "headers": raw})
+        if plan.body is not None:
+            # Already read: the ranges' bytes, back to back.
+            pieces: list[bytes] = []
+            offset = 0
+            for head, (start, stop) in zip(heads, plan.ranges, strict=True):
+                pieces.append(head)
+                pieces.append(plan.body[offset : offset + stop - start])
+                offset += stop - start
+            pieces.append(tail)
+            await send({"type": "http.response.body", "body": b"".join(pieces)})
+        else:
+            await self._stream(
+                plan, list(zip(heads, plan.ranges, strict=True)), scope, receive, send, tail
+            )
+
+    async def _stream(
+        self,
+        plan: _Plan,
+        parts: list[tuple[bytes, tuple[int, int]]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        tail: bytes = b"",
+    ) -> None:
+        if _spec_version(scope) >= (2, 4):
+            # The server's send raises OSError once the client is gone.
+            await self._send_chunks(plan, parts, send, tail)
+            return
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(_cancel_on_disconnect, receive, task_group.cancel_scope)
+            await self._send_chunks(plan, parts, send, tail)
+            task_group.cancel_scope.cancel()
+
+    async def _send_chunks(
+        self,
+        plan: _Plan,
+        parts: list[tuple[bytes, tuple[int, int]]],
+        send: Send,
+        tail: bytes,
+    ) -> None:
+        """Send each part's header bytes (if any), then its range of the file in chunks."""
+        fd = plan.fd
+        assert fd is not None
+        chunk_size = self.chunk_size
+        for head, (start, stop) in parts:
+            if head:
+                await send({"type": "http.response.body", "body": head, "more_body": True})
+            offset = start
+            while offset < stop:
+                end = min(offset + chunk_size, stop)
+                chunk = await run_in_threadpool(_read_exactly, fd, offset, end)
+                offset = end
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
