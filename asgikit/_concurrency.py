@@ -7,6 +7,7 @@ loop, sized by `set_threadpool_size` (default 40 threads).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -16,6 +17,11 @@ import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 from typing_extensions import ParamSpec
+
+try:  # trio depends on sniffio, so it is there whenever trio can run
+    import sniffio
+except ImportError:  # pragma: no cover - asyncio-only installs
+    sniffio = None  # type: ignore[assignment]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,6 +45,16 @@ def set_threadpool_size(max_threads: int) -> None:
     # No event loop running, or none has used the pool yet: nothing to update.
     with contextlib.suppress(LookupError, RuntimeError):
         _limiter.get().total_tokens = max_threads
+
+
+def running_on_asyncio() -> bool:
+    """True when the current task runs on asyncio (the way anyio itself decides)."""
+    if sniffio is not None:
+        try:
+            return sniffio.current_async_library() == "asyncio"
+        except sniffio.AsyncLibraryNotFoundError:
+            return False
+    return asyncio._get_running_loop() is not None
 
 
 def threadpool_limiter() -> anyio.CapacityLimiter:
