@@ -6,13 +6,25 @@ a value is first asked for.
 
 from __future__ import annotations
 
+import io
+import os
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import IO, Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
+from asgikit._concurrency import run_in_threadpool
 from asgikit.types import Scope
 
-__all__ = ["URL", "Headers", "MutableHeaders", "QueryParams", "State"]
+__all__ = [
+    "URL",
+    "FormData",
+    "Headers",
+    "MutableHeaders",
+    "QueryParams",
+    "State",
+    "UploadFile",
+]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
@@ -407,10 +419,161 @@ class State:
         return f"{type(self).__name__}({self._state!r})"
 
 
-class UploadFile:  # PLACEHOLDER: replaced by the request-bodies work (issue 4)
-    pass
+SPOOL_MAX_SIZE = 1024 * 1024
+"""Bytes an `UploadFile` keeps in memory before its spooled file moves to disk."""
 
 
-class FormData:  # PLACEHOLDER: replaced by the request-bodies work (issue 4)
+class UploadFile:
+    """An uploaded file: its metadata and a spooled temporary file holding its content.
+
+    ``filename`` is the client's file name (RFC 7578 / RFC 5987 ``filename*`` decoded;
+    ``None`` if the part had none), ``content_type`` the part's ``Content-Type`` header
+    (``None`` if absent), ``headers`` all the part's headers, ``size`` the number of bytes.
+    ``file`` is a `tempfile.SpooledTemporaryFile`: in memory up to 1 MiB, then an
+    anonymous file on disk that the operating system deletes when it is closed. Use it
+    directly from sync code (``PIL.Image.open(upload.file)``); the async methods run disk
+    I/O in the thread pool and stay on the event loop while the data is in memory.
+
+    Files parsed by `Request.form` are rewound and are closed for you when the request
+    ends. An `UploadFile` built by hand with ``file=None`` starts empty and spooled.
+    """
+
+    __slots__ = ("content_type", "file", "filename", "headers", "size")
+
+    def __init__(
+        self,
+        file: IO[bytes] | None = None,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        headers: Headers | None = None,
+        size: int | None = None,
+    ) -> None:
+        if file is None:
+            # Owned by this UploadFile and closed by close(): no context manager fits.
+            file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_SIZE)  # noqa: SIM115
+            if size is None:
+                size = 0
+        self.file: IO[bytes] = file
+        self.filename = filename
+        self.headers = headers if headers is not None else Headers()
+        if content_type is None:
+            content_type = self.headers.get("content-type")
+        self.content_type: str | None = content_type
+        self.size: int | None = size
+
+    @property
+    def in_memory(self) -> bool:
+        """True while the content is held in memory (no disk I/O to read or write it)."""
+        file = self.file
+        if isinstance(file, tempfile.SpooledTemporaryFile):
+            return not getattr(file, "_rolled", True)
+        return isinstance(file, io.BytesIO)
+
+    async def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes (all the rest with ``-1``) from the current position."""
+        if self.in_memory:
+            return self.file.read(size)
+        return await run_in_threadpool(self.file.read, size)
+
+    async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move to ``offset`` (relative to ``whence``, as `io.IOBase.seek`); returns the new
+        position. `read` after `seek(0)` starts over."""
+        if self.in_memory:
+            return self.file.seek(offset, whence)
+        return await run_in_threadpool(self.file.seek, offset, whence)
+
+    async def write(self, data: bytes) -> int:
+        """Write ``data`` at the current position and update ``size``; returns its length.
+
+        Stays on the event loop while the file stays within its 1 MiB in-memory budget;
+        a write that moves it to disk, or goes to disk, runs in the thread pool.
+        """
+        file = self.file
+        if self.in_memory and (
+            not isinstance(file, tempfile.SpooledTemporaryFile)
+            or file.tell() + len(data) <= SPOOL_MAX_SIZE
+        ):
+            end = _write_and_tell(file, data)
+        else:
+            end = await run_in_threadpool(_write_and_tell, file, data)
+        if self.size is None or end > self.size:
+            self.size = end
+        return len(data)
+
     async def close(self) -> None:
-        pass
+        """Close the file; a temporary file on disk is deleted. Closing twice is harmless.
+
+        Runs on the event loop: closing a descriptor does not wait for the disk, and a
+        thread hand-off per file would cost more than the close itself.
+        """
+        self.file.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(filename={self.filename!r}, size={self.size!r}, "
+            f"content_type={self.content_type!r})"
+        )
+
+
+def _write_and_tell(file: IO[bytes], data: bytes) -> int:
+    file.write(data)
+    return file.tell()
+
+
+class FormData(Mapping[str, "str | UploadFile"]):
+    """An immutable multi-dict of form fields: ``str`` values and `UploadFile` files.
+
+    ``form["name"]`` and ``form.get("name")`` give the last value of a repeated name;
+    ``getlist("name")`` all of them in order; ``multi_items()`` every pair. ``len``,
+    ``keys``, ``values``, ``items`` and ``in`` see each name once. `close` closes every
+    `UploadFile`; `Request.form` results are closed for you when the request ends.
+    """
+
+    __slots__ = ("_dict", "_list")
+
+    def __init__(
+        self,
+        items: Mapping[str, str | UploadFile] | Iterable[tuple[str, str | UploadFile]] = (),
+    ) -> None:
+        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        self._list: list[tuple[str, str | UploadFile]] = pairs
+        self._dict: dict[str, str | UploadFile] = dict(pairs)
+
+    def getlist(self, key: str) -> list[str | UploadFile]:
+        """Every value of ``key``, in order (``[]`` when absent)."""
+        return [value for key_, value in self._list if key_ == key]
+
+    def multi_items(self) -> list[tuple[str, str | UploadFile]]:
+        """Every ``(name, value)`` pair, repeats included, in the order received."""
+        return list(self._list)
+
+    def __getitem__(self, key: str) -> str | UploadFile:
+        return self._dict[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FormData):
+            return self._list == other._list
+        if isinstance(other, Mapping):
+            return self._dict == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    async def close(self) -> None:
+        """Close every `UploadFile` (deleting its temporary file). Closing twice is harmless."""
+        for _, value in self._list:
+            if isinstance(value, UploadFile):
+                await value.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._list!r})"

@@ -1,0 +1,443 @@
+"""Form bodies: ``application/x-www-form-urlencoded`` and ``multipart/form-data``.
+
+`parse_form` is what `Request.form` runs. Both formats are parsed incrementally, chunk
+by chunk as the body arrives, so memory stays bounded whatever the body size:
+
+- urlencoded bodies are split on ``&`` as they arrive; only the pair being received is
+  buffered. Decoding is the WHATWG one (``+`` is a space, UTF-8), but strict: a broken
+  percent escape or invalid UTF-8 is a 400, not silently mangled text.
+- multipart bodies go through the `multipart` package's sans-I/O `PushMultipartParser`.
+  Text fields are collected in memory (each at most ``max_part_size``); file parts go to
+  an `UploadFile` whose spooled file stays in memory up to 1 MiB, then moves to disk.
+
+Disk writes never block the event loop and never cost a thread hand-off per body chunk:
+a file part's chunks are held (they are the very ``bytes`` objects the server gave us, so
+holding them copies nothing) until more than 1 MiB is waiting, then written with one
+hand-off. That is one hand-off per MiB instead of one per 64 KiB message.
+
+Every limit exceeded answers 413 with the limit's name in ``detail``; a malformed body
+answers 400; another content type 415. Whatever ends the parse early (a limit, bad input,
+a client disconnect, cancellation), the files opened so far are closed and deleted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import AsyncGenerator, Callable
+from typing import IO, TYPE_CHECKING, Any, cast
+from urllib.parse import unquote_to_bytes
+
+from multipart import (  # type: ignore[import-untyped]
+    MultipartError,
+    MultipartSegment,
+    ParserLimitReached,
+    PushMultipartParser,
+    parse_content_disposition,
+    parse_options_header,
+)
+
+from asgikit._concurrency import run_in_threadpool
+from asgikit.datastructures import SPOOL_MAX_SIZE, FormData, Headers, UploadFile
+from asgikit.exceptions import HTTPException
+
+if TYPE_CHECKING:
+    from asgikit.requests import Request
+
+__all__ = [
+    "MAX_PART_HEADERS",
+    "MAX_PART_HEADER_SIZE",
+    "decode_rfc5987",
+    "decode_urlencoded_pair",
+    "parse_form",
+]
+
+MAX_PART_HEADER_SIZE = 8192
+"""Longest header line of a multipart part, in bytes (a long ``filename*`` fits)."""
+MAX_PART_HEADERS = 16
+"""Most headers in one multipart part (RFC 7578 needs at most three)."""
+IN_MEMORY_FILES_BUDGET = 8 * SPOOL_MAX_SIZE
+"""Bytes of small files one form keeps in memory; later files are spooled to disk."""
+
+# RFC 2046 section 5.1.1: 1 to 70 characters from bchars, not ending in a space.
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+_BAD_PERCENT_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_FILENAME_STAR = re.compile(r";\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
+_URLENCODED = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+
+
+async def parse_form(
+    request: Request,
+    *,
+    max_files: int = 1000,
+    max_fields: int = 1000,
+    max_part_size: int = 1_048_576,
+    max_file_size: int | None = None,
+    max_size: int | None = None,
+) -> FormData:
+    """Read ``request``'s body as a form and return its fields and files.
+
+    ``max_files``/``max_fields`` cap the number of file parts and of other fields,
+    ``max_part_size`` the bytes of one non-file field, ``max_file_size`` (``None``: no
+    cap) the bytes of one file, ``max_size`` (``None``: no cap) the whole body, checked
+    against ``Content-Length`` first and then against the bytes received. Exceeding any
+    raises `HTTPException(413)` naming the limit; a malformed body raises 400; a body that
+    is neither form type 415. `ClientDisconnect` propagates; no temp file survives it.
+    """
+    _check_limit("max_files", max_files)
+    _check_limit("max_fields", max_fields)
+    _check_limit("max_part_size", max_part_size)
+    if max_file_size is not None:
+        _check_limit("max_file_size", max_file_size)
+    if max_size is not None:
+        _check_limit("max_size", max_size)
+        _check_content_length(request.headers.get("content-length"), max_size)
+
+    header = request.headers.get("content-type")
+    if header is None:
+        raise HTTPException(415, f"A form needs Content-Type {_URLENCODED} or {_MULTIPART}")
+    media_type, options = parse_options_header(header)
+    body = cast(AsyncGenerator[bytes, None], request.stream())
+    try:
+        if media_type == _MULTIPART:
+            parser = _multipart_parser(options.get("boundary"), max_files + max_fields + 1)
+            reader = _MultipartReader(max_files, max_fields, max_part_size, max_file_size)
+            return await reader.read(parser, _limit_size(body, max_size))
+        if media_type == _URLENCODED:
+            return await _read_urlencoded(_limit_size(body, max_size), max_fields, max_part_size)
+    finally:
+        await body.aclose()
+    raise HTTPException(
+        415, f"Unsupported form content type {media_type!r}: expected {_URLENCODED} or {_MULTIPART}"
+    )
+
+
+def _check_limit(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+
+
+def _check_content_length(value: str | None, max_size: int) -> None:
+    if value is None:
+        return
+    try:
+        length = int(value)
+    except ValueError:
+        raise HTTPException(400, f"Invalid Content-Length header {value!r}") from None
+    if length > max_size:
+        raise _body_too_large(max_size)
+
+
+def _body_too_large(max_size: int) -> HTTPException:
+    return HTTPException(413, f"Request body is larger than max_size={max_size} bytes")
+
+
+async def _limit_size(
+    body: AsyncGenerator[bytes, None], max_size: int | None
+) -> AsyncGenerator[bytes, None]:
+    if max_size is None:
+        async for chunk in body:
+            yield chunk
+        return
+    received = 0
+    async for chunk in body:
+        received += len(chunk)
+        if received > max_size:
+            raise _body_too_large(max_size)
+        yield chunk
+
+
+# --------------------------------------------------------------------------- urlencoded
+
+
+def decode_urlencoded_pair(pair: bytes, max_part_size: int) -> tuple[str, str]:
+    """Decode one ``name=value`` pair of an urlencoded body (``+`` is a space, UTF-8).
+
+    A pair without ``=`` is a name with an empty value. Raises `HTTPException(400)` for
+    a broken percent escape or invalid UTF-8, 413 for a value over ``max_part_size``.
+    """
+    raw_name, _, raw_value = pair.partition(b"=")
+    name = _decode_component(raw_name)
+    value_bytes = _unquote_plus(raw_value)
+    if len(value_bytes) > max_part_size:
+        raise _field_too_large(name, max_part_size)
+    try:
+        return name, value_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, f"Form field {name!r} is not valid UTF-8") from None
+
+
+def _unquote_plus(raw: bytes) -> bytes:
+    if b"+" in raw:
+        raw = raw.replace(b"+", b" ")
+    if b"%" in raw:
+        bad = _BAD_PERCENT_ESCAPE.search(raw)
+        if bad is not None:
+            escape = raw[bad.start() : bad.start() + 3].decode("latin-1")
+            raise HTTPException(400, f"Invalid percent-encoding {escape!r} in form body")
+        raw = unquote_to_bytes(raw)
+    return raw
+
+
+def _decode_component(raw: bytes) -> str:
+    try:
+        return _unquote_plus(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, "Form field name is not valid UTF-8") from None
+
+
+def _field_too_large(name: str, max_part_size: int) -> HTTPException:
+    return HTTPException(
+        413, f"Form field {name!r} is larger than max_part_size={max_part_size} bytes"
+    )
+
+
+def _too_many_fields(max_fields: int) -> HTTPException:
+    return HTTPException(413, f"Too many form fields: the limit is max_fields={max_fields}")
+
+
+async def _read_urlencoded(
+    body: AsyncGenerator[bytes, None], max_fields: int, max_part_size: int
+) -> FormData:
+    fields: list[tuple[str, str | UploadFile]] = []
+    # A percent-encoded value is at most 3x its decoded size; 4 KiB more leaves room for
+    # the name. Past that the pair being received is certainly too large: stop buffering.
+    max_pending = 3 * max_part_size + 4096
+
+    def add(pair: bytes | bytearray) -> None:
+        if pair:
+            if len(fields) >= max_fields:
+                raise _too_many_fields(max_fields)
+            fields.append(decode_urlencoded_pair(bytes(pair), max_part_size))
+
+    pending = bytearray()
+    async for chunk in body:
+        cut = chunk.rfind(b"&")
+        if cut == -1:
+            pending += chunk
+        else:
+            pending += chunk[:cut]
+            for pair in pending.split(b"&"):
+                add(pair)
+            pending = bytearray(chunk[cut + 1 :])
+        if len(pending) > max_pending:
+            name = _decode_component(bytes(pending.partition(b"=")[0][:200]))
+            raise _field_too_large(name, max_part_size)
+    add(pending)
+    return FormData(fields)
+
+
+# --------------------------------------------------------------------------- multipart
+
+
+def _multipart_parser(boundary: str | None, max_parts: int) -> Any:
+    if not boundary:
+        raise HTTPException(400, "Missing boundary in the multipart/form-data Content-Type")
+    if not _BOUNDARY.fullmatch(boundary):
+        raise HTTPException(
+            400, f"Invalid multipart boundary {boundary[:100]!r} (RFC 2046: 1-70 characters)"
+        )
+    return PushMultipartParser(
+        boundary,
+        max_header_size=MAX_PART_HEADER_SIZE,
+        max_header_count=MAX_PART_HEADERS,
+        max_segment_count=max_parts,  # a backstop: our own counts stop the parse first
+        strict=False,  # real clients send preambles and odd but harmless framing
+    )
+
+
+def decode_rfc5987(value: str) -> str | None:
+    """Decode an RFC 5987 ``ext-value`` (``UTF-8''na%C3%AFve.txt``); ``None`` if invalid."""
+    value = value.strip()
+    if len(value) > 1 and value[0] == value[-1] == '"':  # wrongly quoted, but seen
+        value = value[1:-1]
+    charset, quote, rest = value.partition("'")
+    _language, quote2, encoded = rest.partition("'")
+    if not quote or not quote2:
+        return None
+    try:
+        return unquote_to_bytes(encoded).decode(charset or "utf-8")
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+def _part_name_and_filename(segment: Any) -> tuple[str, str | None]:
+    """The part's field name and file name; RFC 5987 ``filename*`` wins over ``filename``."""
+    name: str = segment.name
+    filename: str | None = segment.filename
+    disposition: str = segment.header("Content-Disposition", "")
+    if not name and parse_content_disposition(disposition)[1] is None:
+        raise HTTPException(400, "Multipart part has no name in its Content-Disposition header")
+    if "*" in disposition:
+        match = _FILENAME_STAR.search(disposition)
+        if match is not None:
+            extended = decode_rfc5987(match.group(1))
+            if extended is not None:
+                filename = extended
+            elif filename is None:
+                raise HTTPException(400, f"Invalid filename* in part {name!r}: {match.group(1)!r}")
+    return name, filename
+
+
+def _part_headers(segment: Any) -> Headers:
+    # Header values were decoded as UTF-8 by the parser; storing their UTF-8 bytes
+    # behaves like request headers (non-ASCII bytes read back as latin-1).
+    return Headers(
+        raw=[(name.lower().encode("latin-1"), value.encode()) for name, value in segment.headerlist]
+    )
+
+
+def _append_blocking(file: IO[bytes], chunks: list[bytes], rewind: bool) -> None:
+    # In a worker thread: the first call moves a spooled file to disk (it is empty then,
+    # so nothing is copied); each call is one hand-off for >= 1 MiB of chunks.
+    rollover: Callable[[], None] | None = getattr(file, "rollover", None)
+    if rollover is not None:
+        rollover()
+    file.writelines(chunks)
+    if rewind:
+        file.seek(0)
+
+
+class _FileSink:
+    """Collects one file part's chunks and writes them to its `UploadFile` in batches."""
+
+    __slots__ = ("chunks", "name", "on_disk", "pending", "size", "upload")
+
+    def __init__(self, name: str, upload: UploadFile) -> None:
+        self.name = name
+        self.upload = upload
+        self.chunks: list[bytes] = []
+        self.pending = 0  # bytes in self.chunks
+        self.size = 0  # bytes received so far
+        self.on_disk = False
+
+    async def flush(self) -> None:
+        chunks, self.chunks, self.pending = self.chunks, [], 0
+        self.on_disk = True
+        await run_in_threadpool(_append_blocking, self.upload.file, chunks, False)
+
+    async def finish(self, keep_in_memory: bool) -> None:
+        """Write what is left and rewind the file (on the loop if it stays in memory)."""
+        file = self.upload.file
+        if keep_in_memory and not self.on_disk:
+            file.writelines(self.chunks)
+            file.seek(0)
+        else:
+            self.on_disk = True
+            await run_in_threadpool(_append_blocking, file, self.chunks, True)
+        self.chunks = []
+
+
+class _MultipartReader:
+    """Turns parser events into form fields and files, enforcing the form limits."""
+
+    def __init__(
+        self, max_files: int, max_fields: int, max_part_size: int, max_file_size: int | None
+    ) -> None:
+        self.max_files = max_files
+        self.max_fields = max_fields
+        self.max_part_size = max_part_size
+        self.max_file_size = max_file_size
+        self.items: list[tuple[str, str | UploadFile]] = []
+        self.uploads: list[UploadFile] = []
+        self.fields = 0
+        self.in_memory_bytes = 0
+
+    async def read(self, parser: Any, body: AsyncGenerator[bytes, None]) -> FormData:
+        try:
+            return await self._read(parser, body)
+        except MultipartError as exc:
+            self._discard()
+            if isinstance(exc, ParserLimitReached):
+                raise HTTPException(
+                    413,
+                    f"Multipart part headers too large: {exc} (limits: {MAX_PART_HEADER_SIZE} "
+                    f"bytes per header line, {MAX_PART_HEADERS} headers per part)",
+                ) from None
+            raise HTTPException(400, f"Malformed multipart body: {exc}") from None
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        # Synchronous on purpose: this also runs when the task is being cancelled.
+        for upload in self.uploads:
+            upload.file.close()
+
+    async def _read(self, parser: Any, body: AsyncGenerator[bytes, None]) -> FormData:
+        sink: _FileSink | None = None
+        name = ""
+        field: list[bytes] = []
+        field_size = 0
+        charset = "utf-8"
+        max_file_size = self.max_file_size
+        async for chunk in body:
+            for event in parser.parse(chunk):
+                if event is None:  # end of the part
+                    if sink is not None:
+                        await self._finish_file(sink)
+                        sink = None
+                    else:
+                        self.items.append((name, _decode_field(name, field, charset)))
+                elif isinstance(event, MultipartSegment):
+                    name, filename = _part_name_and_filename(event)
+                    if filename is None:
+                        self.fields += 1
+                        if self.fields > self.max_fields:
+                            raise _too_many_fields(self.max_fields)
+                        field, field_size = [], 0
+                        charset = event.charset or "utf-8"
+                    else:
+                        if len(self.uploads) >= self.max_files:
+                            raise HTTPException(
+                                413, f"Too many files: the limit is max_files={self.max_files}"
+                            )
+                        upload = UploadFile(
+                            filename=filename,
+                            content_type=event.header("Content-Type"),
+                            headers=_part_headers(event),
+                        )
+                        self.uploads.append(upload)
+                        sink = _FileSink(name, upload)
+                elif sink is not None:  # a chunk of a file part
+                    sink.size += len(event)
+                    if max_file_size is not None and sink.size > max_file_size:
+                        raise HTTPException(
+                            413,
+                            f"File {sink.upload.filename!r} is larger than "
+                            f"max_file_size={max_file_size} bytes",
+                        )
+                    sink.chunks.append(event)
+                    sink.pending += len(event)
+                    if sink.pending > SPOOL_MAX_SIZE:
+                        await sink.flush()
+                else:  # a chunk of a text field
+                    field_size += len(event)
+                    if field_size > self.max_part_size:
+                        raise _field_too_large(name, self.max_part_size)
+                    field.append(event)
+        parser.close()  # raises ParserError if the final boundary never came
+        return FormData(self.items)
+
+    async def _finish_file(self, sink: _FileSink) -> None:
+        keep = not sink.on_disk and self.in_memory_bytes + sink.size <= IN_MEMORY_FILES_BUDGET
+        if keep:
+            self.in_memory_bytes += sink.size
+        await sink.finish(keep)
+        sink.upload.size = sink.size
+        self.items.append((sink.name, sink.upload))
+
+
+def _decode_field(name: str, chunks: list[bytes], charset: str) -> str:
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        raise HTTPException(
+            400, f"Form field {name!r} has an unknown charset {charset!r}"
+        ) from None
+    try:
+        return data.decode(charset)
+    except UnicodeDecodeError:
+        raise HTTPException(400, f"Form field {name!r} is not valid {charset}") from None
