@@ -31,6 +31,7 @@ __all__ = [
 T = TypeVar("T")  # what a leaf holds (the router's per-path entry)
 M = TypeVar("M")  # what a mount point holds
 R = TypeVar("R")  # what accept() answers for a usable leaf
+K = TypeVar("K")  # what find() passes on to accept()
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ CONVERTERS: dict[str, Converter] = {
 }
 
 _PARAM_RE = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-zA-Z_][a-zA-Z0-9_]*))?}")
-_STATIC, _MIXED = 0, 1
+_STATIC, _MIXED, _STR = 0, 1, 3
 
 
 @dataclass(frozen=True)
@@ -246,8 +247,8 @@ class SegmentTree(Generic[T, M]):
     """Routes by path segment: one dict lookup per static segment.
 
     ``insert(template, make_leaf)`` returns the leaf for a template (creating it), so
-    several routes on one path share a leaf; ``find(path, accept)`` returns the best
-    leaf that ``accept`` takes, or a mount.
+    several routes on one path share a leaf; ``find(path, accept, key)`` returns the
+    best leaf that ``accept(leaf, key)`` takes, or a mount.
     """
 
     def __init__(self) -> None:
@@ -303,18 +304,18 @@ class SegmentTree(Generic[T, M]):
         node.mounts.append(mount)
 
     def find(
-        self, path: str, accept: Callable[[T], R | None]
+        self, path: str, accept: Callable[[T, K], R | None], key: K
     ) -> tuple[R | M, dict[str, Any], int] | None:
         """The best match for ``path`` (which starts with ``/``), or None.
 
-        Leaves are offered to ``accept`` best first; the first non-None answer wins and
+        Leaves are offered to ``accept(leaf, key)`` best first; the first non-None answer wins and
         comes back as ``(answer, params, 0)``. A mount that matches before that comes
         back as ``(mount, params, characters of the path it consumed)``. An ``accept``
         that always answers None visits every matching leaf (to list allowed methods).
         """
         if not path or path[0] != "/":
             return None
-        return _find(self._root, path[1:].split("/"), 0, [], accept)
+        return _find(self._root, path[1:].split("/"), 0, [], accept, key)
 
 
 def _find(
@@ -322,32 +323,42 @@ def _find(
     parts: list[str],
     index: int,
     params: list[tuple[str, Any]],
-    accept: Callable[[T], R | None],
+    accept: Callable[[T, K], R | None],
+    key: K,
 ) -> tuple[R | M, dict[str, Any], int] | None:
     if index == len(parts):
         if node.leaf is not None:
-            answer = accept(node.leaf)
+            answer = accept(node.leaf, key)
             if answer is not None:
                 return answer, dict(params), 0
         return None
     part = parts[index]
     child = node.static.get(part)
     if child is not None:
-        found = _find(child, parts, index + 1, params, accept)
+        found = _find(child, parts, index + 1, params, accept, key)
         if found is not None:
             return found
     for segment, child in node.dynamic:
+        if segment.rank == _STR:  # the common case, inlined: any non-empty segment
+            if not part:
+                continue
+            params.append((segment.names[0], part))
+            found = _find(child, parts, index + 1, params, accept, key)
+            if found is not None:
+                return found
+            params.pop()
+            continue
         converted = segment.match(part)
         if converted is not None:
             params.extend(converted)
-            found = _find(child, parts, index + 1, params, accept)
+            found = _find(child, parts, index + 1, params, accept, key)
             if found is not None:
                 return found
             del params[len(params) - len(converted) :]
     if node.catch_all:
         rest = "/".join(parts[index:])
         for name, leaf in node.catch_all:
-            answer = accept(leaf)
+            answer = accept(leaf, key)
             if answer is not None:
                 return answer, {**dict(params), name: rest}, 0
     if node.mounts:

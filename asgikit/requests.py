@@ -49,15 +49,15 @@ class HTTPConnection:
     """What HTTP requests and WebSocket connections share: URL, headers, query, cookies,
     client address, path parameters and state."""
 
-    __slots__ = ("_cookies", "_headers", "_query_params", "_state", "_url", "scope")
+    # Lazily computed caches: class-level defaults keep construction to one store.
+    _headers: Headers | None = None
+    _query_params: QueryParams | None = None
+    _cookies: dict[str, str] | None = None
+    _url: URL | None = None
+    _state: State | None = None
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
-        self._headers: Headers | None = None
-        self._query_params: QueryParams | None = None
-        self._cookies: dict[str, str] | None = None
-        self._url: URL | None = None
-        self._state: State | None = None
 
     @property
     def url(self) -> URL:
@@ -158,32 +158,19 @@ class Request(HTTPConnection):
     raises `ClientDisconnect`, which the router handles quietly.
     """
 
-    __slots__ = (
-        "_body",
-        "_form",
-        "_is_disconnected",
-        "_json",
-        "_pending",
-        "_stream_consumed",
-        "receive",
-    )
+    _body: bytes | None = None
+    _json: Any = None
+    _has_json = False
+    _form: FormData | None = None
+    _stream_consumed = False
+    _is_disconnected = False
+    _pending: Message | None = None
 
     def __init__(self, scope: Scope, receive: Receive = _no_receive) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Request needs an 'http' scope, not {scope['type']!r}")
         self.scope = scope
         self.receive = receive
-        self._headers = None
-        self._query_params = None
-        self._cookies = None
-        self._url = None
-        self._state = None
-        self._body: bytes | None = None
-        self._json: Any = _UNSET
-        self._form: FormData | None = None
-        self._stream_consumed = False
-        self._is_disconnected = False
-        self._pending: Message | None = None
 
     @property
     def method(self) -> str:
@@ -267,7 +254,7 @@ class Request(HTTPConnection):
         Invalid UTF-8 or invalid JSON raises `HTTPException(400)` with a detail saying
         what is wrong and where; ``max_size`` as for `body()`.
         """
-        if self._json is _UNSET:
+        if not self._has_json:
             body = await self.body(max_size=max_size)
             try:
                 text = body.decode("utf-8")
@@ -277,6 +264,7 @@ class Request(HTTPConnection):
                 ) from None
             try:
                 self._json = json.loads(text)
+                self._has_json = True
             except json.JSONDecodeError as exc:
                 raise HTTPException(
                     400, f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -335,13 +323,6 @@ class Request(HTTPConnection):
             elif not self._stream_consumed:
                 self._pending = message  # a body chunk: keep it for stream()
         return self._is_disconnected
-
-
-class _Unset:
-    pass
-
-
-_UNSET: Any = _Unset()
 
 
 def _too_large(max_size: int) -> HTTPException:

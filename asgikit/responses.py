@@ -75,6 +75,20 @@ class Response:
 
     media_type: str | None = None
     charset = "utf-8"
+    # Computed once per class: its own Content-Type header, and whether `render` is
+    # the default one (so `__init__` may encode text without calling it).
+    _content_type: tuple[bytes, bytes] | None = None
+    _default_render = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._default_render = cls.render is Response.render
+        media_type = cls.media_type
+        cls._content_type = (
+            None
+            if media_type is None
+            else (b"content-type", content_type_header(media_type, cls.charset))
+        )
 
     def __init__(
         self,
@@ -85,14 +99,26 @@ class Response:
         background: BackgroundTask | None = None,
     ) -> None:
         self.status_code = status_code
+        self.background = background
+        if content.__class__ is str and self._default_render:
+            body = self.body = content.encode(self.charset)
+        else:
+            body = self.body = self.render(content)
+        if headers is None and media_type is None and 200 <= status_code != 204:
+            content_type = self._content_type
+            if content_type is not None and status_code != 304:
+                # The common case: two headers, nothing to check.
+                self.raw_headers = [(b"content-length", b"%d" % len(body)), content_type]
+                return
         if media_type is not None:
             self.media_type = media_type
-        self.background = background
-        self.body = self.render(content)
         self.raw_headers = self._build_headers(headers)
 
     def render(self, content: Any) -> bytes:
         """Turn ``content`` into the body bytes (override in subclasses)."""
+        if content.__class__ is str:
+            encoded: bytes = content.encode(self.charset)
+            return encoded
         if content is None:
             return b""
         if isinstance(content, bytes):

@@ -174,6 +174,24 @@ class _Leaf:
         self.http: dict[str, Route] = {}
         self.websocket: WebSocketRoute | None = None
 
+    # ``accept`` functions for SegmentTree.find:
+
+    @staticmethod
+    def http_route(leaf: _Leaf, method: str) -> Route | None:
+        return leaf.http.get(method)
+
+    @staticmethod
+    def any_http(leaf: _Leaf, _: None) -> _Leaf | None:
+        return leaf if leaf.http else None
+
+    @staticmethod
+    def collect_methods(leaf: _Leaf, allowed: set[str]) -> None:
+        allowed.update(leaf.http)
+
+    @staticmethod
+    def websocket_route(leaf: _Leaf, _: None) -> WebSocketRoute | None:
+        return leaf.websocket
+
 
 class _StartTracker:
     """Forwards messages and remembers whether ``http.response.start`` went out."""
@@ -414,15 +432,52 @@ class Router:
         if "router" not in scope:
             scope["router"] = self
             scope["app_root_path"] = scope.get("root_path", "")
-        app = self._app
-        if app is None:
-            app = self._build_app()
-        await app(scope, receive, send)
+        if self.middleware:
+            app = self._app
+            if app is None:
+                app = self._build_app()
+            await app(scope, receive, send)
+            return
+        # The hot path, inlined (no coroutine frames between the server and the
+        # endpoint): an HTTP route without route middleware, outside any mount.
+        # `_dispatch` and `_run_route` are the general form of the same steps.
+        if scope["type"] == "http" and not scope.get("root_path"):
+            method: str = scope["method"]
+            path: str = scope["path"]
+            route: Route | None = None
+            leaf = self._static.get(path)
+            if leaf is not None:
+                route = leaf.http.get(method)
+            elif method != "HEAD":
+                found = self._tree.find(path, _Leaf.http_route, method)
+                if found is not None and found[0].__class__ is Route:
+                    route = found[0]  # type: ignore[assignment]
+                    if found[1]:
+                        scope["path_params"] = found[1]
+            if route is not None and route.app is None and method != "HEAD":
+                request = Request(scope, receive)
+                try:
+                    if route.is_async:
+                        result = await route.endpoint(request)
+                    else:
+                        result = await run_in_threadpool(route.endpoint, request)
+                except Exception as exc:
+                    await self._respond(request, None, exc, send)
+                    return
+                if result.__class__.__call__ is _PLAIN_CALL and request._form is None:
+                    try:
+                        await result(scope, receive, send)
+                    except Exception as exc:
+                        self._after_start(exc)
+                        raise
+                    return
+                await self._respond(request, result, None, send)
+                return
+        await self._dispatch(scope, receive, send)
 
     def _build_app(self) -> ASGIApp:
-        app: ASGIApp = self._dispatch
-        if self.middleware:
-            app = self._guard(build_chain(app, self.middleware))
+        """The middleware chain around the dispatcher, built once, on first use."""
+        app = self._guard(build_chain(self._dispatch, self.middleware))
         self._app = app
         return app
 
@@ -477,7 +532,7 @@ class Router:
     async def _dispatch_http(
         self, path: str, method: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        found = self._tree.find(path, lambda leaf: leaf.http.get(method))
+        found = self._tree.find(path, _Leaf.http_route, method)
         if found is None:
             await self._no_route(path, method, scope, receive, send)
             return
@@ -526,18 +581,14 @@ class Router:
         self, path: str, method: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         allowed: set[str] = set()
-
-        def collect(leaf: _Leaf) -> None:
-            allowed.update(leaf.http)
-
-        self._tree.find(path, collect)
+        self._tree.find(path, _Leaf.collect_methods, allowed)
         if allowed:
             allow = ", ".join(sorted(allowed))
             exc = HTTPException(405, headers={"Allow": allow})
         else:
             if self.redirect_slashes and path != "/" and path:
                 other = path[:-1] if path.endswith("/") else path + "/"
-                if self._tree.find(other, lambda leaf: leaf if leaf.http else None) is not None:
+                if self._tree.find(other, _Leaf.any_http, None) is not None:
                     full: str = scope["path"]
                     url = URL(scope=scope).replace(path=full[: len(full) - len(path)] + other)
                     await RedirectResponse(url, status_code=307)(scope, receive, send)
@@ -548,24 +599,40 @@ class Router:
 
     async def _run_route(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        try:
+            if route.is_async:
+                result = await route.endpoint(request)
+            else:
+                result = await run_in_threadpool(route.endpoint, request)
+        except Exception as exc:
+            await self._respond(request, None, exc, send)
+            return
+        await self._respond(request, result, None, send)
+
+    async def _respond(
+        self, request: Request, result: Any, error: Exception | None, send: Send
+    ) -> None:
+        """Send the endpoint's ``result`` (or the answer to its ``error``), then release
+        the request. Unhandled errors are re-raised once answered."""
+        scope, receive = request.scope, request.receive
         unhandled: Exception | None = None
         try:
-            try:
-                result = await route.call_endpoint(request)
-                response = result if isinstance(result, Response) else _to_response(result, route)
-            except ClientDisconnect:
-                return
-            except Exception as exc:
-                response, unhandled = await self._error_response(request, exc)
+            if error is not None:
+                if isinstance(error, ClientDisconnect):
+                    return
+                response, unhandled = await self._error_response(request, error)
+            else:
+                try:
+                    response = result if isinstance(result, Response) else _to_response(result)
+                except Exception as exc:
+                    response, unhandled = await self._error_response(request, exc)
             if type(response).__call__ is _PLAIN_CALL:
                 # A complete body: anything raised from here on (send failing, a
                 # background task) happens after the response started.
                 try:
                     await response(scope, receive, send)
                 except Exception as exc:
-                    if not isinstance(exc, OSError):
-                        self._log(exc)
-                    _mark_answered(exc)
+                    self._after_start(exc)
                     raise
             else:
                 tracker = _StartTracker(send)
@@ -587,6 +654,12 @@ class Router:
         finally:
             if request._form is not None:
                 await request.close()
+
+    def _after_start(self, exc: Exception) -> None:
+        """Note an error raised once the response had started (no second start)."""
+        if not isinstance(exc, OSError):
+            self._log(exc)
+        _mark_answered(exc)
 
     async def _error_response(
         self, request: Request, exc: Exception
@@ -635,7 +708,7 @@ class Router:
             result = await handler(request, exc)
         else:
             result = await run_in_threadpool(handler, request, exc)
-        return result if isinstance(result, Response) else _to_response(result, None)
+        return result if isinstance(result, Response) else _to_response(result)
 
     async def _server_error(
         self, scope: Scope, receive: Receive, send: Send, exc: BaseException
@@ -657,7 +730,7 @@ class Router:
         root_path = scope.get("root_path")
         if root_path:
             path = route_path(path, root_path)
-        found = self._tree.find(path, lambda leaf: leaf.websocket)
+        found = self._tree.find(path, _Leaf.websocket_route, None)
         if found is None:
             await send({"type": "websocket.close", "code": 1000, "reason": ""})
             return
@@ -748,7 +821,7 @@ def _default_error_response(exc: HTTPException) -> Response:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def _to_response(result: Any, route: Route | None) -> Any:
+def _to_response(result: Any) -> Any:
     """Turn an endpoint's return value into something to call as an ASGI app."""
     if isinstance(result, (dict, list)):
         return JSONResponse(result)
@@ -760,9 +833,8 @@ def _to_response(result: Any, route: Route | None) -> Any:
         return Response(status_code=204)
     if callable(result) and not inspect.isclass(result):
         return result
-    where = f"endpoint {route.name!r}" if route is not None else "exception handler"
     raise TypeError(
-        f"{where} returned {type(result).__name__}; return a Response (or any ASGI app), "
+        f"an endpoint returned {type(result).__name__}; return a Response (or any ASGI app), "
         "a dict or list (JSON), str, bytes or None"
     )
 
