@@ -145,7 +145,8 @@ class _AppExchange:
     async def receive(self) -> Message:
         if not self.body.complete and not self.client_gone:
             return await self.body.message()
-        await self.disconnect.wait()
+        if not self.disconnect.is_set():  # like servers: a ready message comes at once
+            await self.disconnect.wait()
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
