@@ -1,0 +1,332 @@
+"""Request: lazy attributes, body limits, single-consumption streams, JSON, disconnects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from asgikit import ClientDisconnect, HTTPException, Request, Router
+from asgikit.testing import TestClient
+from asgikit.types import Message
+
+
+def app_with(endpoint: Any, path: str = "/", methods: list[str] | None = None) -> Router:
+    router = Router()
+    router.add_route(path, endpoint, methods=methods or ["GET", "POST"])
+    return router
+
+
+def test_connection_attributes() -> None:
+    async def endpoint(request: Request) -> dict[str, Any]:
+        return {
+            "method": request.method,
+            "url": str(request.url),
+            "scheme": request.url.scheme,
+            "hostname": request.url.hostname,
+            "port": request.url.port,
+            "path": request.url.path,
+            "query": request.url.query,
+            "base_url": str(request.base_url),
+            "header": request.headers["x-Custom"],
+            "all": request.headers.getlist("x-multi"),
+            "has": "X-CUSTOM" in request.headers,
+            "q": request.query_params["q"],
+            "qs": request.query_params.getlist("q"),
+            "cookies": request.cookies,
+            "client": list(request.client or ()),
+            "params": request.path_params,
+        }
+
+    client = TestClient(
+        app_with(endpoint, "/items/{id:int}"),
+        base_url="http://example.org:8080",
+        cookies={"session": "abc", "theme": "dark"},
+    )
+    response = client.get(
+        "/items/5?q=1&q=2", headers=[("X-Custom", "yes"), ("X-Multi", "a"), ("X-Multi", "b")]
+    )
+    assert response.json() == {
+        "method": "GET",
+        "url": "http://example.org:8080/items/5?q=1&q=2",
+        "scheme": "http",
+        "hostname": "example.org",
+        "port": 8080,
+        "path": "/items/5",
+        "query": "q=1&q=2",
+        "base_url": "http://example.org:8080/",
+        "header": "yes",
+        "all": ["a", "b"],
+        "has": True,
+        "q": "2",
+        "qs": ["1", "2"],
+        "cookies": {"session": "abc", "theme": "dark"},
+        "client": ["testclient", 50000],
+        "params": {"id": 5},
+    }
+
+
+def test_attributes_are_cached() -> None:
+    async def endpoint(request: Request) -> dict[str, bool]:
+        return {
+            "headers": request.headers is request.headers,
+            "query": request.query_params is request.query_params,
+            "url": request.url is request.url,
+            "cookies": request.cookies is request.cookies,
+        }
+
+    assert all(TestClient(app_with(endpoint)).get("/").json().values())
+
+
+def test_body_is_read_once_and_cached() -> None:
+    async def endpoint(request: Request) -> dict[str, Any]:
+        first = await request.body()
+        second = await request.body()
+        streamed = b"".join([chunk async for chunk in request.stream()])
+        return {"same": first is second, "body": first.decode(), "streamed": streamed.decode()}
+
+    assert TestClient(app_with(endpoint)).post("/", content=b"hello").json() == {
+        "same": True,
+        "body": "hello",
+        "streamed": "hello",
+    }
+
+
+def test_stream_yields_chunks_as_they_arrive_and_only_once() -> None:
+    async def endpoint(request: Request) -> dict[str, Any]:
+        chunks = [chunk async for chunk in request.stream()]
+        with pytest.raises(RuntimeError, match="already streamed"):
+            async for _ in request.stream():
+                pass
+        return {"chunks": [chunk.decode() for chunk in chunks]}
+
+    def body() -> Iterator[bytes]:
+        yield b"one"
+        yield b""
+        yield b"two"
+        yield b"three"
+
+    response = TestClient(app_with(endpoint)).post("/", content=body())
+    assert response.json() == {"chunks": ["one", "two", "three"]}
+
+
+def test_body_max_size_checks_content_length_before_reading() -> None:
+    read: list[int] = []
+
+    async def endpoint(request: Request) -> bytes:
+        try:
+            return await request.body(max_size=10)
+        finally:
+            read.append(int(request._stream_consumed))
+
+    client = TestClient(app_with(endpoint))
+    response = client.post("/", content=b"x" * 11)
+    assert response.status_code == 413
+    assert "10 bytes" in response.json()["detail"]
+    assert read == [0]  # refused on Content-Length alone
+    assert client.post("/", content=b"x" * 10).content == b"x" * 10
+
+
+def test_body_max_size_counts_bytes_received_without_content_length() -> None:
+    async def endpoint(request: Request) -> bytes:
+        return await request.body(max_size=10)
+
+    def chunks() -> Iterator[bytes]:  # a generator body is sent chunked: no Content-Length
+        yield b"x" * 6
+        yield b"x" * 6
+
+    client = TestClient(app_with(endpoint))
+    assert client.post("/", content=chunks()).status_code == 413
+
+
+def test_lying_content_length_is_caught_by_counting() -> None:
+    async def receive_check(request: Request) -> Any:
+        return await request.body(max_size=5)
+
+    router = app_with(receive_check)
+    messages = [
+        {"type": "http.request", "body": b"abc", "more_body": True},
+        {"type": "http.request", "body": b"defgh", "more_body": False},
+    ]
+    sent: list[Message] = []
+
+    async def main() -> None:
+        async def receive() -> Message:
+            return messages.pop(0)
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "headers": [(b"content-length", b"3")],
+            "query_string": b"",
+        }
+        await router(scope, receive, send)
+
+    anyio.run(main)
+    assert sent[0]["status"] == 413
+
+
+def test_invalid_content_length_with_limit_is_400() -> None:
+    async def endpoint(request: Request) -> bytes:
+        return await request.body(max_size=5)
+
+    router = app_with(endpoint)
+    sent: list[Message] = []
+
+    async def main() -> None:
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"abc"}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "headers": [(b"content-length", b"x")],
+        }
+        await router(scope, receive, send)
+
+    anyio.run(main)
+    assert sent[0]["status"] == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"a": ', "Invalid JSON"),
+        (b"\xff\xfe{}", "not valid UTF-8"),
+        (b"", "Invalid JSON"),
+    ],
+)
+def test_json_errors_are_400_with_detail(body: bytes, detail: str) -> None:
+    async def endpoint(request: Request) -> Any:
+        return await request.json()
+
+    response = TestClient(app_with(endpoint)).post("/", content=body)
+    assert response.status_code == 400
+    assert detail in response.json()["detail"]
+
+
+def test_json_parses_and_caches_and_respects_max_size() -> None:
+    async def endpoint(request: Request) -> Any:
+        first = await request.json()
+        assert first is await request.json()
+        return first
+
+    client = TestClient(app_with(endpoint))
+    assert client.post("/", json={"x": [1, 2, "é"]}).json() == {"x": [1, 2, "é"]}
+
+    async def limited(request: Request) -> Any:
+        return await request.json(max_size=4)
+
+    assert TestClient(app_with(limited)).post("/", json={"long": "value"}).status_code == 413
+
+
+def test_request_needs_http_scope() -> None:
+    with pytest.raises(ValueError, match="'http' scope"):
+        Request({"type": "websocket"})
+
+
+def test_client_disconnect_while_reading_is_quiet() -> None:
+    outcome: list[str] = []
+
+    async def endpoint(request: Request) -> bytes:
+        try:
+            return await request.body()
+        except ClientDisconnect:
+            outcome.append("disconnect")
+            raise
+
+    router = app_with(endpoint)
+    sent: list[Message] = []
+
+    async def main() -> None:
+        messages = [
+            {"type": "http.request", "body": b"abc", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+
+        async def receive() -> Message:
+            return messages.pop(0)
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await router({"type": "http", "method": "POST", "path": "/", "headers": []}, receive, send)
+
+    anyio.run(main)
+    assert outcome == ["disconnect"]
+    assert sent == []  # nobody to answer
+
+
+@pytest.mark.anyio
+async def test_is_disconnected_never_blocks_and_keeps_body_chunks() -> None:
+    messages: list[Message] = [{"type": "http.request", "body": b"data", "more_body": False}]
+    done = anyio.Event()
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        if not done.is_set():  # servers answer a ready message without waiting
+            await done.wait()
+        return {"type": "http.disconnect"}
+
+    request = Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+    assert await request.is_disconnected() is False  # pulled the body chunk, kept it
+    assert await request.body() == b"data"
+    assert await request.is_disconnected() is False  # nothing pending: does not block
+    done.set()
+    assert await request.is_disconnected() is True
+
+
+@pytest.mark.anyio
+async def test_is_disconnected_detects_a_client_that_left() -> None:
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []}, receive)
+    assert await request.is_disconnected() is True
+
+
+def test_url_for_outside_a_router_is_a_clear_error() -> None:
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    with pytest.raises(RuntimeError, match="Router"):
+        request.url_for("x")
+
+
+def test_session_without_middleware_is_a_clear_error() -> None:
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    with pytest.raises(RuntimeError, match="SessionMiddleware"):
+        request.session  # noqa: B018
+
+
+def test_http_exception_from_body_reaches_client() -> None:
+    async def endpoint(request: Request) -> None:
+        raise HTTPException(418)
+
+    response = TestClient(app_with(endpoint)).get("/")
+    assert response.status_code == 418
+    assert response.json() == {"detail": "I'm a Teapot"}
+
+
+@pytest.mark.anyio
+async def test_stream_of_cached_body_yields_it() -> None:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"abc", "more_body": False}
+
+    request = Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+    assert await request.body() == b"abc"
+
+    async def collect(stream: AsyncIterator[bytes]) -> bytes:
+        return b"".join([chunk async for chunk in stream])
+
+    assert await collect(request.stream()) == b"abc"
+    assert await collect(request.stream()) == b"abc"
