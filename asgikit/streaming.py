@@ -14,16 +14,15 @@ connection) counts as a disconnect too.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
 import anyio
 import anyio.abc
 
-from asgikit._concurrency import iterate_in_threadpool, running_on_asyncio
+from asgikit._concurrency import HelperTasks, iterate_in_threadpool
 from asgikit._sse import PING, ServerSentEvent, encode_event
 from asgikit.background import BackgroundTask
 from asgikit.responses import Response, content_type_header, headers_to_raw
@@ -103,53 +102,6 @@ class _Disconnect:
             self.helper_failed(exc)
 
 
-def _consume_result(task: asyncio.Task[None]) -> None:
-    # Helpers catch their errors; this only keeps asyncio from warning about a task
-    # cancelled before it ever ran.
-    if not task.cancelled():
-        task.exception()
-
-
-class _Helpers:
-    """The tasks that run beside one streaming loop, stopped when it ends.
-
-    On asyncio they are plain tasks, cancelled on exit without waiting for the next loop
-    iteration: an anyio task group costs ~10x more per response than the rest of a short
-    stream. Elsewhere (trio) they live in an anyio task group. Helpers never raise
-    (see `_Disconnect`), so nothing is lost by not awaiting them.
-    """
-
-    __slots__ = ("task_group", "tasks")
-
-    async def __aenter__(self) -> _Helpers:
-        self.tasks: list[asyncio.Task[None]] | None = None
-        self.task_group: anyio.abc.TaskGroup | None = None
-        if running_on_asyncio():
-            self.tasks = []
-        else:
-            self.task_group = anyio.create_task_group()
-            await self.task_group.__aenter__()
-        return self
-
-    def start_soon(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
-        if self.tasks is not None:
-            task = asyncio.get_running_loop().create_task(func(*args))
-            task.add_done_callback(_consume_result)
-            self.tasks.append(task)
-        else:
-            assert self.task_group is not None
-            self.task_group.start_soon(func, *args)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.tasks is not None:
-            for task in self.tasks:
-                task.cancel()
-        else:
-            assert self.task_group is not None
-            self.task_group.cancel_scope.cancel()
-            await self.task_group.__aexit__(None, None, None)
-
-
 class StreamingResponse(Response):
     """A response whose body comes from an iterator, sent chunk by chunk.
 
@@ -224,7 +176,7 @@ class StreamingResponse(Response):
         error: Exception | None = None
         with anyio.CancelScope() as cancel_scope:
             disconnect = _Disconnect(cancel_scope)
-            async with _Helpers() as helpers:
+            async with HelperTasks() as helpers:
                 helpers.start_soon(disconnect.listen, receive)
                 try:
                     await self._send_body(send, helpers, disconnect)
@@ -247,7 +199,7 @@ class StreamingResponse(Response):
             with anyio.CancelScope(shield=True):
                 await aclose()
 
-    async def _send_body(self, send: Send, helpers: _Helpers, disconnect: _Disconnect) -> None:
+    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
         # The hot loop: one dict per chunk, no other allocation for bytes chunks.
         async for chunk in self.body_iterator:
             if chunk.__class__ is not bytes:
@@ -277,7 +229,7 @@ class NDJSONResponse(StreamingResponse):
     ) -> None:
         super().__init__(content, status_code=status_code, headers=headers, background=background)
 
-    async def _send_body(self, send: Send, helpers: _Helpers, disconnect: _Disconnect) -> None:
+    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
         encode: Callable[[Any], str] = _JSON.encode
         async for item in self.body_iterator:
             line = (encode(item) + "\n").encode("utf-8")
@@ -349,7 +301,7 @@ class EventSourceResponse(StreamingResponse):
         # The format is always UTF-8; no charset parameter needed.
         return (b"content-type", b"text/event-stream")
 
-    async def _send_body(self, send: Send, helpers: _Helpers, disconnect: _Disconnect) -> None:
+    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
         # Plain one-line str items (tokens) are framed inline: no call per event.
         if self.ping is None:
             async for item in self.body_iterator:

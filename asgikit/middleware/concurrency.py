@@ -1,5 +1,98 @@
-"""PLACEHOLDER: replaced by its issue."""
+"""Load shedding: at most N requests in the app, at most M waiting, the rest get 503."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import anyio
+
+from asgikit.responses import JSONResponse
+from asgikit.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["ConcurrencyLimitMiddleware"]
 
 
 class ConcurrencyLimitMiddleware:
-    pass
+    """Let at most ``max_concurrency`` HTTP requests run in the app at once.
+
+    Up to ``max_queue`` more wait their turn, first come first served; any request beyond
+    that is answered at once with ``503 {"detail": ...}`` and ``Retry-After:
+    retry_after`` (seconds), instead of piling up until everything times out. A request
+    counts until the app returns, streaming included. A waiting request whose client
+    goes away (or that is cancelled) leaves the queue. ``lifespan`` and ``websocket``
+    scopes pass through untouched (a long-lived socket should not hold a request slot).
+
+    Put it outermost, so shed requests cost almost nothing:
+
+    >>> Router(middleware=[Middleware(ConcurrencyLimitMiddleware, max_concurrency=8,
+    ...                               max_queue=32)])
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_concurrency: int, max_queue: int = 0, retry_after: int = 1
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        if max_queue < 0:
+            raise ValueError(f"max_queue must be >= 0, not {max_queue}")
+        if retry_after < 0:
+            raise ValueError(f"retry_after must be >= 0 seconds, not {retry_after}")
+        self.app = app
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self.retry_after = retry_after
+        self._active = 0
+        # One event per waiting request; a finishing request hands its slot to the first.
+        self._waiting: deque[anyio.Event] = deque()
+
+    @property
+    def active(self) -> int:
+        """Requests running in the app now."""
+        return self._active
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a slot now."""
+        return len(self._waiting)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._active < self.max_concurrency and not self._waiting:
+            self._active += 1
+        elif len(self._waiting) < self.max_queue:
+            turn = anyio.Event()
+            self._waiting.append(turn)
+            try:
+                await turn.wait()
+            except BaseException:
+                if turn.is_set():  # the slot was handed to us just now: pass it on
+                    self._release()
+                else:
+                    self._waiting.remove(turn)
+                raise
+        else:
+            await self._shed(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._waiting:
+            self._waiting.popleft().set()  # the slot changes hands; _active stays
+        else:
+            self._active -= 1
+
+    async def _shed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {
+                "detail": f"Server at capacity ({self.max_concurrency} requests running, "
+                f"{self.max_queue} queued), retry later"
+            },
+            status_code=503,
+            headers={"Retry-After": str(self.retry_after)},
+        )
+        await response(scope, receive, send)
