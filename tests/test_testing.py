@@ -166,7 +166,7 @@ def test_protocol_mistakes_are_reported() -> None:
     async def body_first(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"x"})
 
-    with pytest.raises(RuntimeError, match="before http.response.start"):
+    with pytest.raises(RuntimeError, match=r"before http\.response\.start"):
         TestClient(body_first).get("/")
 
 
