@@ -25,6 +25,11 @@ import anyio.from_thread
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from asgikit._testing_websocket import (
+    AsyncWebSocketTestSession,
+    WebSocketTestSession,
+    websocket_scope,
+)
 from asgikit.types import ASGIApp, Message, Scope
 
 __all__ = ["AsyncTestClient", "TestClient"]
@@ -517,6 +522,42 @@ class TestClient(httpx.Client):
             finally:
                 portal.call(host.stop)
 
+    @contextlib.contextmanager
+    def websocket_connect(
+        self,
+        path: str,
+        subprotocols: list[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[WebSocketTestSession]:
+        """Open a WebSocket to the app at ``path`` (a context manager).
+
+        The handshake happens on entry: if the app closes instead of accepting,
+        `WebSocketDisconnect` is raised (`WebSocketDenialResponse` for an HTTP
+        rejection). Leaving the block closes with 1000 and waits for the app.
+
+        >>> with client.websocket_connect("/ws") as websocket:
+        ...     websocket.send_text("hi")
+        ...     reply = websocket.receive_text()
+        """
+        request = self.build_request("GET", path, headers=headers)
+        scope = websocket_scope(
+            request,
+            root_path=self.root_path,
+            client=self.client_address,
+            state=self.lifespan_state if self._entered else None,
+            subprotocols=subprotocols,
+        )
+        with self._portal_and_task_group() as (portal, task_group):
+            session = WebSocketTestSession(
+                portal,
+                self.app,
+                scope,
+                task_group,
+                raise_server_exceptions=self.raise_server_exceptions,
+            )
+            with session as websocket:
+                yield websocket
+
     def __enter__(self) -> TestClient:
         stack = contextlib.ExitStack()
         try:
@@ -610,6 +651,36 @@ class AsyncTestClient(httpx.AsyncClient):
         async with anyio.create_task_group() as task_group:
             yield task_group
             task_group.cancel_scope.cancel()
+
+    @contextlib.asynccontextmanager
+    async def websocket_connect(
+        self,
+        path: str,
+        subprotocols: list[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[AsyncWebSocketTestSession]:
+        """Open a WebSocket to the app at ``path`` (an async context manager).
+
+        Same behaviour as `TestClient.websocket_connect`, with awaitable methods.
+
+        >>> async with client.websocket_connect("/ws") as websocket:
+        ...     await websocket.send_text("hi")
+        ...     reply = await websocket.receive_text()
+        """
+        request = self.build_request("GET", path, headers=headers)
+        scope = websocket_scope(
+            request,
+            root_path=self.root_path,
+            client=self.client_address,
+            state=self.lifespan_state if self._task_group is not None else None,
+            subprotocols=subprotocols,
+        )
+        async with self._task_group_context() as task_group:
+            session = AsyncWebSocketTestSession(
+                self.app, scope, task_group, raise_server_exceptions=self.raise_server_exceptions
+            )
+            async with session:
+                yield session
 
     async def __aenter__(self) -> AsyncTestClient:
         task_group = anyio.create_task_group()
