@@ -105,7 +105,7 @@ _PARAM_RE = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-zA-Z_][a-zA-Z0-9_]*))?
 _STATIC, _MIXED, _STR = 0, 1, 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Segment:
     """One ``/``-separated piece of a template."""
 
@@ -234,10 +234,11 @@ def route_path(path: str, root_path: str) -> str:
     return path
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node(Generic[T, M]):
     static: dict[str, _Node[T, M]] = field(default_factory=dict)
-    dynamic: list[tuple[Segment, _Node[T, M]]] = field(default_factory=list)  # by rank
+    # (segment, its name if it is a whole-segment str parameter, child), by rank.
+    dynamic: list[tuple[Segment, str | None, _Node[T, M]]] = field(default_factory=list)
     catch_all: list[tuple[str, T]] = field(default_factory=list)  # {name:path} leaves
     leaf: T | None = None
     mounts: list[M] = field(default_factory=list)
@@ -271,15 +272,7 @@ class SegmentTree(Generic[T, M]):
                 node.catch_all.append((name, leaf))
                 return leaf
             else:
-                for existing_segment, child in node.dynamic:
-                    if existing_segment == segment:
-                        node = child
-                        break
-                else:
-                    child = _Node()
-                    node.dynamic.append((segment, child))
-                    node.dynamic.sort(key=lambda pair: pair[0].rank)  # stable: keeps order
-                    node = child
+                node = _dynamic_child(node, segment)
         if node.leaf is None:
             node.leaf = make_leaf()
             if template.is_static:
@@ -292,15 +285,7 @@ class SegmentTree(Generic[T, M]):
             if segment.rank == _STATIC:
                 node = node.static.setdefault(segment.text, _Node())
             else:
-                for existing_segment, child in node.dynamic:
-                    if existing_segment == segment:
-                        node = child
-                        break
-                else:
-                    child = _Node()
-                    node.dynamic.append((segment, child))
-                    node.dynamic.sort(key=lambda pair: pair[0].rank)
-                    node = child
+                node = _dynamic_child(node, segment)
         node.mounts.append(mount)
 
     def find(
@@ -315,53 +300,81 @@ class SegmentTree(Generic[T, M]):
         """
         if not path or path[0] != "/":
             return None
-        return _find(self._root, path[1:].split("/"), 0, [], accept, key)
+        parts = path.split("/")  # parts[0] is the "" before the leading "/"
+        return _find(self._root, parts, 1, len(parts), {}, accept, key)
+
+
+def _dynamic_child(node: _Node[T, M], segment: Segment) -> _Node[T, M]:
+    for existing, _, child in node.dynamic:
+        if existing == segment:
+            return child
+    child = _Node()
+    str_name = segment.names[0] if segment.rank == _STR else None
+    node.dynamic.append((segment, str_name, child))
+    node.dynamic.sort(key=lambda entry: entry[0].rank)  # stable: equals keep their order
+    return child
 
 
 def _find(
     node: _Node[T, M],
     parts: list[str],
     index: int,
-    params: list[tuple[str, Any]],
+    end: int,
+    params: dict[str, Any],
     accept: Callable[[T, K], R | None],
     key: K,
 ) -> tuple[R | M, dict[str, Any], int] | None:
-    if index == len(parts):
+    if index == end:
         if node.leaf is not None:
             answer = accept(node.leaf, key)
             if answer is not None:
-                return answer, dict(params), 0
+                return answer, params, 0
         return None
     part = parts[index]
+    last = index + 1 == end  # the last segment: check the child's leaf without a call
     child = node.static.get(part)
     if child is not None:
-        found = _find(child, parts, index + 1, params, accept, key)
-        if found is not None:
-            return found
-    for segment, child in node.dynamic:
-        if segment.rank == _STR:  # the common case, inlined: any non-empty segment
-            if not part:
-                continue
-            params.append((segment.names[0], part))
-            found = _find(child, parts, index + 1, params, accept, key)
+        if last:
+            if child.leaf is not None:
+                answer = accept(child.leaf, key)
+                if answer is not None:
+                    return answer, params, 0
+        else:
+            found = _find(child, parts, index + 1, end, params, accept, key)
             if found is not None:
                 return found
-            params.pop()
+    for segment, str_name, child in node.dynamic:
+        if str_name is not None:  # the common case, inlined: any non-empty segment
+            if not part:
+                continue
+            params[str_name] = part
+            if last:
+                if child.leaf is not None:
+                    answer = accept(child.leaf, key)
+                    if answer is not None:
+                        return answer, params, 0
+            else:
+                found = _find(child, parts, index + 1, end, params, accept, key)
+                if found is not None:
+                    return found
+            del params[str_name]
             continue
         converted = segment.match(part)
         if converted is not None:
-            params.extend(converted)
-            found = _find(child, parts, index + 1, params, accept, key)
+            params.update(converted)
+            found = _find(child, parts, index + 1, end, params, accept, key)
             if found is not None:
                 return found
-            del params[len(params) - len(converted) :]
+            for name, _ in converted:
+                del params[name]
     if node.catch_all:
         rest = "/".join(parts[index:])
         for name, leaf in node.catch_all:
             answer = accept(leaf, key)
             if answer is not None:
-                return answer, {**dict(params), name: rest}, 0
+                params[name] = rest
+                return answer, params, 0
     if node.mounts:
-        consumed = index + sum(len(part) for part in parts[:index])
-        return node.mounts[0], dict(params), consumed
+        consumed = index - 1 + sum(len(part) for part in parts[:index])
+        return node.mounts[0], params, consumed
     return None

@@ -92,7 +92,10 @@ class HTTPConnection:
     @property
     def path_params(self) -> dict[str, Any]:
         """The converted path parameters of the matched route (``{}`` when none)."""
-        params: dict[str, Any] = self.scope.get("path_params", {})
+        try:
+            params: dict[str, Any] = self.scope["path_params"]
+        except KeyError:
+            params = self.scope["path_params"] = {}
         return params
 
     @property

@@ -165,32 +165,32 @@ class Mount:
         return f"Mount(path={self.path!r}, name={self.name!r}, app={self.app!r})"
 
 
-class _Leaf:
-    """Everything registered on one path: HTTP routes by method, a WebSocket route."""
+class _Leaf(dict[str, "Route"]):
+    """Everything registered on one path: HTTP routes by method (the dict itself, so
+    ``dict.get`` is the ``accept`` of an HTTP lookup), and a WebSocket route."""
 
-    __slots__ = ("http", "websocket")
+    __slots__ = ("websocket",)
 
     def __init__(self) -> None:
-        self.http: dict[str, Route] = {}
+        super().__init__()
         self.websocket: WebSocketRoute | None = None
 
     # ``accept`` functions for SegmentTree.find:
 
     @staticmethod
-    def http_route(leaf: _Leaf, method: str) -> Route | None:
-        return leaf.http.get(method)
-
-    @staticmethod
     def any_http(leaf: _Leaf, _: None) -> _Leaf | None:
-        return leaf if leaf.http else None
+        return leaf if leaf else None
 
     @staticmethod
     def collect_methods(leaf: _Leaf, allowed: set[str]) -> None:
-        allowed.update(leaf.http)
+        allowed.update(leaf)
 
     @staticmethod
     def websocket_route(leaf: _Leaf, _: None) -> WebSocketRoute | None:
         return leaf.websocket
+
+
+_http_route = _Leaf.get  # accept for HTTP lookups: the route for a method, or None
 
 
 class _StartTracker:
@@ -279,7 +279,7 @@ class Router:
         elif isinstance(route, Route):
             leaf = self._tree.insert(route.template, _Leaf)
             for method in route.methods:
-                leaf.http.setdefault(method, route)
+                leaf.setdefault(method, route)
             if route.middleware:
                 route.app = build_chain(functools.partial(self._run_route, route), route.middleware)
             self._names.setdefault(route.name, route)
@@ -430,8 +430,7 @@ class Router:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if "router" not in scope:
-            scope["router"] = self
-            scope["app_root_path"] = scope.get("root_path", "")
+            scope["router"] = self  # the top router: request.url_for() resolves names here
         if self.middleware:
             app = self._app
             if app is None:
@@ -447,11 +446,11 @@ class Router:
             route: Route | None = None
             leaf = self._static.get(path)
             if leaf is not None:
-                route = leaf.http.get(method)
+                route = leaf.get(method)
             elif method != "HEAD":
-                found = self._tree.find(path, _Leaf.http_route, method)
+                found = self._tree.find(path, _http_route, method)
                 if found is not None and found[0].__class__ is Route:
-                    route = found[0]  # type: ignore[assignment]
+                    route = found[0]
                     if found[1]:
                         scope["path_params"] = found[1]
             if route is not None and route.app is None and method != "HEAD":
@@ -514,7 +513,7 @@ class Router:
                 send = _strip_body(send)
             leaf = self._static.get(path)
             if leaf is not None:
-                route = leaf.http.get(method)
+                route = leaf.get(method)
                 if route is not None:
                     if route.app is None:
                         await self._run_route(route, scope, receive, send)
@@ -532,7 +531,7 @@ class Router:
     async def _dispatch_http(
         self, path: str, method: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        found = self._tree.find(path, _Leaf.http_route, method)
+        found = self._tree.find(path, _http_route, method)
         if found is None:
             await self._no_route(path, method, scope, receive, send)
             return
@@ -560,7 +559,9 @@ class Router:
         send: Send,
     ) -> None:
         child = dict(scope)
-        child["root_path"] = scope.get("root_path", "") + prefix
+        root_path = scope.get("root_path", "")
+        child.setdefault("app_root_path", root_path)  # where the top router is served
+        child["root_path"] = root_path + prefix
         if params:
             child["path_params"] = {**scope.get("path_params", {}), **params}
         if scope["type"] != "http":
