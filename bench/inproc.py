@@ -1,7 +1,8 @@
 """In-process benchmark: asgikit, Starlette and raw ASGI side by side in one run.
 
 Each app's ASGI callable is awaited directly on one event loop with a uvicorn-like
-scope; ``send`` discards messages. Per scenario a batch size is calibrated so the
+scope and, per request, a fresh scope copy and receive/send pair (what a server does).
+Per scenario a batch size is calibrated so the
 slowest app's batch takes about ``--batch-seconds``; then every round runs one batch
 per app (app order rotated, ``gc.collect()`` before each). Reported: median
 microseconds per request and the ratio to raw as the median of per-round ratios (this
@@ -55,24 +56,52 @@ def make_scope(path: str) -> dict[str, Any]:
     }
 
 
-async def receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
+REQUEST = {"type": "http.request", "body": b"", "more_body": False}
+DISCONNECT = {"type": "http.disconnect"}
 
 
-async def discard(message: dict[str, Any]) -> None:
-    return None
+class Connection:
+    """What a server does per request: a receive/send pair. ``receive`` hands over the
+    (empty) body, then waits for the response to end and reports a disconnect, as
+    uvicorn does; ``send`` notes the end of the response."""
 
+    __slots__ = ("complete", "delivered", "waiter")
 
-class Recorder:
     def __init__(self) -> None:
+        self.delivered = False
+        self.complete = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.delivered:
+            self.delivered = True
+            return REQUEST
+        if not self.complete:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return DISCONNECT
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(None)
+
+
+class Recorder(Connection):
+    __slots__ = ("body", "status")
+
+    def __init__(self) -> None:
+        super().__init__()
         self.status = 0
         self.body = b""
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
         elif message["type"] == "http.response.body":
             self.body += message.get("body", b"")
+        await super().send(message)
 
 
 SCENARIOS: dict[str, tuple[Sequence[str], Callable[[str], bytes]]] = {
@@ -91,18 +120,24 @@ async def check(
 ) -> None:
     for path in paths[:3]:
         recorder = Recorder()
-        await app(make_scope(path), receive, recorder)
+        await app(make_scope(path), recorder.receive, recorder.send)
         if recorder.status != 200 or recorder.body != expected(path):
             raise SystemExit(f"{name} answered {recorder.status} {recorder.body!r} for {path}")
 
 
 async def run_batch(app: Any, scopes: list[dict[str, Any]], count: int) -> float:
+    """Microseconds per request for ``count`` sequential requests, cycling ``scopes``.
+
+    Like a server, each request gets a fresh scope (apps may write into it, and the
+    lifespan "state" is copied in) and a fresh receive/send pair: that work is timed too.
+    """
     cycle = itertools.cycle(scopes)
-    batch = [dict(next(cycle)) for _ in range(count)]  # apps may write into the scope
+    batch = [next(cycle) for _ in range(count)]
     gc.collect()
     start = time.perf_counter()
     for scope in batch:
-        await app(scope, receive, discard)
+        connection = Connection()
+        await app({**scope, "state": {}}, connection.receive, connection.send)
     return (time.perf_counter() - start) / count * 1e6
 
 

@@ -1,4 +1,10 @@
-"""Pure ASGI: the floor every framework is compared with. No route table, no objects."""
+"""Pure ASGI: the floor every framework is compared with.
+
+A hand-written app still has to do what any real one does: dispatch on method and path,
+validate the parametric path, answer 404/405, build its headers and serialise its
+JSON per request. It has no route table and no objects, so the 100 decoy routes of the
+framework apps cost it nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,14 @@ from typing import Any
 from scenarios import HELLO_BODY, JSON_DOC
 
 TEXT = b"text/plain; charset=utf-8"
+JSON = b"application/json"
 
 
-async def _respond(send: Any, content_type: bytes, body: bytes) -> None:
+async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 200,
+            "status": status,
             "headers": [
                 (b"content-length", str(len(body)).encode()),
                 (b"content-type", content_type),
@@ -24,18 +31,44 @@ async def _respond(send: Any, content_type: bytes, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    await _respond(send, 200, TEXT, HELLO_BODY)
+
+
+async def json_doc(scope: Any, receive: Any, send: Any) -> None:
+    body = json.dumps(JSON_DOC, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    await _respond(send, 200, JSON, body.encode())
+
+
+async def user_item(send: Any, user: str, item: str) -> None:
+    await _respond(send, 200, TEXT, f"user {user} item {item}".encode())
+
+
+HANDLERS = {("GET", "/hello"): hello, ("GET", "/json"): json_doc}
+PATHS = {path for _, path in HANDLERS}
+
+
 async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
     path = scope["path"]
-    if path == "/hello":
-        await _respond(send, TEXT, HELLO_BODY)
-    elif path == "/json":
-        body = json.dumps(JSON_DOC, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        await _respond(send, b"application/json", body.encode())
-    elif path.startswith("/users/"):
-        _, _, user, _, item = path.split("/")
-        await _respond(send, TEXT, f"user {user} item {item}".encode())
+    method = scope["method"]
+    handler = HANDLERS.get((method, path))
+    if handler is not None:
+        await handler(scope, receive, send)
+        return
+    if path.startswith("/users/"):
+        parts = path.split("/")  # ["", "users", id, "items", item]
+        if len(parts) == 5 and parts[3] == "items" and parts[2] and parts[4]:
+            if method == "GET":
+                await user_item(send, parts[2], parts[4])
+            else:
+                await _respond(send, 405, TEXT, b"Method Not Allowed")
+            return
+    if path in PATHS:
+        await _respond(send, 405, TEXT, b"Method Not Allowed")
     else:
-        await _respond(send, TEXT, b"not found")
+        await _respond(send, 404, TEXT, b"Not Found")
 
 
 def make_routing_app(n_routes: int) -> Any:
