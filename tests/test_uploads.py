@@ -1,0 +1,230 @@
+"""Large uploads: integrity, bounded memory, and no temp file left behind on any way out.
+
+Temp files go to a per-test directory (``tempfile.tempdir`` is pointed at it). On Linux
+an anonymous temp file has no directory entry, so "left behind" is checked both in the
+directory and among the process's open descriptors (``/proc/self/fd``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import tempfile
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asgikit import Request, Router, UploadFile
+from asgikit.testing import TestClient
+from asgikit.types import Message
+
+MiB = 1024 * 1024
+BOUNDARY = "uploadboundary9Qz"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+HEAD = (
+    f"--{BOUNDARY}\r\n"
+    'Content-Disposition: form-data; name="label"\r\n\r\n'
+    "cat\r\n"
+    f"--{BOUNDARY}\r\n"
+    'Content-Disposition: form-data; name="image"; filename="big.bin"\r\n'
+    "Content-Type: application/octet-stream\r\n\r\n"
+).encode()
+TAIL = f"\r\n--{BOUNDARY}--\r\n".encode()
+BLOCK = random.Random(7).randbytes(MiB)  # file content: this MiB repeated
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def temp_files(directory: Path) -> list[str]:
+    """Directory entries plus open descriptors of files in ``directory``."""
+    found = [str(path) for path in directory.iterdir()]
+    fds = Path("/proc/self/fd")
+    if fds.is_dir():
+        for fd in fds.iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith(str(directory)):
+                found.append(target)
+    return found
+
+
+def upload_body(mib: int, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+    """A streamed multipart body with ``mib`` MiB of file content (built once per MiB)."""
+    yield HEAD
+    for _ in range(mib):
+        for start in range(0, MiB, chunk_size):
+            yield BLOCK[start : start + chunk_size]
+    yield TAIL
+
+
+def expected_sha256(mib: int) -> str:
+    digest = hashlib.sha256()
+    for _ in range(mib):
+        digest.update(BLOCK)
+    return digest.hexdigest()
+
+
+def make_app(seen: list[UploadFile], directory: Path | None = None) -> Router:
+    app = Router()
+
+    @app.post("/upload")
+    async def upload(request: Request) -> Any:
+        limits = {key: int(value) for key, value in request.query_params.items()}
+        form = await request.form(**limits)
+        image = form["image"]
+        assert isinstance(image, UploadFile)
+        seen.append(image)
+        digest = hashlib.sha256()
+        while chunk := await image.read(MiB):
+            digest.update(chunk)
+        return {
+            "label": form["label"],
+            "size": image.size,
+            "sha256": digest.hexdigest(),
+            "in_memory": image.in_memory,
+            "temp_files_during": len(temp_files(directory)) if directory else None,
+        }
+
+    @app.post("/fail")
+    async def fail(request: Request) -> Any:
+        form = await request.form()
+        for value in form.values():
+            if isinstance(value, UploadFile):
+                seen.append(value)
+        raise RuntimeError("the model crashed")
+
+    return app
+
+
+def test_50_mb_upload_sha256_and_peak_memory(temp_dir: Path) -> None:
+    seen: list[UploadFile] = []
+    with TestClient(make_app(seen, temp_dir)) as client:
+        tracemalloc.start()
+        try:
+            response = client.post(
+                "/upload", content=upload_body(50), headers={"content-type": MULTIPART}
+            )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert response.status_code == 200
+    result = response.json()
+    assert result["label"] == "cat"
+    assert result["size"] == 50 * MiB
+    assert result["sha256"] == expected_sha256(50)
+    assert result["in_memory"] is False
+    assert result["temp_files_during"] == 1  # the check below can see a temp file
+    assert peak < 10 * 1000 * 1000, f"peak {peak / MiB:.1f} MiB for a 50 MiB upload"
+    assert seen[0].file.closed
+    assert temp_files(temp_dir) == []
+
+
+def test_upload_on_trio(temp_dir: Path) -> None:
+    seen: list[UploadFile] = []
+    with TestClient(make_app(seen), backend="trio") as client:
+        response = client.post(
+            "/upload", content=upload_body(5), headers={"content-type": MULTIPART}
+        )
+    assert response.json()["sha256"] == expected_sha256(5)
+    assert temp_files(temp_dir) == []
+
+
+def test_small_chunks_and_odd_sizes(temp_dir: Path) -> None:
+    seen: list[UploadFile] = []
+    with TestClient(make_app(seen)) as client:
+        response = client.post(
+            "/upload", content=upload_body(3, chunk_size=1000), headers={"content-type": MULTIPART}
+        )
+    assert response.json()["sha256"] == expected_sha256(3)
+    assert response.json()["size"] == 3 * MiB
+
+
+def test_files_closed_and_removed_when_the_endpoint_raises(temp_dir: Path) -> None:
+    seen: list[UploadFile] = []
+    with TestClient(make_app(seen), raise_server_exceptions=False) as client:
+        response = client.post("/fail", content=upload_body(3), headers={"content-type": MULTIPART})
+    assert response.status_code == 500
+    assert len(seen) == 1
+    assert seen[0].file.closed
+    assert temp_files(temp_dir) == []
+
+
+def test_limit_hit_mid_file_leaves_no_temp_file(temp_dir: Path) -> None:
+    seen: list[UploadFile] = []
+    with TestClient(make_app(seen)) as client:
+        response = client.post(
+            "/upload?max_file_size=2500000",
+            content=upload_body(4),
+            headers={"content-type": MULTIPART},
+        )
+    assert response.status_code == 413
+    assert "max_file_size=2500000" in response.json()["detail"]
+    assert seen == []
+    assert temp_files(temp_dir) == []
+
+
+def test_small_files_in_memory_up_to_a_budget(temp_dir: Path) -> None:
+    app = Router()
+
+    @app.post("/many")
+    async def many(request: Request) -> Any:
+        form = await request.form()
+        return [value.in_memory for value in form.values() if isinstance(value, UploadFile)]
+
+    files = [(f"f{index}", (f"{index}.bin", BLOCK[: MiB - index])) for index in range(12)]
+    with TestClient(app) as client:
+        flags = client.post("/many", files=files).json()
+    # Each file is under 1 MiB; the form keeps 8 MiB of them in memory, spools the rest.
+    assert flags[:7] == [True] * 7
+    assert flags[-4:] == [False] * 4
+    assert temp_files(temp_dir) == []
+
+
+@pytest.mark.anyio
+async def test_client_disconnect_mid_upload(temp_dir: Path) -> None:
+    seen: list[UploadFile] = []
+    app = make_app(seen)
+    body = upload_body(20)
+    sent_chunks = 0
+
+    async def receive() -> Message:
+        nonlocal sent_chunks
+        if sent_chunks < 50:  # about 3 MiB, then the client goes away
+            sent_chunks += 1
+            return {"type": "http.request", "body": next(body), "more_body": True}
+        return {"type": "http.disconnect"}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/upload",
+        "raw_path": b"/upload",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"test"), (b"content-type", MULTIPART.encode())],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    assert sent == []  # handled quietly: nobody is left to answer
+    assert seen == []  # the endpoint never got a form
+    assert sent_chunks == 50
+    assert temp_files(temp_dir) == []
