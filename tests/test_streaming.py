@@ -1,0 +1,232 @@
+"""StreamingResponse: chunk-per-message streaming, disconnects, errors, background."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from asgikit import BackgroundTask, Request, Router, StreamingResponse
+from asgikit.testing import AsyncTestClient
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    """A raw ASGI ``send`` that keeps every message."""
+
+    def __init__(self, fail_on_body: int | None = None) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.fail_on_body = fail_on_body
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies = sum(m["type"] == "http.response.body" for m in self.messages)
+            if bodies == self.fail_on_body:
+                raise OSError("connection closed")
+        self.messages.append(message)
+
+
+async def never_disconnects() -> dict[str, Any]:
+    await anyio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
+SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+
+async def test_each_chunk_is_its_own_body_message() -> None:
+    async def chunks() -> AsyncIterator[str | bytes]:
+        yield b"one "
+        yield "two "
+        yield "drei ✓"
+
+    send = Recorder()
+    await StreamingResponse(chunks(), media_type="text/plain")(SCOPE, never_disconnects, send)
+    start, *bodies, last = send.messages
+    assert start["type"] == "http.response.start"
+    assert (b"content-type", b"text/plain; charset=utf-8") in start["headers"]
+    assert all(name != b"content-length" for name, _ in start["headers"])
+    assert [m["body"] for m in bodies] == [b"one ", b"two ", "drei ✓".encode()]
+    assert all(m["more_body"] for m in bodies)
+    assert last == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def test_sync_iterator_runs_in_threadpool_one_chunk_per_hop() -> None:
+    threads: set[int] = set()
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(3):
+            threads.add(threading.get_ident())
+            yield b"%d" % i
+
+    router = Router()
+    router.add_route("/", lambda request: StreamingResponse(chunks()), methods=["GET"])
+    async with AsyncTestClient(router) as client:
+        response = await client.get("/")
+    assert response.content == b"012"
+    assert threading.get_ident() not in threads
+
+
+async def test_disconnect_cancels_pending_await_and_runs_finally() -> None:
+    cleaned_up = anyio.Event()
+    produced: list[int] = []
+
+    async def tokens() -> AsyncIterator[str]:
+        try:
+            yield "first\n"
+            produced.append(1)
+            await anyio.sleep_forever()  # inference that would never end
+            yield "never\n"
+        finally:
+            cleaned_up.set()
+
+    background_ran: list[bool] = []
+    router = Router()
+
+    @router.get("/")
+    async def endpoint(request: Request) -> StreamingResponse:
+        task = BackgroundTask(background_ran.append, True)
+        return StreamingResponse(tokens(), background=task)
+
+    async with AsyncTestClient(router) as client:
+        async with client.stream("GET", "/") as response:
+            async for chunk in response.aiter_bytes():
+                assert chunk == b"first\n"
+                break
+        with anyio.fail_after(5):
+            await cleaned_up.wait()
+    assert produced == [1]
+    assert background_ran == []  # the response was not delivered
+
+
+async def test_disconnect_closes_sync_generator() -> None:
+    closed = threading.Event()
+
+    def numbers() -> Iterator[str]:
+        try:
+            i = 0
+            while True:
+                yield f"{i}\n"
+                i += 1
+        finally:
+            closed.set()
+
+    router = Router()
+    router.add_route("/", lambda request: StreamingResponse(numbers()), methods=["GET"])
+    async with AsyncTestClient(router) as client:
+        async with client.stream("GET", "/") as response:
+            async for _line in response.aiter_lines():
+                break
+        with anyio.fail_after(5):
+            while not closed.is_set():
+                await anyio.sleep(0.01)
+
+
+async def test_http_disconnect_message_stops_raw_stream() -> None:
+    finished = []
+
+    async def slow() -> AsyncIterator[bytes]:
+        try:
+            yield b"a"
+            await anyio.sleep_forever()
+        finally:
+            finished.append(True)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    send = Recorder()
+    with anyio.fail_after(5):
+        await StreamingResponse(slow())(SCOPE, receive, send)
+    assert finished == [True]
+    # The closing empty body never went out: the response is cut, not completed.
+    assert all(m.get("more_body", True) for m in send.messages[1:])
+
+
+async def test_oserror_from_send_is_a_disconnect() -> None:
+    closed = []
+    ran = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            for _ in range(10):
+                yield b"x"
+        finally:
+            closed.append(True)
+
+    send = Recorder(fail_on_body=2)
+    response = StreamingResponse(chunks(), background=BackgroundTask(ran.append, 1))
+    await response(SCOPE, never_disconnects, send)  # returns quietly
+    assert closed == [True]
+    assert ran == []
+    assert len(send.messages) == 3  # start + two chunks
+
+
+async def test_background_runs_after_last_byte() -> None:
+    events: list[str] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    class Send(Recorder):
+        async def __call__(self, message: dict[str, Any]) -> None:
+            events.append(message["type"] + ("+" if message.get("more_body") else ""))
+
+    async def task() -> None:
+        events.append("background")
+
+    await StreamingResponse(chunks(), background=BackgroundTask(task))(
+        SCOPE, never_disconnects, Send()
+    )
+    assert events == [
+        "http.response.start",
+        "http.response.body+",
+        "http.response.body",
+        "background",
+    ]
+
+
+async def test_error_after_start_never_sends_second_start() -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"partial"
+        raise RuntimeError("model crashed")
+
+    router = Router()
+    router.add_route("/", lambda request: StreamingResponse(broken()), methods=["GET"])
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "scheme": "http",
+        "server": ("test", 80),
+    }
+    send = Recorder()
+    with pytest.raises(RuntimeError, match="model crashed"):
+        await router(scope, never_disconnects, send)
+    starts = [m for m in send.messages if m["type"] == "http.response.start"]
+    assert len(starts) == 1 and starts[0]["status"] == 200
+    assert send.messages[-1] == {
+        "type": "http.response.body",
+        "body": b"partial",
+        "more_body": True,
+    }
+
+
+def test_rejects_non_iterable_content() -> None:
+    with pytest.raises(TypeError, match="iterable of chunks"):
+        StreamingResponse("whole body")
+    with pytest.raises(TypeError, match="iterable"):
+        StreamingResponse(42)  # type: ignore[arg-type]
+
+
+async def test_bad_chunk_type_raises() -> None:
+    with pytest.raises(TypeError, match="bytes or str"):
+        await StreamingResponse([1])(SCOPE, never_disconnects, Recorder())
