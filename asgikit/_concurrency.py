@@ -93,8 +93,9 @@ def _next(iterator: Iterator[T]) -> T:
 async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
     """Iterate a blocking iterable in the shared thread pool, one item per hand-off.
 
-    When the async iteration stops early (``break``, an error, cancellation) the
-    iterator's ``close()`` runs, so a generator's ``finally`` block executes.
+    When this async generator is closed early (``aclose()``, ``contextlib.aclosing``,
+    or a streaming response whose client left) the iterator's ``close()`` runs in the
+    pool, so a generator's ``finally`` block executes.
     """
     iterator = iter(iterable)
     try:
