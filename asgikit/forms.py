@@ -12,9 +12,9 @@ by chunk as the body arrives, so memory stays bounded whatever the body size:
 
 Disk writes never block the event loop and never cost a thread hand-off per body chunk:
 a file part's chunks are held (they are the very ``bytes`` objects the server gave us, so
-holding them copies nothing) until more than 1 MiB is waiting, then written with one
-hand-off. That is one hand-off per MiB instead of one per 64 KiB message, and the write
-runs while the loop parses the next MiB (see `_DiskWriter`).
+holding them copies nothing) until more than 1 MiB is waiting, then queued as one batch
+to a single writer thread per form, which writes it with one ``writev`` while the loop
+parses the next MiB (see `_DiskWriter`). Starlette pays one hand-off per 64 KiB message.
 
 Every limit exceeded answers 413 with the limit's name in ``detail``; a malformed body
 answers 400; another content type 415. Whatever ends the parse early (a limit, bad input,
@@ -65,9 +65,9 @@ MAX_PART_HEADERS = 16
 IN_MEMORY_FILES_BUDGET = 8 * SPOOL_MAX_SIZE
 """Bytes of small files one form keeps in memory; later files are spooled to disk."""
 
-# RFC 2046 section 5.1.1: 1 to 70 characters from bchars, not ending in a space.
 _MAX_BATCH_CHUNKS = 512  # below every platform's IOV_MAX (1024 on Linux)
 _writev: Callable[[int, list[bytes]], int] | None = getattr(os, "writev", None)
+# RFC 2046 section 5.1.1: 1 to 70 characters from bchars, not ending in a space.
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 _BAD_PERCENT_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _FILENAME_STAR = re.compile(r";\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
@@ -111,9 +111,9 @@ async def parse_form(
         if media_type == _MULTIPART:
             parser = _multipart_parser(options.get("boundary"), max_files + max_fields + 1)
             reader = _MultipartReader(max_files, max_fields, max_part_size, max_file_size)
-            return await reader.read(parser, _limit_size(body, max_size))
+            return await reader.read(parser, body, max_size)
         if media_type == _URLENCODED:
-            return await _read_urlencoded(_limit_size(body, max_size), max_fields, max_part_size)
+            return await _read_urlencoded(body, max_size, max_fields, max_part_size)
     finally:
         await body.aclose()
     raise HTTPException(
@@ -139,21 +139,6 @@ def _check_content_length(value: str | None, max_size: int) -> None:
 
 def _body_too_large(max_size: int) -> HTTPException:
     return HTTPException(413, f"Request body is larger than max_size={max_size} bytes")
-
-
-async def _limit_size(
-    body: AsyncGenerator[bytes, None], max_size: int | None
-) -> AsyncGenerator[bytes, None]:
-    if max_size is None:
-        async for chunk in body:
-            yield chunk
-        return
-    received = 0
-    async for chunk in body:
-        received += len(chunk)
-        if received > max_size:
-            raise _body_too_large(max_size)
-        yield chunk
 
 
 # --------------------------------------------------------------------------- urlencoded
@@ -206,7 +191,7 @@ def _too_many_fields(max_fields: int) -> HTTPException:
 
 
 async def _read_urlencoded(
-    body: AsyncGenerator[bytes, None], max_fields: int, max_part_size: int
+    body: AsyncGenerator[bytes, None], max_size: int | None, max_fields: int, max_part_size: int
 ) -> FormData:
     fields: list[tuple[str, str | UploadFile]] = []
     # A percent-encoded value is at most 3x its decoded size; 4 KiB more leaves room for
@@ -220,7 +205,11 @@ async def _read_urlencoded(
             fields.append(decode_urlencoded_pair(bytes(pair), max_part_size))
 
     pending = bytearray()
+    received = 0
     async for chunk in body:
+        received += len(chunk)
+        if max_size is not None and received > max_size:
+            raise _body_too_large(max_size)
         cut = chunk.rfind(b"&")
         if cut == -1:
             pending += chunk
@@ -340,6 +329,7 @@ class _DiskWriter:
     """
 
     __slots__ = (
+        "_aborted",
         "_error",
         "_finished",
         "_queue",
@@ -361,6 +351,7 @@ class _DiskWriter:
         self._wakeup = anyio.Event()
         self._finished: anyio.Event | None = None  # set when the worker has returned
         self._error: BaseException | None = None
+        self._aborted = False
 
     async def submit(self, file: IO[bytes], chunks: list[bytes], size: int, rewind: bool) -> None:
         """Queue ``chunks`` (``size`` bytes) to be appended to ``file`` (then rewound, with
@@ -375,16 +366,19 @@ class _DiskWriter:
         await self._wait_until_written(self._submitted - 1)
 
     async def close(self) -> None:
-        """Stop the worker once the queue is written; raise a write error, if any."""
-        self.stop()
+        """Wait until every queued batch is written; raise a write error, if any."""
         if self._finished is not None:
+            self._queue.put(None)
             await self._finished.wait()
+            self._finished = None
         if self._error is not None:
             raise self._error
 
-    def stop(self) -> None:
-        """Let the worker return (without blocking): call on every way out of the parse."""
+    def abort(self) -> None:
+        """Make the worker skip what is queued and return; does not block. After a
+        failed parse, the task group then waits for the write in progress, if any."""
         if self._finished is not None:
+            self._aborted = True
             self._queue.put(None)
 
     async def _wait_until_written(self, batches: int) -> None:
@@ -412,7 +406,7 @@ class _DiskWriter:
             batch = self._queue.get()
             if batch is None:
                 return
-            if self._error is None:
+            if self._error is None and not self._aborted:
                 try:
                     _append_blocking(*batch)
                 except Exception as exc:
@@ -451,14 +445,16 @@ class _MultipartReader:
         self.fields = 0
         self.in_memory_bytes = 0
 
-    async def read(self, parser: Any, body: AsyncGenerator[bytes, None]) -> FormData:
+    async def read(
+        self, parser: Any, body: AsyncGenerator[bytes, None], max_size: int | None
+    ) -> FormData:
         """Parse the whole body; on any failure close the files opened so far."""
         error: Exception | None = None
         try:
             async with anyio.create_task_group() as task_group:
                 writer = _DiskWriter(task_group)
                 try:
-                    await self._read(parser, body, writer)
+                    await self._read(parser, body, max_size, writer)
                     await writer.close()
                 except Exception as exc:
                     # Kept, not raised: raised here it would come out of the task group
@@ -466,7 +462,7 @@ class _MultipartReader:
                     # still in flight, so the files are closed only after it.
                     error = exc
                 finally:
-                    writer.stop()
+                    writer.abort()  # a no-op once close() returned
         except BaseException:  # cancelled
             self._discard()
             raise
@@ -489,14 +485,22 @@ class _MultipartReader:
             upload.file.close()
 
     async def _read(
-        self, parser: Any, body: AsyncGenerator[bytes, None], writer: _DiskWriter
+        self,
+        parser: Any,
+        body: AsyncGenerator[bytes, None],
+        max_size: int | None,
+        writer: _DiskWriter,
     ) -> None:
         sink: _FileSink | None = None
         name = ""
         field = bytearray()
         charset = "utf-8"
         max_file_size = self.max_file_size
+        received = 0
         async for chunk in body:
+            received += len(chunk)
+            if max_size is not None and received > max_size:
+                raise _body_too_large(max_size)
             for event in parser.parse(chunk):
                 if event is None:  # end of the part
                     if sink is not None:

@@ -161,6 +161,10 @@ def test_urlencoded_limits(client: TestClient) -> None:
         while True:  # never ends: the parser must stop reading on its own
             yield b"x" * 4096
 
+    response = client.post("/limited?max_size=10", content=b"a=1&b=" + b"2" * 10, headers=headers)
+    assert response.status_code == 413
+    assert response.json()["detail"] == "Request body is larger than max_size=10 bytes"
+
     response = client.post("/limited?max_part_size=1000", content=endless_value(), headers=headers)
     assert response.status_code == 413
     assert "'big' is larger than max_part_size=1000" in response.json()["detail"]
