@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import random
 import statistics
@@ -123,7 +124,7 @@ def push_and_spool(messages: list[Message]) -> int:
                     if event.filename is None:
                         write = bytearray().extend
                     else:
-                        spooled.append(tempfile.SpooledTemporaryFile(max_size=MiB))
+                        spooled.append(tempfile.SpooledTemporaryFile(max_size=MiB))  # noqa: SIM115
                         write = spooled[-1].write
                 elif event:
                     write(event)
@@ -189,7 +190,7 @@ def main() -> None:
         runs: dict[str, Callable[[], int]] = {
             "asgikit request.form()": framework_run(loop, asgikit_form, scope, messages),
             "starlette request.form()": framework_run(loop, starlette_form, scope, messages),
-            "reference: push + spool": lambda: push_and_spool(messages),
+            "reference: push + spool": functools.partial(push_and_spool, messages),
         }
         for label, run in runs.items():  # warm up and check the answer
             if run() != file_size:
@@ -201,7 +202,7 @@ def main() -> None:
         base = times["starlette request.form()"]
         for label, run in runs.items():
             speed = size_mib / statistics.median(times[label])
-            ratio = statistics.median(b / t for b, t in zip(base, times[label]))
+            ratio = statistics.median(b / t for b, t in zip(base, times[label], strict=True))
             peak = traced_peak_mib(run)
             print(f"| {size_mib} MiB | {label} | {speed:,.0f} | {ratio:.2f}x | {peak:.2f} |")
     loop.close()
