@@ -1,4 +1,4 @@
-"""A real server: uvicorn on 127.0.0.1 serves examples/hello.py; httpx drives it."""
+"""Real servers (uvicorn, hypercorn) on 127.0.0.1 serve examples/hello.py; httpx drives them."""
 
 from __future__ import annotations
 
@@ -15,25 +15,28 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
+SERVERS = {
+    "uvicorn": (
+        ["-m", "uvicorn", "hello:router", "--host", "127.0.0.1", "--port", "0", "--lifespan", "on"],
+        r"Uvicorn running on (http://127\.0\.0\.1:\d+)",
+        "Application startup complete",
+    ),
+    "hypercorn": (
+        ["-m", "hypercorn", "hello:router", "--bind", "127.0.0.1:0", "--log-level", "info"],
+        r"Running on (http://127\.0\.0\.1:\d+)",
+        "Running on",
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Start a real server on a free port of 127.0.0.1 (the OS picks it; the server's log
+    says which) serving examples/hello.py, and always stop it."""
+    arguments, url_pattern, ready_text = SERVERS[request.param]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--app-dir",
-            str(ROOT / "examples"),
-            "hello:router",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",  # the OS picks a free port; uvicorn logs which
-            "--lifespan",
-            "on",
-            "--log-level",
-            "info",
-        ],
+        [sys.executable, *arguments],
+        cwd=ROOT / "examples",
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -42,14 +45,14 @@ def server_url() -> Iterator[str]:
         url = None
         started = False
         for line in process.stderr:  # ends if the server exits
-            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+            found = re.search(url_pattern, line)
             if found:
                 url = found.group(1)
-            if "Application startup complete" in line:
+            if ready_text in line:
                 started = True
             if url and started:
                 break
-        assert url and started, "uvicorn did not start"
+        assert url and started, f"{request.param} did not start"
         # Keep reading the log so a full pipe can never block the server.
         drain = threading.Thread(target=process.stderr.read, daemon=True)
         drain.start()
