@@ -1,0 +1,94 @@
+"""ConcurrencyLimitMiddleware: N in the app, M waiting, the rest shed with 503."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+from asgikit import Middleware, Request, Router
+from asgikit.middleware import ConcurrencyLimitMiddleware
+from asgikit.testing import AsyncTestClient
+
+pytestmark = pytest.mark.anyio
+
+
+def limited_app(release: anyio.Event, entered: list[str], **options: int) -> Router:
+    router = Router(middleware=[Middleware(ConcurrencyLimitMiddleware, **options)])
+
+    @router.get("/work/{name}")
+    async def work(request: Request) -> str:
+        entered.append(request.path_params["name"])
+        await release.wait()
+        return request.path_params["name"]
+
+    return router
+
+
+async def test_one_runs_one_waits_rest_shed() -> None:
+    release = anyio.Event()
+    entered: list[str] = []
+    app = limited_app(release, entered, max_concurrency=1, max_queue=1, retry_after=7)
+    responses: dict[str, httpx.Response] = {}
+    async with AsyncTestClient(app) as client:
+
+        async def get(name: str) -> None:
+            responses[name] = await client.get(f"/work/{name}")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get, "first")
+            while entered != ["first"]:
+                await anyio.sleep(0.001)
+            tg.start_soon(get, "queued")
+            await anyio.sleep(0.01)  # let it reach the queue
+            shed = await client.get("/work/shed")  # answered at once, while 2 are held
+            assert entered == ["first"]  # the queued one waits its turn
+            release.set()
+    assert shed.status_code == 503
+    assert shed.headers["retry-after"] == "7"
+    assert "capacity" in shed.json()["detail"]
+    assert responses["first"].text == "first"
+    assert responses["queued"].text == "queued"
+    assert entered == ["first", "queued"]
+
+
+async def test_cancelled_waiter_leaves_the_queue() -> None:
+    release = anyio.Event()
+    calls: list[str] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        calls.append(scope["path"])
+        await release.wait()
+
+    limiter = ConcurrencyLimitMiddleware(app, max_concurrency=1, max_queue=1)  # type: ignore[arg-type]
+    scope = {"type": "http", "path": "/a"}
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter, scope, None, None)
+        while limiter.active < 1:
+            await anyio.sleep(0.001)
+        with anyio.move_on_after(0.01):
+            await limiter({"type": "http", "path": "/b"}, None, None)  # type: ignore[arg-type]
+        assert limiter.waiting == 0
+        release.set()
+    assert calls == ["/a"]
+    assert limiter.active == 0
+
+
+async def test_lifespan_and_websocket_pass_through() -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        seen.append(scope["type"])
+
+    limiter = ConcurrencyLimitMiddleware(app, max_concurrency=1)  # type: ignore[arg-type]
+    limiter._active = 1  # saturated: HTTP would be shed
+    await limiter({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await limiter({"type": "websocket"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan", "websocket"]
+
+
+def test_invalid_options() -> None:
+    with pytest.raises(ValueError):
+        ConcurrencyLimitMiddleware(Router(), max_concurrency=0)
+    with pytest.raises(ValueError):
+        ConcurrencyLimitMiddleware(Router(), max_concurrency=1, max_queue=-1)
