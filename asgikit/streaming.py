@@ -174,23 +174,27 @@ class StreamingResponse(Response):
     async def _stream(self, receive: Receive, send: Send) -> bool:
         """Send the body while listening for a disconnect; True if it was all sent."""
         error: Exception | None = None
+        complete = False
         with anyio.CancelScope() as cancel_scope:
             disconnect = _Disconnect(cancel_scope)
             async with HelperTasks() as helpers:
                 helpers.start_soon(disconnect.listen, receive)
                 try:
                     await self._send_body(send, helpers, disconnect)
+                    # Servers report a disconnect once the response is complete: from
+                    # here on it no longer means the client left early.
+                    complete = True
                 except OSError:
                     disconnect.client_left()
                 except Exception as exc:
                     error = exc
                 finally:
                     await self._close_iterator()
-        if error is None:
+        if error is None and not complete:
             error = disconnect.error
         if error is not None:
             raise error
-        return not disconnect.happened
+        return complete
 
     async def _close_iterator(self) -> None:
         """Close the iterator so a generator's ``finally`` runs, even when cancelled."""

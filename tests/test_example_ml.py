@@ -1,0 +1,79 @@
+"""The ML serving example, driven through the test client."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numpy")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+
+from ml_serving import make_router
+
+from asgikit.testing import TestClient
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with TestClient(make_router(timeout=30)) as client:  # entering trains the models
+        yield client
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["classifier_accuracy"] > 0.8
+
+
+def test_readyz_is_503_without_lifespan() -> None:
+    # Not entered: like a server without lifespan support, no models in the state.
+    assert TestClient(make_router()).get("/readyz").status_code == 503
+
+
+def test_predict_goes_through_the_batcher(client: TestClient) -> None:
+    code = client.post("/predict", json={"text": "for key, value in sorted(items.items()):"})
+    prose = client.post("/predict", json={"text": "Return the number of items in the list."})
+    assert code.json()["label"] == "code"
+    assert prose.json()["label"] == "prose"
+    assert 0.5 <= code.json()["probability"] <= 1.0
+
+
+def test_predict_rejects_bad_input(client: TestClient) -> None:
+    response = client.post("/predict", json={"txt": "x"})
+    assert response.status_code == 422
+    assert "text" in response.json()["detail"]
+    assert client.post("/predict", content=b"{not json").status_code == 400
+
+
+def test_generate_streams_tokens_then_done(client: TestClient) -> None:
+    response = client.get("/generate", params={"prompt": "Return the", "max_tokens": 5})
+    assert response.headers["content-type"] == "text/event-stream"
+    assert response.text.count("event: token\n") == 5
+    assert "event: done\n" in response.text
+
+
+def test_generate_resumes_after_last_event_id(client: TestClient) -> None:
+    full = client.get("/generate", params={"max_tokens": 6, "seed": 3}).text
+    resumed = client.get(
+        "/generate", params={"max_tokens": 6, "seed": 3}, headers={"Last-Event-ID": "3"}
+    ).text
+    assert "id: 3\n" in full and "id: 3\n" not in resumed
+    assert full.split("id: 4\n", 1)[1] == resumed.split("id: 4\n", 1)[1]
+
+
+def test_generate_stops_when_client_leaves(client: TestClient) -> None:
+    before = client.get("/stats").json()
+    with client.stream("GET", "/generate", params={"max_tokens": 100_000}) as response:
+        for line in response.iter_lines():
+            if line.startswith("id: 3"):
+                break
+    for _ in range(500):  # the thread finishes its current token, then the generator closes
+        after = client.get("/stats").json()
+        if after["aborted_generations"] > before["aborted_generations"]:
+            break
+    assert after["aborted_generations"] == before["aborted_generations"] + 1
+    assert after["generated_tokens"] - before["generated_tokens"] < 1_000
