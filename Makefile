@@ -33,7 +33,7 @@ $(VENV)/.bench-installed: $(STAMP)
 	touch $(VENV)/.bench-installed
 
 bench: $(VENV)/.bench-installed
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/inproc.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
