@@ -8,6 +8,7 @@ each in the pool, so the event loop never blocks on disk. What to answer (``200`
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import secrets
@@ -128,12 +129,13 @@ def open_regular_file(path: str, follow_symlinks: bool = True) -> tuple[int, os.
     readable regular file. Blocking: call it in a worker thread."""
     try:
         fd = os.open(path, _OPEN_FLAGS if follow_symlinks else _OPEN_FLAGS | _NO_FOLLOW)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError):
+        # ValueError: a NUL byte, e.g. from a decoded "%00" in a path parameter.
         raise _FileUnavailable(404, "File not found") from None
     except PermissionError:
         raise _FileUnavailable(403, "Permission denied") from None
     except OSError as exc:
-        if exc.errno in (getattr(os, "ELOOP", -1), getattr(os, "ENAMETOOLONG", -1)):
+        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):  # a symlink refused, a long name
             raise _FileUnavailable(404, "File not found") from None
         raise
     try:
@@ -304,10 +306,10 @@ class FileResponse(Response):
             media_type = guess_media_type(filename or self.path)
         self.media_type = media_type
         raw = headers_to_raw(headers)
-        self._given = {name for name, _ in raw}
-        if b"content-type" not in self._given:
+        given = {name for name, _ in raw}
+        if b"content-type" not in given:
             raw.append((b"content-type", content_type_header(media_type, self.charset)))
-        if filename is not None and b"content-disposition" not in self._given:
+        if filename is not None and b"content-disposition" not in given:
             raw.append(
                 encode_header(
                     "content-disposition",
@@ -365,11 +367,13 @@ class FileResponse(Response):
 
     def _validator_headers(self, plan: _Plan) -> list[tuple[bytes, bytes]]:
         raw = list(self.raw_headers)
-        given = self._given
+        given = {name for name, _ in raw}  # now, not at init: .headers may have changed
         if b"last-modified" not in given:
             raw.append((b"last-modified", plan.last_modified.encode("latin-1")))
         if b"etag" not in given:
             raw.append((b"etag", plan.etag.encode("latin-1")))
+        if b"accept-ranges" not in given:
+            raw.append((b"accept-ranges", b"bytes"))
         return raw
 
     async def _send_not_modified(self, plan: _Plan, send: Send) -> None:
@@ -390,8 +394,6 @@ class FileResponse(Response):
         else:
             status = self.status_code
         raw.append((b"content-length", str(stop - start).encode("latin-1")))
-        if b"accept-ranges" not in self._given:
-            raw.append((b"accept-ranges", b"bytes"))
         await send({"type": "http.response.start", "status": status, "headers": raw})
         if plan.body is not None:
             await send({"type": "http.response.body", "body": plan.body})
@@ -407,6 +409,9 @@ class FileResponse(Response):
     ) -> None:
         boundary = secrets.token_hex(16)
         part_type = content_type_header(self.media_type or "application/octet-stream")
+        for name, value in self.raw_headers:
+            if name == b"content-type":
+                part_type = value  # what a whole-file response would have said
         heads, tail, length = multipart_byteranges_layout(
             plan.ranges, plan.size, part_type.decode("latin-1"), boundary
         )

@@ -361,3 +361,32 @@ async def test_old_servers_get_a_disconnect_watcher(big: Path) -> None:
     }
     await FileResponse(big)(scope, receive, send)
     assert sum(sent) < len(DATA)
+
+
+def test_headers_changed_after_init_win(small: Path) -> None:
+    router = Router()
+
+    @router.get("/file")
+    async def file(request: Request) -> FileResponse:
+        response = FileResponse(small)
+        response.headers["etag"] = '"my-own"'
+        response.headers["content-type"] = "text/x-model-card"
+        return response
+
+    with TestClient(router) as client:
+        response = client.get("/file")
+        assert response.headers.get_list("etag") == ['"my-own"']
+        multi = client.get("/file", headers={"range": "bytes=0-1,4-5"})
+    assert parse_multipart(multi)[0][0] == "text/x-model-card"
+
+
+def test_nul_byte_in_a_path_parameter_is_404(tmp_path: Path) -> None:
+    router = Router()
+
+    @router.get("/files/{name}")
+    async def file(request: Request) -> FileResponse:
+        return FileResponse(tmp_path / request.path_params["name"])
+
+    with TestClient(router) as client:
+        assert client.get("/files/a%00b").status_code == 404
+        assert client.get("/files/" + "x" * 5000).status_code == 404  # ENAMETOOLONG
