@@ -98,9 +98,11 @@ async def parse_form(
     _check_limit("max_part_size", max_part_size)
     if max_file_size is not None:
         _check_limit("max_file_size", max_file_size)
+    content_length = _content_length(request.headers.get("content-length"))
     if max_size is not None:
         _check_limit("max_size", max_size)
-        _check_content_length(request.headers.get("content-length"), max_size)
+        if content_length is not None and content_length > max_size:
+            raise _body_too_large(max_size)
 
     header = request.headers.get("content-type")
     if header is None:
@@ -109,9 +111,11 @@ async def parse_form(
     body = cast(AsyncGenerator[bytes, None], request.stream())
     try:
         if media_type == _MULTIPART:
-            parser = _multipart_parser(options.get("boundary"), max_files + max_fields + 1)
+            parser = _multipart_parser(
+                options.get("boundary"), content_length, max_files + max_fields + 1
+            )
             reader = _MultipartReader(max_files, max_fields, max_part_size, max_file_size)
-            return await reader.read(parser, body, max_size)
+            return await reader.read(parser, body, max_size, content_length)
         if media_type == _URLENCODED:
             return await _read_urlencoded(body, max_size, max_fields, max_part_size)
     finally:
@@ -126,15 +130,16 @@ def _check_limit(name: str, value: int) -> None:
         raise ValueError(f"{name} must be a non-negative int, not {value!r}")
 
 
-def _check_content_length(value: str | None, max_size: int) -> None:
+def _content_length(value: str | None) -> int | None:
     if value is None:
-        return
+        return None
     try:
         length = int(value)
     except ValueError:
-        raise HTTPException(400, f"Invalid Content-Length header {value!r}") from None
-    if length > max_size:
-        raise _body_too_large(max_size)
+        length = -1
+    if length < 0:
+        raise HTTPException(400, f"Invalid Content-Length header {value!r}")
+    return length
 
 
 def _body_too_large(max_size: int) -> HTTPException:
@@ -228,7 +233,7 @@ async def _read_urlencoded(
 # --------------------------------------------------------------------------- multipart
 
 
-def _multipart_parser(boundary: str | None, max_parts: int) -> Any:
+def _multipart_parser(boundary: str | None, content_length: int | None, max_parts: int) -> Any:
     if not boundary:
         raise HTTPException(400, "Missing boundary in the multipart/form-data Content-Type")
     if not _BOUNDARY.fullmatch(boundary):
@@ -237,6 +242,9 @@ def _multipart_parser(boundary: str | None, max_parts: int) -> Any:
         )
     return PushMultipartParser(
         boundary,
+        # More bytes than announced is a 400; it also makes the small-body fast path
+        # of _MultipartReader.read safe (no file can outgrow memory there).
+        content_length=-1 if content_length is None else content_length,
         max_header_size=MAX_PART_HEADER_SIZE,
         max_header_count=MAX_PART_HEADERS,
         max_segment_count=max_parts,  # a backstop: our own counts stop the parse first
@@ -446,23 +454,25 @@ class _MultipartReader:
         self.in_memory_bytes = 0
 
     async def read(
-        self, parser: Any, body: AsyncGenerator[bytes, None], max_size: int | None
+        self,
+        parser: Any,
+        body: AsyncGenerator[bytes, None],
+        max_size: int | None,
+        content_length: int | None,
     ) -> FormData:
         """Parse the whole body; on any failure close the files opened so far."""
         error: Exception | None = None
         try:
-            async with anyio.create_task_group() as task_group:
-                writer = _DiskWriter(task_group)
+            if content_length is not None and content_length <= SPOOL_MAX_SIZE:
+                # Fast path for the common small form: every file fits in memory (the
+                # parser refuses more bytes than announced), so no writer thread and
+                # no task group (entering and leaving one costs a loop iteration).
                 try:
-                    await self._read(parser, body, max_size, writer)
-                    await writer.close()
+                    await self._read(parser, body, max_size, None)
                 except Exception as exc:
-                    # Kept, not raised: raised here it would come out of the task group
-                    # wrapped in an ExceptionGroup. Leaving the group waits for a write
-                    # still in flight, so the files are closed only after it.
                     error = exc
-                finally:
-                    writer.abort()  # a no-op once close() returned
+            else:
+                error = await self._read_with_writer(parser, body, max_size)
         except BaseException:  # cancelled
             self._discard()
             raise
@@ -479,6 +489,25 @@ class _MultipartReader:
             raise HTTPException(400, f"Malformed multipart body: {error}") from None
         raise error
 
+    async def _read_with_writer(
+        self, parser: Any, body: AsyncGenerator[bytes, None], max_size: int | None
+    ) -> Exception | None:
+        """`_read` with a `_DiskWriter`; returns the error that ended it, if any."""
+        error: Exception | None = None
+        async with anyio.create_task_group() as task_group:
+            writer = _DiskWriter(task_group)
+            try:
+                await self._read(parser, body, max_size, writer)
+                await writer.close()
+            except Exception as exc:
+                # Kept, not raised: raised here it would come out of the task group
+                # wrapped in an ExceptionGroup. Leaving the group waits for a write
+                # still in flight, so the files are closed only after it.
+                error = exc
+            finally:
+                writer.abort()  # a no-op once close() returned
+        return error
+
     def _discard(self) -> None:
         # Synchronous on purpose: this also runs when the task is being cancelled.
         for upload in self.uploads:
@@ -489,8 +518,9 @@ class _MultipartReader:
         parser: Any,
         body: AsyncGenerator[bytes, None],
         max_size: int | None,
-        writer: _DiskWriter,
+        writer: _DiskWriter | None,
     ) -> None:
+        # writer is None only on the small-body path, where nothing goes to disk.
         sink: _FileSink | None = None
         name = ""
         field = bytearray()
@@ -542,17 +572,22 @@ class _MultipartReader:
                     # cap bounds per-object overhead (and writev's iovec count) when a
                     # client trickles tiny messages.
                     if sink.pending > SPOOL_MAX_SIZE or len(sink.chunks) >= _MAX_BATCH_CHUNKS:
-                        await writer.submit(sink.upload.file, sink.chunks, sink.pending, False)
-                        sink.chunks, sink.pending, sink.on_disk = [], 0, True
+                        if writer is None:  # at most 1 MiB: stays in memory, in one piece
+                            sink.chunks = [b"".join(sink.chunks)]
+                        else:
+                            await writer.submit(sink.upload.file, sink.chunks, sink.pending, False)
+                            sink.chunks, sink.pending, sink.on_disk = [], 0, True
                 else:  # a chunk of a text field
                     if len(field) + len(event) > self.max_part_size:
                         raise _field_too_large(name, self.max_part_size)
                     field += event
         parser.close()  # raises ParserError if the final boundary never came
 
-    async def _finish_file(self, sink: _FileSink, writer: _DiskWriter) -> None:
+    async def _finish_file(self, sink: _FileSink, writer: _DiskWriter | None) -> None:
         upload = sink.upload
-        if not sink.on_disk and self.in_memory_bytes + sink.size <= IN_MEMORY_FILES_BUDGET:
+        if writer is None or (
+            not sink.on_disk and self.in_memory_bytes + sink.size <= IN_MEMORY_FILES_BUDGET
+        ):
             # Small enough to stay in memory: written and rewound on the loop.
             self.in_memory_bytes += sink.size
             upload.file.writelines(sink.chunks)

@@ -7,6 +7,7 @@ every limit and every kind of bad input is checked for its status and ``detail``
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from asgikit import FormData, Request, Router, UploadFile
 from asgikit.testing import TestClient
+from asgikit.types import Message
 
 BOUNDARY = "testboundary7Yx"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
@@ -496,3 +498,60 @@ async def test_uploadfile_write_read_seek_and_spooling() -> None:
     assert "x.bin" in repr(upload)
     await upload.close()
     assert upload.file.closed
+
+
+# --------------------------------------------------------------------------- raw ASGI
+
+
+async def call_raw(body_chunks: list[bytes], content_length: int) -> list[Message]:
+    """POST /form straight through the router with a declared Content-Length."""
+    messages: list[Message] = [
+        {"type": "http.request", "body": chunk, "more_body": index < len(body_chunks) - 1}
+        for index, chunk in enumerate(body_chunks)
+    ]
+    feed = iter(messages)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return next(feed, {"type": "http.disconnect"})
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/form",
+        "raw_path": b"/form",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"test"),
+            (b"content-type", MULTIPART.encode()),
+            (b"content-length", str(content_length).encode()),
+        ],
+    }
+    await router(scope, receive, send)
+    return sent
+
+
+@pytest.mark.anyio
+async def test_small_body_in_many_tiny_chunks_with_content_length() -> None:
+    content = bytes(range(256)) * 8
+    body = multipart(part("f", content, filename="f.bin"))
+    sent = await call_raw([body[index : index + 1] for index in range(len(body))], len(body))
+    assert sent[0]["status"] == 200
+    facts = json.loads(sent[1]["body"])[0][1]
+    assert facts["size"] == len(content)
+    assert facts["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+@pytest.mark.anyio
+async def test_more_body_than_content_length_is_400() -> None:
+    body = multipart(part("a", b"1"))
+    sent = await call_raw([body], len(body) - 10)
+    assert sent[0]["status"] == 400
+    assert b"Content-Length" in sent[1]["body"]
