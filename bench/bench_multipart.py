@@ -12,6 +12,9 @@ timing starts. Cases, run in the same process and the same rounds:
                              part into a SpooledTemporaryFile(1 MiB) synchronously, no
                              event loop, no thread (the shared harness's reference row)
 
+A second table times small forms (a 1 KiB and a 100 KiB image), where the fixed cost
+per request matters more than throughput.
+
 Throughput is the median over rounds; the ratio column is the median of the per-round
 ratios to Starlette (this VM's absolute speed drifts, ratios measured together do not).
 Peak memory is the tracemalloc peak of one separate run (Python allocations made while
@@ -205,7 +208,37 @@ def main() -> None:
             ratio = statistics.median(b / t for b, t in zip(base, times[label], strict=True))
             peak = traced_peak_mib(run)
             print(f"| {size_mib} MiB | {label} | {speed:,.0f} | {ratio:.2f}x | {peak:.2f} |")
+    print()
+    print("| small form | case | us per form (median) | x Starlette (median of per-round ratios) |")
+    print("|---|---|---:|---:|")
+    for size_kib in (1, 100):
+        scope, messages = build_request(build_body(size_kib * 1024), args.chunk_kib * 1024)
+        cases = {"asgikit request.form()": asgikit_form, "starlette request.form()": starlette_form}
+        per_form: dict[str, list[float]] = {label: [] for label in cases}
+        for _ in range(args.rounds):
+            for label, case in cases.items():
+                per_form[label].append(
+                    loop.run_until_complete(time_many(case, scope, messages, 300)) * 1e6
+                )
+        base = per_form["starlette request.form()"]
+        for label, samples in per_form.items():
+            ratio = statistics.median(b / t for b, t in zip(base, samples, strict=True))
+            median = statistics.median(samples)
+            print(f"| {size_kib} KiB file | {label} | {median:.1f} | {ratio:.2f}x |")
     loop.close()
+
+
+async def time_many(case: Case, scope: dict[str, Any], messages: list[Message], n: int) -> float:
+    """Seconds per form, over ``n`` forms parsed one after another on one event loop."""
+    start = time.perf_counter()
+    for _ in range(n):
+        feed = iter(messages)
+
+        async def receive() -> Message:
+            return next(feed, {"type": "http.disconnect"})  # noqa: B023 - used at once
+
+        await case(dict(scope), receive)
+    return (time.perf_counter() - start) / n
 
 
 if __name__ == "__main__":
