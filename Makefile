@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m uvicorn --app-dir examples hello:router --host 127.0.0.1 --port 8000
+	$(BIN)/python -m uvicorn --app-dir examples ml_serving:router --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,6 +34,8 @@ $(VENV)/.bench-installed: $(STAMP)
 
 bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/inproc.py
+	$(BIN)/python bench/bench_streaming.py
+	$(BIN)/python bench/bench_batching.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

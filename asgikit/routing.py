@@ -207,6 +207,12 @@ class _StartTracker:
             self.started = True
         await self.send(message)
 
+    @property
+    def send_after_start(self) -> Send:
+        """Where body messages may go directly once the start went out: nothing is left
+        to track then (streaming responses use it to skip this wrapper per chunk)."""
+        return self.send if self.started else self
+
 
 def _strip_body(send: Send) -> Send:
     """A ``send`` for ``HEAD`` requests: headers go out unchanged, the body does not."""
