@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from asgikit.requests import Request
 
 __all__ = [
+    "IN_MEMORY_FILES_BUDGET",
     "MAX_PART_HEADERS",
     "MAX_PART_HEADER_SIZE",
     "decode_rfc5987",
@@ -133,13 +134,10 @@ def _check_limit(name: str, value: int) -> None:
 def _content_length(value: str | None) -> int | None:
     if value is None:
         return None
-    try:
-        length = int(value)
-    except ValueError:
-        length = -1
-    if length < 0:
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):  # int() would also take "+1" or "1_0"
         raise HTTPException(400, f"Invalid Content-Length header {value!r}")
-    return length
+    return int(value)
 
 
 def _body_too_large(max_size: int) -> HTTPException:
@@ -224,7 +222,7 @@ async def _read_urlencoded(
                 add(pair)
             pending = bytearray(chunk[cut + 1 :])
         if len(pending) > max_pending:
-            name = _decode_component(bytes(pending.partition(b"=")[0][:200]))
+            name = pending.partition(b"=")[0][:200].decode("utf-8", "replace")
             raise _field_too_large(name, max_part_size)
     add(pending)
     return FormData(fields)
