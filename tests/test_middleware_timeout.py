@@ -111,3 +111,19 @@ async def test_504_goes_out_while_a_sync_handler_holds_its_thread() -> None:
 def test_invalid_timeout() -> None:
     with pytest.raises(ValueError):
         TimeoutMiddleware(Router(), timeout=0)
+
+
+async def test_504_body_reaches_the_async_test_client() -> None:
+    # The watchdog sends the 504 from inside the scope it cancelled: on trio the body
+    # must still get through a send that waits for its reader.
+    router = Router(middleware=[Middleware(TimeoutMiddleware, timeout=0.05)])
+
+    @router.get("/slow")
+    async def slow(request: Request) -> str:
+        await anyio.sleep_forever()
+        return "never"
+
+    async with AsyncTestClient(router) as client:
+        response = await client.get("/slow")
+    assert response.status_code == 504
+    assert response.json() == {"detail": "No response within 0.05 seconds"}

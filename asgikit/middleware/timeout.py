@@ -85,7 +85,10 @@ class TimeoutMiddleware:
             {"detail": f"No response within {self.timeout:g} seconds"}, status_code=504
         )
         try:
-            await response(scope, receive, watch.send)
+            # Shielded: this task sits inside the scope it just cancelled (on trio the
+            # cancellation would otherwise cut the 504 at its first await).
+            with anyio.CancelScope(shield=True):
+                await response(scope, receive, watch.send)
         except Exception:
             pass
         finally:
