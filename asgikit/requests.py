@@ -42,10 +42,172 @@ def parse_cookie_header(header: str) -> dict[str, str]:
 
 
 async def _no_receive() -> Message:
-    raise RuntimeError(
+    raise RuntimeError("this Request was built without a receive channel")
+
+
+class HTTPConnection:
+    """What HTTP requests and WebSocket connections share: URL, headers, query, cookies,
+    client address, path parameters and state."""
+
+    # Lazily computed caches: class-level defaults keep construction to one store.
+    _headers: Headers | None = None
+    _query_params: QueryParams | None = None
+    _cookies: dict[str, str] | None = None
+    _url: URL | None = None
+    _state: State | None = None
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    @property
+    def url(self) -> URL:
+        """The full request URL (scheme, host from the ``Host`` header, path, query)."""
+        if self._url is None:
+            self._url = URL(scope=self.scope)
+        return self._url
+
+    @property
+    def base_url(self) -> URL:
+        """The URL of the application root (where the top router is served), ending in ``/``."""
+        scope = self.scope
+        root_path: str = scope.get("app_root_path", scope.get("root_path", ""))
+        base = {**scope, "path": root_path if root_path.endswith("/") else root_path + "/"}
+        base["query_string"] = b""
+        return URL(scope=base)
+
+    @property
+    def headers(self) -> Headers:
+        """The request headers (case-insensitive, multi-valued)."""
+        if self._headers is None:
+            self._headers = Headers(raw=self.scope["headers"])
+        return self._headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        """The query string as a multi-dict."""
+        if self._query_params is None:
+            self._query_params = QueryParams(self.scope.get("query_string", b""))
+        return self._query_params
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        """The converted path parameters of the matched route (``{}`` when none)."""
+        try:
+            params: dict[str, Any] = self.scope["path_params"]
+        except KeyError:
+            params = self.scope["path_params"] = {}
+        return params
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request cookies as ``{name: value}``."""
+        if self._cookies is None:
+            cookies: dict[str, str] = {}
+            for name, value in self.scope["headers"]:
+                if name == b"cookie":
+                    cookies.update(parse_cookie_header(value.decode("latin-1")))
+            self._cookies = cookies
+        return self._cookies
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """The client's ``(host, port)``, or ``None`` when the server does not say."""
+        client = self.scope.get("client")
+        if client is None:
+            return None
+        host, port = client
+        return host, port
+
+    @property
+    def state(self) -> State:
+        """Per-request state, seeded with what the lifespan yielded (``request.state.model``)."""
+        if self._state is None:
+            scope = self.scope
+            state = scope.get("state")
+            if state is None:
+                router = scope.get("router")
+                fallback = getattr(router, "lifespan_state", None)
+                state = scope["state"] = dict(fallback) if fallback else {}
+            self._state = State(state)
+        return self._state
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The session dict that `SessionMiddleware` loads from a signed cookie."""
+        try:
+            session: dict[str, Any] = self.scope["session"]
+        except KeyError:
+            raise RuntimeError(
+                "request.session needs SessionMiddleware: "
+                "Router(middleware=[Middleware(SessionMiddleware, secret_key=...)])"
+            ) from None
+        return session
+
+    def url_for(self, name: str, /, **path_params: Any) -> URL:
+        """The absolute URL of the route called ``name`` (`NoMatchFound` if none fits)."""
+        router = self.scope.get("router")
+        if router is None:
+            raise RuntimeError("url_for needs the request to be routed by a Router")
+        path: str = router.url_path_for(name, **path_params)
+        base = self.base_url
+        return base.replace(path=base.path.rstrip("/") + path, query="")
+
+
+class Request(HTTPConnection):
+    """An HTTP request: the connection attributes plus the body.
+
+    The body is read lazily: `body()` and `json()` cache it; `stream()` yields it as it
+    arrives and can be consumed once. A client that disconnects while the body is read
+    raises `ClientDisconnect`, which the router handles quietly.
+    """
+
+    _body: bytes | None = None
+    _json: Any = None
+    _has_json = False
+    _form: FormData | None = None
+    _stream_consumed = False
+    _is_disconnected = False
+    _pending: Message | None = None
+
+    def __init__(self, scope: Scope, receive: Receive = _no_receive) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Request needs an 'http' scope, not {scope['type']!r}")
+        self.scope = scope
+        self.receive = receive
+
+    @property
+    def method(self) -> str:
+        """The request method, upper case (``"GET"``)."""
+        method: str = self.scope["method"]
+        return method
+
+    def _content_length(self) -> int | None:
+        for name, value in self.scope["headers"]:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise HTTPException(400, "Invalid Content-Length header") from None
+                if length < 0:
+                    raise HTTPException(400, "Invalid Content-Length header")
+                return length
+        return None
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Yield the body in chunks as they arrive.
+
+        After `body()` has cached the body, yields it whole. Otherwise the body can be
+        streamed once: a second `stream()` raises `RuntimeError`. Raises
+        `ClientDisconnect` if the client goes away before the end of the body.
+        """
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            return
+        if self._stream_consumed:
+            raise RuntimeError(
                 "the request body was already streamed (by stream() or form()); "
                 "call body() first to read it more than once"
-            ) first to read it more than once"
             )
         self._stream_consumed = True
         message = self._pending
