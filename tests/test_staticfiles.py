@@ -208,3 +208,39 @@ def test_websocket_scope_is_closed(site: Path) -> None:
     ):
         pass
     assert info.value.code == 1000
+
+
+def test_escapes_against_a_real_server(site: Path) -> None:
+    """uvicorn decodes the request target itself; what reaches StaticFiles must still
+    stay inside the directory."""
+    import http.client
+    import socket
+    import threading
+
+    uvicorn = pytest.importorskip("uvicorn")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # connections wait in the backlog until uvicorn accepts them
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(_router(site), lifespan="off", log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for raw_path in [*ESCAPES, b"/static/app.js"]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                connection.request("GET", raw_path.decode("latin-1"))
+                response = connection.getresponse()
+                body = response.read()
+            finally:
+                connection.close()
+            if raw_path == b"/static/app.js":
+                assert (response.status, body) == (200, b"console.log('hi')")
+            else:
+                assert response.status in (400, 404), raw_path  # 400: refused by uvicorn
+                assert b"top secret" not in body
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    assert not thread.is_alive()
