@@ -6,6 +6,7 @@ streams tokens back as messages and ends with a summary message.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import threading
@@ -73,9 +74,10 @@ def server_url() -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)  # connections queue here until uvicorn accepts them: no startup race
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        build_app(), lifespan="on", log_level="critical", ws="websockets-sansio"
-    )
+    # uvicorn >= 0.35 has the sans-I/O websockets protocol; older ones the legacy one.
+    sansio = importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl")
+    ws = "websockets-sansio" if sansio is not None else "websockets"
+    config = uvicorn.Config(build_app(), lifespan="on", log_level="critical", ws=ws)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
