@@ -27,12 +27,19 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from asgikit._testing_websocket import (
     AsyncWebSocketTestSession,
+    WebSocketDenialResponse,
     WebSocketTestSession,
     websocket_scope,
 )
 from asgikit.types import ASGIApp, Message, Scope
 
-__all__ = ["AsyncTestClient", "TestClient"]
+__all__ = [
+    "AsyncTestClient",
+    "AsyncWebSocketTestSession",
+    "TestClient",
+    "WebSocketDenialResponse",
+    "WebSocketTestSession",
+]
 
 _DEFAULT_CLIENT = ("testclient", 50000)
 
