@@ -19,6 +19,7 @@ __all__ = ["CORSMiddleware", "parse_header_list"]
 
 # Request headers a browser may send cross-origin without asking (Fetch: CORS-safelisted).
 _SAFELISTED_HEADERS = frozenset({"accept", "accept-language", "content-language", "content-type"})
+_ORIGIN_CACHE_SIZE = 1024
 
 _CORS_RESPONSE_HEADERS = frozenset(
     {
@@ -94,6 +95,7 @@ class CORSMiddleware:
         "any_origin_headers",
         "app",
         "origin_dependent",
+        "origin_headers",
         "preflight_headers",
         "simple_headers",
     )
@@ -138,6 +140,8 @@ class CORSMiddleware:
             simple.append(encode_header("access-control-expose-headers", ", ".join(exposed)))
         self.simple_headers = simple
         self.any_origin_headers = [(b"access-control-allow-origin", b"*"), *simple]
+        # Origin header value -> headers to add; bounded so hostile origins cannot grow it.
+        self.origin_headers: dict[bytes, list[tuple[bytes, bytes]]] = {}
 
         preflight: list[tuple[bytes, bytes]] = []
         if allow_credentials:
@@ -185,10 +189,18 @@ class CORSMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        origin_text = origin.decode("latin-1")
         if scope["method"] == "OPTIONS" and request_method is not None:
+            origin_text = origin.decode("latin-1")
             await self._preflight(scope, send, origin_text, request_method.decode("latin-1"))
             return
+        added = self.origin_headers.get(origin)
+        if added is None:
+            added = self._headers_for_origin(origin)
+        await self.app(scope, receive, _CORSSender(send, added, self.origin_dependent))
+
+    def _headers_for_origin(self, origin: bytes) -> list[tuple[bytes, bytes]]:
+        """The headers an actual request from ``origin`` gets (cached: origins repeat)."""
+        origin_text = origin.decode("latin-1")
         if not self.origin_dependent:
             added = self.any_origin_headers
         elif self.is_allowed_origin(origin_text):
@@ -196,7 +208,9 @@ class CORSMiddleware:
             added += self.simple_headers
         else:
             added = []
-        await self.app(scope, receive, _CORSSender(send, added, self.origin_dependent))
+        if len(self.origin_headers) < _ORIGIN_CACHE_SIZE:
+            self.origin_headers[origin] = added
+        return added
 
     async def _preflight(self, scope: Scope, send: Send, origin: str, method: str) -> None:
         """Answer a preflight: ``200`` with the allow headers, or ``400`` with why not."""

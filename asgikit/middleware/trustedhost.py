@@ -14,6 +14,8 @@ from asgikit.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["TrustedHostMiddleware", "host_without_port"]
 
+_CHECKED_HOSTS_SIZE = 1024
+
 
 def host_without_port(host: str) -> str:
     """The host name of a ``Host`` header value: lower case, port and trailing dot removed.
@@ -73,7 +75,15 @@ class TrustedHostMiddleware:
     ... ])
     """
 
-    __slots__ = ("allow_any", "allowed_hosts", "app", "exact_hosts", "suffixes", "www_redirect")
+    __slots__ = (
+        "allow_any",
+        "allowed_hosts",
+        "app",
+        "checked_hosts",
+        "exact_hosts",
+        "suffixes",
+        "www_redirect",
+    )
 
     def __init__(
         self,
@@ -91,6 +101,8 @@ class TrustedHostMiddleware:
         self.exact_hosts = frozenset(pattern for pattern in patterns if pattern[0] != "*")
         # "*.example.com" -> ".example.com": a suffix match needs at least one label before.
         self.suffixes = tuple(pattern[1:] for pattern in patterns if pattern.startswith("*."))
+        # Host header value -> allowed?; bounded so hostile Host values cannot grow it.
+        self.checked_hosts: dict[str, bool] = {}
 
     def is_allowed_host(self, host: str) -> bool:
         """Whether ``host`` (a host name without port, lower case) is allowed.
@@ -111,10 +123,15 @@ class TrustedHostMiddleware:
         if header is None:
             await send_error(scope, send, 400, "Missing Host header")
             return
-        host = host_without_port(header)
-        if self.is_allowed_host(host):
+        allowed = self.checked_hosts.get(header)
+        if allowed is None:
+            allowed = self.is_allowed_host(host_without_port(header))
+            if len(self.checked_hosts) < _CHECKED_HOSTS_SIZE:
+                self.checked_hosts[header] = allowed
+        if allowed:
             await self.app(scope, receive, send)
             return
+        host = host_without_port(header)
         if self.www_redirect and f"www.{host}" in self.exact_hosts:
             scheme = scope.get("scheme", "http")
             location = f"{scheme}://www.{header.strip()}{request_target(scope)}"
