@@ -34,20 +34,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import starlette  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.middleware import Middleware as StarletteMiddleware  # noqa: E402
-from starlette.middleware.cors import CORSMiddleware as StarletteCORS  # noqa: E402
-from starlette.middleware.gzip import GZipMiddleware as StarletteGZip  # noqa: E402
-from starlette.middleware.trustedhost import (  # noqa: E402
+import starlette
+from starlette.applications import Starlette
+from starlette.middleware import Middleware as StarletteMiddleware
+from starlette.middleware.cors import CORSMiddleware as StarletteCORS
+from starlette.middleware.gzip import GZipMiddleware as StarletteGZip
+from starlette.middleware.trustedhost import (
     TrustedHostMiddleware as StarletteTrustedHost,
 )
-from starlette.requests import Request as StarletteRequest  # noqa: E402
-from starlette.responses import PlainTextResponse as StarlettePlainText  # noqa: E402
-from starlette.routing import Route as StarletteRoute  # noqa: E402
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import PlainTextResponse as StarlettePlainText
+from starlette.routing import Route as StarletteRoute
 
-from asgikit import Middleware, PlainTextResponse, Request, Router  # noqa: E402
-from asgikit.middleware import (  # noqa: E402
+from asgikit import Middleware, PlainTextResponse, Request, Router
+from asgikit.middleware import (
     CORSMiddleware,
     GZipMiddleware,
     TrustedHostMiddleware,
@@ -184,9 +184,7 @@ async def run_batch(app: Any, count: int) -> float:
     return (time.perf_counter() - start) / count * 1e6
 
 
-async def bench(
-    apps: dict[str, Any], rounds: int, batch_seconds: float
-) -> dict[str, list[float]]:
+async def bench(apps: dict[str, Any], rounds: int, batch_seconds: float) -> dict[str, list[float]]:
     count = 200
     while True:  # calibrate on the slowest app
         slowest = max([await run_batch(app, count) for app in apps.values()])
