@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from asgikit import Middleware, PlainTextResponse, Request, Response, Router
+from asgikit import Middleware, PlainTextResponse, Request, Response, Router, StreamingResponse
 from asgikit.middleware import GZipMiddleware
 from asgikit.middleware.gzip import gzip_accepted
 from asgikit.testing import AsyncTestClient, TestClient
@@ -294,3 +294,33 @@ async def test_pathsend_is_passed_on_with_the_original_start() -> None:
     scope: Scope = {"type": "http", "method": "GET", "headers": [(b"accept-encoding", b"gzip")]}
     await GZipMiddleware(app, minimum_size=0)(scope, receive_nothing, send)
     assert sent == [start, pathsend]
+
+
+@pytest.mark.anyio
+async def test_streaming_response_through_router_is_live_and_abortable() -> None:
+    produced = anyio.Event()
+    closed = anyio.Event()
+
+    async def generate() -> Any:
+        try:
+            yield "first token"
+            produced.set()
+            await anyio.sleep_forever()  # a model that would keep going
+        finally:
+            closed.set()
+
+    router = Router(middleware=[Middleware(GZipMiddleware, minimum_size=0)])
+
+    @router.get("/tokens")
+    async def tokens(request: Request) -> StreamingResponse:
+        return StreamingResponse(generate(), media_type="text/plain")
+
+    async with AsyncTestClient(router) as client:
+        with anyio.fail_after(10):
+            async with client.stream("GET", "/tokens", headers=GZIP) as response:
+                assert response.headers["content-encoding"] == "gzip"
+                chunk = await response.aiter_raw().__anext__()
+                assert zlib.decompressobj(31).decompress(chunk) == b"first token"
+                await produced.wait()
+            # Leaving the stream disconnects the client: the generator is closed.
+            await closed.wait()
