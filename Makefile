@@ -36,6 +36,9 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/inproc.py
 	$(BIN)/python bench/bench_streaming.py
 	$(BIN)/python bench/bench_batching.py
+	$(BIN)/python bench/bench_multipart.py
+	$(BIN)/python bench/bench_files.py
+	$(BIN)/python bench/bench_middleware.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

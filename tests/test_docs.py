@@ -27,6 +27,7 @@ PAGES = [
     "uploads",
     "streaming",
     "serving",
+    "middleware",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
