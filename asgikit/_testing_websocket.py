@@ -64,7 +64,8 @@ class WebSocketDenialResponse(WebSocketDisconnect):
 
 
 class _ClientGone(OSError):
-    """What the app's ``send`` raises once the test closed the connection (ASGI 2.4)."""
+    """What the app's ``send`` raises once the test closed the connection or response
+    (ASGI 2.4); shared by the HTTP and WebSocket test clients."""
 
 
 def websocket_scope(

@@ -29,6 +29,7 @@ from asgikit._testing_websocket import (
     AsyncWebSocketTestSession,
     WebSocketDenialResponse,
     WebSocketTestSession,
+    _ClientGone,
     websocket_scope,
 )
 from asgikit.types import ASGIApp, Message, Scope
@@ -42,10 +43,6 @@ __all__ = [
 ]
 
 _DEFAULT_CLIENT = ("testclient", 50000)
-
-
-class _ClientGone(OSError):
-    """Raised by the test server's ``send`` once the client closed the response."""
 
 
 def _http_scope(
