@@ -47,12 +47,16 @@ class Converter:
 
 
 def _int_to_string(value: Any) -> str:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{value!r} is not a non-negative int")
     return str(value)
 
 
 def _float_to_string(value: Any) -> str:
+    if isinstance(value, str) and _FLOAT_RE.fullmatch(value):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"{value!r} is not a non-negative number")
     text = repr(float(value))

@@ -73,7 +73,8 @@ class Route:
         for method in allowed:
             if method not in HTTP_METHODS:
                 raise ValueError(f"route {path!r}: unknown HTTP method {method!r}")
-        if "GET" in allowed and "HEAD" not in allowed:
+        self.implicit_head = "GET" in allowed and "HEAD" not in allowed
+        if self.implicit_head:
             allowed.append("HEAD")
         self.methods = tuple(allowed)
         self.middleware = tuple(middleware)
@@ -230,13 +231,6 @@ def _strip_body(send: Send) -> Send:
 _PLAIN_CALL = Response.__call__
 
 
-def _lookup_key(handlers: Mapping[Any, ExceptionHandler], exc: BaseException) -> Any:
-    for cls in type(exc).__mro__:
-        if cls in handlers:
-            return cls
-    return None
-
-
 class Router:
     """The application: routes, mounts, middleware, lifespan and error handling.
 
@@ -285,7 +279,13 @@ class Router:
         elif isinstance(route, Route):
             leaf = self._tree.insert(route.template, _Leaf)
             for method in route.methods:
-                leaf.setdefault(method, route)
+                existing = leaf.get(method)
+                # First come, first served; but a route declared for HEAD replaces the
+                # HEAD that a GET route answers implicitly.
+                if existing is None or (
+                    method == "HEAD" and existing.implicit_head and not route.implicit_head
+                ):
+                    leaf[method] = route
             if route.middleware:
                 route.app = build_chain(functools.partial(self._run_route, route), route.middleware)
             self._names.setdefault(route.name, route)
@@ -487,25 +487,37 @@ class Router:
         return app
 
     def _guard(self, app: ASGIApp) -> ASGIApp:
-        """Outermost layer when there is middleware: a 500 for errors raised by the
-        middleware itself before any response started."""
+        """Outermost layer when there is middleware: errors the middleware itself raises
+        before any response started are answered like an endpoint's."""
 
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            tracker = _StartTracker(send)
-            try:
-                await app(scope, receive, tracker)
-            except ClientDisconnect:
-                return
-            except Exception as exc:
-                if not tracker.started and not getattr(exc, "_asgikit_answered", False):
-                    self._log(exc)
-                    await self._server_error(scope, receive, tracker, exc)
-                raise
+            await self._call_guarded(app, scope, receive, send)
 
         return guarded
+
+    async def _call_guarded(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Call ``app`` (middleware, a mounted app) for an HTTP request. An error it raises
+        before any response started is answered like an endpoint's: exception handlers,
+        else a 500 (logged, then re-raised to the server)."""
+        tracker = _StartTracker(send)
+        try:
+            await app(scope, receive, tracker)
+        except ClientDisconnect:
+            return
+        except Exception as exc:
+            if tracker.started:  # an inner layer answered (through this send) or it was cut
+                raise
+            response, unhandled = await self._error_response(Request(scope, receive), exc)
+            with contextlib.suppress(OSError):
+                await response(scope, receive, tracker)
+            if unhandled is None:
+                return
+            if unhandled is exc:
+                raise
+            raise unhandled from exc
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -524,7 +536,7 @@ class Router:
                     if route.app is None:
                         await self._run_route(route, scope, receive, send)
                     else:
-                        await route.app(scope, receive, send)
+                        await self._call_guarded(route.app, scope, receive, send)
                     return
             await self._dispatch_http(path, method, scope, receive, send)
         elif scope_type == "websocket":
@@ -549,7 +561,7 @@ class Router:
             if target.app is None:
                 await self._run_route(target, scope, receive, send)
             else:
-                await target.app(scope, receive, send)
+                await self._call_guarded(target.app, scope, receive, send)
             return
         # a mount
         assert isinstance(target, Mount)
@@ -568,21 +580,14 @@ class Router:
         root_path = scope.get("root_path", "")
         child.setdefault("app_root_path", root_path)  # where the top router is served
         child["root_path"] = root_path + prefix
+        # Mounted routers fall back on the handlers of the routers they are mounted in.
+        child["asgikit.routers"] = (self, *scope.get("asgikit.routers", ()))
         if params:
             child["path_params"] = {**scope.get("path_params", {}), **params}
         if scope["type"] != "http":
             await mount.handler(child, receive, send)
             return
-        tracker = _StartTracker(send)
-        try:
-            await mount.handler(child, receive, tracker)
-        except ClientDisconnect:
-            return
-        except Exception as exc:
-            if not tracker.started and not getattr(exc, "_asgikit_answered", False):
-                self._log(exc)
-                await self._server_error(scope, receive, tracker, exc)
-            raise
+        await self._call_guarded(mount.handler, child, receive, send)
 
     async def _no_route(
         self, path: str, method: str, scope: Scope, receive: Receive, send: Send
@@ -652,11 +657,10 @@ class Router:
                 except Exception as exc:
                     self._log(exc)
                     if not tracker.started:
-                        await self._server_error(scope, receive, tracker, exc)
-                    _mark_answered(exc)
+                        with contextlib.suppress(OSError):
+                            await _server_error_response(exc, (self,))(scope, receive, tracker)
                     raise
             if unhandled is not None:
-                _mark_answered(unhandled)
                 raise unhandled
         finally:
             if request._form is not None:
@@ -666,47 +670,62 @@ class Router:
         """Note an error raised once the response had started (no second start)."""
         if not isinstance(exc, OSError):
             self._log(exc)
-        _mark_answered(exc)
 
     async def _error_response(
         self, request: Request, exc: Exception
     ) -> tuple[Any, Exception | None]:
         """The response for ``exc`` raised by an endpoint, and the exception to re-raise
-        once it is sent (unhandled errors: the server must hear about them)."""
+        once it is sent (unhandled errors: the server must hear about them).
+
+        Handlers are looked up in this router, then in the routers it is mounted in
+        (nearest first); within one router the most specific class wins.
+        """
+        routers: tuple[Router, ...] = (self, *request.scope.get("asgikit.routers", ()))
         handler: ExceptionHandler | None
         if isinstance(exc, HTTPException):
-            handler = self._status_handlers.get(exc.status_code)
-            if handler is None:
-                key = _lookup_key(self._class_handlers, exc)
-                if key is not None and key is not Exception:
-                    handler = self._class_handlers[key]
-            if handler is None:
-                return _default_error_response(exc), None
-            return await self._handled(handler, request, exc, None)
-        key = _lookup_key(self._class_handlers, exc)
-        if key is not None and key is not Exception:
-            return await self._handled(self._class_handlers[key], request, exc, None)
+            for router in routers:
+                handler = router._status_handlers.get(exc.status_code) or router._class_handler(exc)
+                if handler is not None:
+                    return await self._handled(handler, request, exc, None, routers)
+            return _default_error_response(exc), None
+        for router in routers:
+            handler = router._class_handler(exc)
+            if handler is not None:
+                return await self._handled(handler, request, exc, None, routers)
         # Unhandled: log, answer 500 (a 500 or Exception handler may shape it), re-raise.
         self._log(exc)
-        handler = self._status_handlers.get(500) or self._class_handlers.get(Exception)
-        if handler is not None:
-            return await self._handled(handler, request, exc, exc)
-        return self._server_error_response(exc), exc
+        for router in routers:
+            handler = router._status_handlers.get(500) or router._class_handlers.get(Exception)
+            if handler is not None:
+                return await self._handled(handler, request, exc, exc, routers)
+        return _server_error_response(exc, routers), exc
+
+    def _class_handler(self, exc: Exception) -> ExceptionHandler | None:
+        """The handler of the most specific class of ``exc`` (``Exception`` itself is
+        the catch-all for unhandled errors, not a class handler)."""
+        handlers = self._class_handlers
+        if handlers:
+            for cls in type(exc).__mro__:
+                if cls is Exception:
+                    return None
+                handler = handlers.get(cls)
+                if handler is not None:
+                    return handler
+        return None
 
     async def _handled(
-        self, handler: ExceptionHandler, request: Request, exc: Exception, reraise: Exception | None
+        self,
+        handler: ExceptionHandler,
+        request: Request,
+        exc: Exception,
+        reraise: Exception | None,
+        routers: tuple[Router, ...],
     ) -> tuple[Any, Exception | None]:
         try:
             return await self._call_handler(handler, request, exc), reraise
         except Exception as handler_exc:
             self._log(handler_exc)
-            return self._server_error_response(handler_exc), handler_exc
-
-    def _server_error_response(self, exc: BaseException) -> Response:
-        if self.debug:
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            return PlainTextResponse(text, status_code=500)
-        return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+            return _server_error_response(handler_exc, routers), handler_exc
 
     async def _call_handler(
         self, handler: ExceptionHandler, request: Request, exc: Exception
@@ -717,18 +736,8 @@ class Router:
             result = await run_in_threadpool(handler, request, exc)
         return result if isinstance(result, Response) else _to_response(result)
 
-    async def _server_error(
-        self, scope: Scope, receive: Receive, send: Send, exc: BaseException
-    ) -> None:
-        with contextlib.suppress(OSError):
-            await self._server_error_response(exc)(scope, receive, send)
-
     def _log(self, exc: BaseException) -> None:
-        if getattr(exc, "_asgikit_logged", False):
-            return
         logger.error("Exception in ASGI application", exc_info=exc)
-        with contextlib.suppress(AttributeError, TypeError):
-            exc._asgikit_logged = True  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ websocket
 
@@ -793,7 +802,6 @@ class Router:
                     if not isinstance(value, Mapping):
                         raise TypeError(f"lifespan must yield a mapping or None, not {value!r}")
                     state.update(value)
-                    router.lifespan_state.update(value)
             yield state
 
     async def _run_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -801,13 +809,17 @@ class Router:
         await receive()  # lifespan.startup
         try:
             async with self._enter_lifespans() as state:
-                self.lifespan_state.update(state)
+                # Kept here too for servers without the lifespan "state" extension;
+                # emptied again at shutdown.
+                self.lifespan_state = dict(state)
                 if state and isinstance(scope.get("state"), dict):
                     scope["state"].update(state)
                 await send({"type": "lifespan.startup.complete"})
                 started = True
                 await receive()  # lifespan.shutdown
+                self.lifespan_state = {}
         except BaseException as exc:
+            self.lifespan_state = {}
             text = str(exc) or type(exc).__name__
             if started:
                 await send({"type": "lifespan.shutdown.failed", "message": text})
@@ -817,9 +829,12 @@ class Router:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def _mark_answered(exc: BaseException) -> None:
-    with contextlib.suppress(AttributeError, TypeError):
-        exc._asgikit_answered = True  # type: ignore[attr-defined]
+def _server_error_response(exc: BaseException, routers: tuple[Router, ...]) -> Response:
+    """The 500: a traceback in debug mode (of any router involved), else no detail."""
+    if any(router.debug for router in routers):
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return PlainTextResponse(text, status_code=500)
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
 
 
 def _default_error_response(exc: HTTPException) -> Response:

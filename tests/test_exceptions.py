@@ -253,3 +253,63 @@ def test_streamed_error_after_start_reaches_the_test() -> None:
 
     with pytest.raises(RuntimeError, match="stream broke"):
         TestClient(router).get("/")
+
+
+def test_error_raised_by_route_middleware_is_answered() -> None:
+    def failing(app: ASGIApp, exc: Exception) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            raise exc
+
+        return middleware
+
+    router = Router()
+
+    @router.get("/crash", middleware=[Middleware(failing, exc=RuntimeError("mw"))])
+    async def crash(request: Request) -> str:
+        return "unreachable"
+
+    @router.get("/deny", middleware=[Middleware(failing, exc=HTTPException(401, "who are you"))])
+    async def deny(request: Request) -> str:
+        return "unreachable"
+
+    with pytest.raises(RuntimeError, match="mw"):
+        TestClient(router).get("/crash")
+    client = TestClient(router, raise_server_exceptions=False)
+    crashed = client.get("/crash")
+    assert crashed.status_code == 500
+    assert crashed.json() == {"detail": "Internal Server Error"}
+    denied = client.get("/deny")
+    assert denied.status_code == 401
+    assert denied.json() == {"detail": "who are you"}
+
+
+def test_parent_handlers_apply_inside_mounted_routers() -> None:
+    from asgikit import Mount
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("parent 404", status_code=404)
+
+    async def model_error(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("parent model error", status_code=502)
+
+    async def teapot(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("child teapot", status_code=418)
+
+    child = Router(exception_handlers={418: teapot})
+
+    @child.get("/model")
+    async def model(request: Request) -> None:
+        raise ModelTimeout()
+
+    @child.get("/tea")
+    async def tea(request: Request) -> None:
+        raise HTTPException(418)
+
+    parent = Router(
+        [Mount("/child", child)], exception_handlers={404: not_found, ModelError: model_error}
+    )
+    client = TestClient(parent)
+    assert client.get("/child/missing").text == "parent 404"
+    assert client.get("/child/model").text == "parent model error"
+    assert client.get("/child/tea").text == "child teapot"
+    assert client.get("/elsewhere").text == "parent 404"

@@ -233,3 +233,19 @@ async def test_async_client_runs_lifespan() -> None:
     async with AsyncTestClient(router) as client:
         assert (await client.get("/ready")).json() == {"ready": True}
     assert events == ["up", "down"]
+
+
+def test_state_is_empty_again_after_shutdown() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[Mapping[str, Any]]:
+        yield {"model": "m"}
+
+    router = Router(lifespan=lifespan)
+
+    @router.get("/")
+    async def endpoint(request: Request) -> dict[str, bool]:
+        return {"has_model": "model" in request.state}
+
+    with TestClient(router) as client:
+        assert client.get("/").json() == {"has_model": True}
+    assert TestClient(router).get("/").json() == {"has_model": False}

@@ -488,3 +488,26 @@ def test_http_exception_headers_and_detail() -> None:
     assert response.status_code == 429
     assert response.json() == {"detail": "Slow down"}
     assert response.headers["retry-after"] == "3"
+
+
+def test_url_path_for_accepts_numbers_written_as_strings() -> None:
+    router = Router([Route("/u/{i:int}/{f:float}", text("x"), name="u")])
+    assert router.url_path_for("u", i="3", f="2.5") == "/u/3/2.5"
+    with pytest.raises(NoMatchFound):
+        router.url_path_for("u", i="-3", f="1")
+
+
+def test_explicit_head_route_beats_the_implicit_one() -> None:
+    router = Router()
+
+    @router.get("/doc")
+    async def doc(request: Request) -> Response:
+        return PlainTextResponse("body")
+
+    @router.head("/doc")
+    async def doc_head(request: Request) -> Response:
+        return Response(headers={"x-head": "explicit"})
+
+    client = TestClient(router)
+    assert client.get("/doc").text == "body"
+    assert client.head("/doc").headers["x-head"] == "explicit"
