@@ -10,9 +10,10 @@ end of the endpoint.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, NoReturn
 
+from asgikit.datastructures import encode_header
 from asgikit.exceptions import AsgikitError
 from asgikit.requests import HTTPConnection
 from asgikit.responses import JSONResponse, Response
@@ -44,6 +45,21 @@ class WebSocketDisconnect(AsgikitError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+def _handshake_headers(
+    headers: Iterable[tuple[str, str] | tuple[bytes, bytes]] | Mapping[str, str],
+) -> list[tuple[bytes, bytes]]:
+    """Checked raw pairs for ``websocket.accept`` (`ValueError` on CR, LF or NUL)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    raw: list[tuple[bytes, bytes]] = []
+    for name, value in pairs:
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        raw.append(encode_header(name, value))
+    return raw
 
 
 class WebSocket(HTTPConnection):
@@ -106,12 +122,13 @@ class WebSocket(HTTPConnection):
     async def accept(
         self,
         subprotocol: str | None = None,
-        headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
+        headers: Iterable[tuple[str, str] | tuple[bytes, bytes]] | Mapping[str, str] | None = None,
     ) -> None:
         """Accept the handshake, choosing ``subprotocol`` (one of `subprotocols`).
 
-        ``headers`` are extra response headers for the handshake. Raises `ValueError`
-        for a subprotocol the client did not offer, and `RuntimeError` if called twice.
+        ``headers`` are extra response headers for the handshake: a mapping, or pairs of
+        ``str`` or raw ``bytes``. Raises `ValueError` for a subprotocol the client did not
+        offer or a header containing CR, LF or NUL, and `RuntimeError` if called twice.
         """
         if self._app_state != _CONNECTING:
             raise RuntimeError("accept() was already called, or the WebSocket is closed")
@@ -120,13 +137,11 @@ class WebSocket(HTTPConnection):
                 f"subprotocol {subprotocol!r} was not offered by the client "
                 f"(offered: {self.subprotocols!r})"
             )
+        raw_headers = _handshake_headers(headers) if headers else None
         await self._receive_connect()
         message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
-        if headers:
-            pairs = headers.items() if isinstance(headers, dict) else headers
-            message["headers"] = [
-                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs
-            ]
+        if raw_headers:
+            message["headers"] = raw_headers
         await self._send(message)
         self._app_state = _CONNECTED
 

@@ -489,3 +489,25 @@ def test_websocket_needs_a_websocket_scope() -> None:
         str(WebSocketDisconnect(1001, "going away"))
         == "WebSocket closed with code 1001: going away"
     )
+
+
+def test_accept_headers_as_str_or_bytes_pairs_and_injection_refused() -> None:
+    from asgikit import Router, WebSocket
+    from asgikit.testing import TestClient
+
+    router = Router()
+    refused: list[str] = []
+
+    @router.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        try:
+            await websocket.accept(headers={"x-evil": "1\r\nx-injected: 2"})
+        except ValueError as exc:
+            refused.append(str(exc))
+        await websocket.accept(headers=[(b"x-raw", b"1"), ("x-text", "2")])
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    with TestClient(router) as client, client.websocket_connect("/ws") as session:
+        assert session.receive_text() == "hi"
+    assert refused and "not allowed" in refused[0]
