@@ -492,7 +492,7 @@ def test_websocket_needs_a_websocket_scope() -> None:
 
 
 def test_accept_headers_as_str_or_bytes_pairs_and_injection_refused() -> None:
-    from asgikit import Router, WebSocket
+    from asgikit import Router
     from asgikit.testing import TestClient
 
     router = Router()
