@@ -573,6 +573,7 @@ class TestClient(httpx.Client):
             stack.callback(portal.call, host.stop)
             assert host.task_group is not None
             self._portal, self._host = portal, host
+            self.lifespan_state = {}
             lifespan = _Lifespan(self.app, self.lifespan_state)
             portal.call(lifespan.startup, host.task_group)
             self._lifespan = lifespan
@@ -581,8 +582,9 @@ class TestClient(httpx.Client):
             self._portal = self._host = None
             stack.close()
             raise
+        # httpx's own __enter__ is not called: it refuses a client that already sent a
+        # request, and a test client may be used before, between and after ``with``.
         self._exit_stack = stack
-        super().__enter__()
         return self
 
     def __exit__(
@@ -592,7 +594,6 @@ class TestClient(httpx.Client):
         traceback: TracebackType | None = None,
     ) -> None:
         try:
-            super().__exit__(exc_type, exc_value, traceback)
             if self._lifespan is not None and self._portal is not None:
                 self._portal.call(self._lifespan.shutdown)
         finally:
@@ -687,18 +688,20 @@ class AsyncTestClient(httpx.AsyncClient):
                 yield session
 
     async def __aenter__(self) -> AsyncTestClient:
+        # httpx's own __aenter__ is not called: it refuses a client that already sent a
+        # request, and a test client may be used before, between and after ``async with``.
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         try:
+            self.lifespan_state = {}
             lifespan = _Lifespan(self.app, self.lifespan_state)
             await lifespan.startup(task_group)
-        except BaseException as exc:
+        except BaseException:
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            await task_group.__aexit__(None, None, None)
             raise
         self._task_group = task_group
         self._lifespan = lifespan
-        await super().__aenter__()
         return self
 
     async def __aexit__(
@@ -710,9 +713,12 @@ class AsyncTestClient(httpx.AsyncClient):
         task_group, self._task_group = self._task_group, None
         lifespan, self._lifespan = self._lifespan, None
         try:
-            await super().__aexit__(exc_type, exc_value, traceback)
-            if lifespan is not None and exc_type is None:
-                await lifespan.shutdown()
+            if lifespan is not None:
+                try:
+                    await lifespan.shutdown()
+                except Exception:
+                    if exc_type is None:
+                        raise  # else the test's own error is the one to see
         finally:
             if task_group is not None:
                 task_group.cancel_scope.cancel()

@@ -206,3 +206,51 @@ def test_disconnect_after_complete_response() -> None:
 
     assert TestClient(Listener()).get("/").text == "done"
     assert messages == [{"type": "http.disconnect"}]
+
+
+def test_client_can_be_entered_after_use_and_again() -> None:
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[Mapping[str, Any]]:
+        events.append("up")
+        yield {}
+        events.append("down")
+
+    router = Router(lifespan=lifespan)
+    router.add_route("/", lambda request: "ok")
+    client = TestClient(router)
+    assert client.get("/").text == "ok"
+    with client:
+        assert client.get("/").text == "ok"
+    with client:
+        pass
+    assert client.get("/").text == "ok"
+    assert events == ["up", "down", "up", "down"]
+
+
+@pytest.mark.anyio
+async def test_async_client_startup_failure_raises_the_error_itself() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[None]:
+        raise RuntimeError("startup boom")
+        yield
+
+    with pytest.raises(RuntimeError, match="startup boom"):
+        async with AsyncTestClient(Router(lifespan=lifespan)):
+            pass
+
+
+@pytest.mark.anyio
+async def test_async_client_runs_shutdown_when_the_test_fails() -> None:
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(router: Router) -> AsyncIterator[None]:
+        yield
+        events.append("shutdown")
+
+    with pytest.raises(AssertionError):
+        async with AsyncTestClient(Router(lifespan=lifespan)):
+            raise AssertionError("test failed")
+    assert events == ["shutdown"]
