@@ -165,8 +165,17 @@ def test_allow_all_without_credentials_answers_star_without_vary() -> None:
     assert "vary" not in plain.headers
 
 
-def test_credentials_with_allow_all_echo_the_origin_never_star() -> None:
+def test_credentials_with_allow_all_never_reflect_an_arbitrary_origin() -> None:
     with make_client(allow_origins=["*"], allow_credentials=True) as client:
+        response = client.get("/items", headers={"origin": EVIL_ORIGIN})
+        flight = preflight(client, EVIL_ORIGIN)
+    for answer in (response, flight):
+        assert answer.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in answer.headers
+
+
+def test_credentials_go_to_named_origins_even_beside_allow_all() -> None:
+    with make_client(allow_origins=["*", APP_ORIGIN], allow_credentials=True) as client:
         response = client.get("/items", headers={"origin": APP_ORIGIN})
         flight = preflight(client, APP_ORIGIN)
     for answer in (response, flight):

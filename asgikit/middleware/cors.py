@@ -61,9 +61,11 @@ class CORSMiddleware:
     - ``allow_headers``: request headers a preflight may ask for (``"*"`` for any); the
       CORS-safelisted ``Accept``, ``Accept-Language``, ``Content-Language`` and
       ``Content-Type`` are always allowed.
-    - ``allow_credentials``: send ``Access-Control-Allow-Credentials: true``. A literal
-      ``*`` is then never sent: the request's own origin is echoed, and only when it is
-      allowed.
+    - ``allow_credentials``: send ``Access-Control-Allow-Credentials: true`` to the
+      origins listed by name or matched by ``allow_origin_regex``: their own origin is
+      echoed, never a literal ``*``. An arbitrary origin is never echoed with
+      credentials: under ``"*"`` other origins get ``Access-Control-Allow-Origin: *``
+      without the credentials header (so browsers allow only uncredentialed calls).
     - ``expose_headers``: response headers the browser's script may read.
     - ``max_age``: seconds a browser may cache a preflight answer.
 
@@ -139,13 +141,15 @@ class CORSMiddleware:
         if exposed:
             simple.append(encode_header("access-control-expose-headers", ", ".join(exposed)))
         self.simple_headers = simple
-        self.any_origin_headers = [(b"access-control-allow-origin", b"*"), *simple]
+        # "*" never goes with the credentials header.
+        self.any_origin_headers = [
+            (b"access-control-allow-origin", b"*"),
+            *(pair for pair in simple if pair[0] != b"access-control-allow-credentials"),
+        ]
         # Origin header value -> headers to add; bounded so hostile origins cannot grow it.
         self.origin_headers: dict[bytes, list[tuple[bytes, bytes]]] = {}
 
         preflight: list[tuple[bytes, bytes]] = []
-        if allow_credentials:
-            preflight.append((b"access-control-allow-credentials", b"true"))
         if not self.allow_all_methods:
             listed = ", ".join(sorted(self.allow_methods))
             preflight.append(encode_header("access-control-allow-methods", listed))
@@ -162,15 +166,24 @@ class CORSMiddleware:
         ...                ).is_allowed_origin("https://api.example.com")
         True
         """
-        if self.allow_all_origins or origin in self.allow_origins:
+        return self.allow_all_origins or self._named(origin)
+
+    def _named(self, origin: str) -> bool:
+        """Allowed by name or by the regex, not merely by ``"*"``."""
+        if origin in self.allow_origins:
             return True
         regex = self.allow_origin_regex
         return regex is not None and regex.fullmatch(origin) is not None
 
-    def _allow_origin_header(self, origin: str) -> tuple[bytes, bytes]:
-        if self.origin_dependent:
-            return encode_header("access-control-allow-origin", origin)
-        return (b"access-control-allow-origin", b"*")
+    def _allow_origin_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
+        """``Access-Control-Allow-Origin`` for an allowed ``origin``, with the credentials
+        header when it applies (never with ``*``, never for an origin allowed only by ``*``)."""
+        if not self.origin_dependent or not self._named(origin):
+            return [(b"access-control-allow-origin", b"*")]
+        headers = [encode_header("access-control-allow-origin", origin)]
+        if self.allow_credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,9 +214,9 @@ class CORSMiddleware:
     def _headers_for_origin(self, origin: bytes) -> list[tuple[bytes, bytes]]:
         """The headers an actual request from ``origin`` gets (cached: origins repeat)."""
         origin_text = origin.decode("latin-1")
-        if not self.origin_dependent:
+        if not self.origin_dependent or (self.allow_all_origins and not self._named(origin_text)):
             added = self.any_origin_headers
-        elif self.is_allowed_origin(origin_text):
+        elif self._named(origin_text):
             added = [encode_header("access-control-allow-origin", origin_text)]
             added += self.simple_headers
         else:
@@ -231,7 +244,7 @@ class CORSMiddleware:
             detail = "Disallowed CORS preflight: " + "; ".join(problems)
             await send_error(scope, _CORSSender(send, [], self.origin_dependent), 400, detail)
             return
-        headers = [self._allow_origin_header(origin), *self.preflight_headers]
+        headers = [*self._allow_origin_headers(origin), *self.preflight_headers]
         if self.allow_all_methods:
             headers.append(encode_header("access-control-allow-methods", method))
         if self.allow_all_headers and requested_headers:
