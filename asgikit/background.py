@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from asgikit._concurrency import run_in_threadpool
 __all__ = ["BackgroundTask", "BackgroundTasks"]
 
 P = ParamSpec("P")
+logger = logging.getLogger("asgikit")
 
 
 def is_async_callable(obj: object) -> bool:
@@ -29,6 +31,8 @@ class BackgroundTask:
     """Call ``func(*args, **kwargs)`` once the response has been sent.
 
     ``func`` may be ``async def`` or a plain function (run in the shared thread pool).
+    An exception it raises is logged on the ``asgikit`` logger and goes no further: the
+    response has already been sent, and the server has nothing to do about it.
 
     >>> Response("queued", background=BackgroundTask(send_email, to="a@b.c"))
     """
@@ -40,17 +44,21 @@ class BackgroundTask:
         self.is_async = is_async_callable(func)
 
     async def __call__(self) -> None:
-        if self.is_async:
-            await self.func(*self.args, **self.kwargs)
-        else:
-            await run_in_threadpool(self.func, *self.args, **self.kwargs)
+        try:
+            if self.is_async:
+                await self.func(*self.args, **self.kwargs)
+            else:
+                await run_in_threadpool(self.func, *self.args, **self.kwargs)
+        except Exception:
+            name = getattr(self.func, "__qualname__", repr(self.func))
+            logger.exception("Exception in background task %s", name)
 
 
 class BackgroundTasks(BackgroundTask):
     """An ordered list of background tasks, run one after the other.
 
-    An exception in one task stops the ones after it and is reported like any error
-    after the response (logged; the response already sent is untouched).
+    An exception in one task is logged and the tasks after it still run; the response
+    already sent is untouched.
 
     >>> tasks = BackgroundTasks(); tasks.add_task(log_prediction, result)
     """

@@ -162,6 +162,13 @@ class StreamingResponse(Response):
         }
         try:
             await send(start)
+            if scope.get("method") == "HEAD":
+                # Headers only: the iterator (the inference) never starts.
+                await self._close_iterator()
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if self.background is not None:
+                    await self.background()
+                return
         except OSError:
             await self._close_iterator()
             return

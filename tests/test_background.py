@@ -67,3 +67,34 @@ def test_failing_task_is_logged_and_response_intact(caplog: pytest.LogCaptureFix
         response = c.get("/")
     assert response.status_code == 200 and response.text == "ok"
     assert "could not write audit log" in caplog.text
+
+
+def test_failing_task_is_logged_response_kept_and_later_tasks_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from asgikit import PlainTextResponse
+
+    ran: list[str] = []
+
+    def explode() -> None:
+        raise ValueError("task failed")
+
+    def after() -> None:
+        ran.append("after")
+
+    router = Router()
+
+    @router.get("/")
+    async def endpoint(request: Request) -> PlainTextResponse:
+        tasks = BackgroundTasks()
+        tasks.add_task(explode)
+        tasks.add_task(after)
+        return PlainTextResponse("ok", background=tasks)
+
+    with caplog.at_level(logging.ERROR, logger="asgikit"), TestClient(router) as client:
+        response = client.get("/")
+    assert (response.status_code, response.text) == (200, "ok")
+    assert ran == ["after"]
+    assert any(
+        "task failed" in str(record.exc_info[1]) for record in caplog.records if record.exc_info
+    )

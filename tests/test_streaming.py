@@ -230,3 +230,27 @@ def test_rejects_non_iterable_content() -> None:
 async def test_bad_chunk_type_raises() -> None:
     with pytest.raises(TypeError, match="bytes or str"):
         await StreamingResponse([1])(SCOPE, never_disconnects, Recorder())
+
+
+def test_head_sends_headers_only_and_never_starts_the_generator() -> None:
+    from asgikit import EventSourceResponse, Router
+    from asgikit.testing import TestClient
+
+    started: list[str] = []
+    router = Router()
+
+    @router.get("/events")
+    async def events(request: Any) -> EventSourceResponse:
+        async def forever() -> AsyncIterator[str]:
+            started.append("generating")
+            while True:
+                yield "tick"
+
+        return EventSourceResponse(forever())
+
+    with TestClient(router) as client:
+        response = client.head("/events")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    assert response.content == b""
+    assert started == []
