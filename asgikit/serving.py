@@ -138,6 +138,8 @@ class Batcher(Generic[T, R]):
         self._closed = False
         self._wakeup: anyio.Event | None = None  # set when a batch fills up
         self._idle: anyio.Event | None = None  # set when the queue drains (aclose)
+        self._callers = 0  # calls that have not returned yet
+        self._returned: anyio.Event | None = None  # set when they all have (aclose)
 
     @property
     def queued(self) -> int:
@@ -159,22 +161,28 @@ class Batcher(Generic[T, R]):
         self._queued += 1
         if self._queued >= self.max_batch_size and self._wakeup is not None:
             self._wakeup.set()
-        if not self._running:
-            self._running = True
-            return await self._run_batches(call)
+        self._callers += 1
         try:
-            await call.event.wait()
-        except BaseException:
-            if call.state == _QUEUED:
-                self._withdraw(call)
-            elif call.state == _PROMOTED:
-                # Asked to run the batches just as we were cancelled: pass it on.
-                self._withdraw(call)
-                self._hand_over()
-            raise
-        if call.state == _PROMOTED:
-            return await self._run_batches(call)
-        return self._outcome(call)
+            if not self._running:
+                self._running = True
+                return await self._run_batches(call)
+            try:
+                await call.event.wait()
+            except BaseException:
+                if call.state == _QUEUED:
+                    self._withdraw(call)
+                elif call.state == _PROMOTED:
+                    # Asked to run the batches just as we were cancelled: pass it on.
+                    self._withdraw(call)
+                    self._hand_over()
+                raise
+            if call.state == _PROMOTED:
+                return await self._run_batches(call)
+            return self._outcome(call)
+        finally:
+            self._callers -= 1
+            if self._callers == 0 and self._returned is not None:
+                self._returned.set()
 
     def _outcome(self, call: _Call[T, R]) -> R:
         if call.error is not None:
@@ -296,7 +304,7 @@ class Batcher(Generic[T, R]):
 
     async def aclose(self) -> None:
         """Stop accepting calls, dispatch what is queued without waiting for
-        ``max_wait``, and return once every queued call has its result."""
+        ``max_wait``, and return once every queued call has returned its result."""
         self._closed = True
         self._flush = True
         if self._wakeup is not None:
@@ -305,6 +313,12 @@ class Batcher(Generic[T, R]):
             idle = self._idle = anyio.Event()
             await idle.wait()
             self._idle = None
+        # Results are in; wait until every caller has also resumed and taken its own
+        # (on trio a woken task runs later than on asyncio).
+        while self._callers:
+            returned = self._returned = anyio.Event()
+            await returned.wait()
+            self._returned = None
 
     def __repr__(self) -> str:
         return (

@@ -245,3 +245,23 @@ async def test_ten_thousand_calls_with_random_cancellations() -> None:
     assert cancelled > 0 and len(delivered) > 0
     assert len(delivered) + cancelled == 10_000
     assert batcher.queued == 0
+
+
+@pytest.mark.anyio
+async def test_aclose_returns_after_every_caller_has_its_result() -> None:
+    async def double(items: list[int]) -> list[int]:
+        return [item * 2 for item in items]
+
+    batcher: Batcher[int, int] = Batcher(double, max_batch_size=100, max_wait=5)
+    results: list[int] = []
+
+    async def call(item: int) -> None:
+        results.append(await batcher(item))
+
+    async with anyio.create_task_group() as group:
+        for item in range(50):
+            group.start_soon(call, item)
+        while batcher.queued < 50:
+            await anyio.sleep(0)
+        await batcher.aclose()
+        assert sorted(results) == [item * 2 for item in range(50)]
