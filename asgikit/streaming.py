@@ -249,18 +249,16 @@ class NDJSONResponse(StreamingResponse):
 
 
 class _PingState:
-    """What the keep-alive pinger knows about the event loop, kept cheap per event.
+    """What the keep-alive pinger knows of the event loop: the last body sent.
 
-    ``sends`` goes up by one before and after every event sent, so it is odd while an
-    event is going out; ``ping_in_flight`` is set while a ping is being sent so that
-    sends never overlap.
+    One reference store per event is the whole cost; the pinger notices progress by
+    identity (every event body is a new bytes object).
     """
 
-    __slots__ = ("ping_in_flight", "sends")
+    __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.sends = 0
-        self.ping_in_flight: anyio.Event | None = None
+        self.last: bytes | None = None
 
 
 class EventSourceResponse(StreamingResponse):
@@ -329,13 +327,8 @@ class EventSourceResponse(StreamingResponse):
                     body = ("data: " + item + "\n\n").encode()
                 else:
                     body = encode_event(item)
-                if state.ping_in_flight is not None:
-                    await state.ping_in_flight.wait()
-                state.sends += 1  # odd while an event is being sent
+                state.last = body
                 await send({"type": "http.response.body", "body": body, "more_body": True})
-                state.sends += 1
-            if state.ping_in_flight is not None:
-                await state.ping_in_flight.wait()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
@@ -344,23 +337,23 @@ class EventSourceResponse(StreamingResponse):
     ) -> None:
         """Send ``: ping`` once ``interval`` seconds passed without an event.
 
-        The pinger looks at the event counter four times per interval, so a ping goes out
-        after between 1 and 1.25 intervals of silence.
+        The pinger looks for a new event four times per interval, so a ping goes out
+        after between 1 and 1.25 intervals of silence. (A ping may go out while an event
+        that has waited a whole interval for a slow client is still being sent: each is
+        a complete message, so the stream stays well formed.)
         """
         step = interval / 4
-        seen = state.sends
+        seen = state.last
         silent_since = time.monotonic()
         while True:
             await anyio.sleep(step)
-            sends = state.sends
             now = time.monotonic()
-            if sends != seen or sends & 1:
-                seen = sends
+            if state.last is not seen:
+                seen = state.last
                 silent_since = now
                 continue
             if now - silent_since < interval:
                 continue
-            done = state.ping_in_flight = anyio.Event()
             try:
                 await send({"type": "http.response.body", "body": PING, "more_body": True})
             except OSError:
@@ -369,7 +362,4 @@ class EventSourceResponse(StreamingResponse):
             except Exception as exc:
                 disconnect.helper_failed(exc)
                 return
-            finally:
-                state.ping_in_flight = None
-                done.set()
             silent_since = time.monotonic()
