@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
-import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 from asgikit._chain import Middleware, build_chain
 from asgikit._concurrency import run_in_threadpool
+from asgikit._errors import (
+    ExceptionHandler,
+    ExceptionHandlers,
+    call_handler,
+    default_error_response,
+    server_error_response,
+    to_response,
+)
+from asgikit._lifespan import Lifespan, serve_lifespan
 from asgikit._matcher import SegmentTree, compile_template, route_path
 from asgikit.background import is_async_callable
 from asgikit.datastructures import URL
 from asgikit.exceptions import ClientDisconnect, HTTPException, NoMatchFound
 from asgikit.requests import Request
-from asgikit.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from asgikit.responses import RedirectResponse, Response
 from asgikit.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["Mount", "Route", "Router", "WebSocketRoute"]
@@ -31,10 +38,6 @@ logger = logging.getLogger("asgikit")
 
 Endpoint: TypeAlias = Callable[[Request], Any]
 WebSocketEndpoint: TypeAlias = Callable[[Any], Awaitable[None]]
-ExceptionHandler: TypeAlias = Callable[[Request, Any], Any]
-Lifespan: TypeAlias = Callable[
-    [Any], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]
-]
 F = TypeVar("F", bound=Callable[..., Any])
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
@@ -80,12 +83,6 @@ class Route:
         self.middleware = tuple(middleware)
         self.is_async = is_async_callable(endpoint)
         self.app: ASGIApp | None = None  # set by the router when the route has middleware
-
-    async def call_endpoint(self, request: Request) -> Any:
-        """Run the endpoint (in the thread pool for a plain ``def``) and return its result."""
-        if self.is_async:
-            return await self.endpoint(request)
-        return await run_in_threadpool(self.endpoint, request)
 
     def __repr__(self) -> str:
         return f"Route(path={self.path!r}, name={self.name!r}, methods={list(self.methods)!r})"
@@ -260,8 +257,7 @@ class Router:
         self.redirect_slashes = redirect_slashes
         self.debug = debug
         self.lifespan_state: dict[str, Any] = {}
-        self._status_handlers: dict[int, ExceptionHandler] = {}
-        self._class_handlers: dict[type[BaseException], ExceptionHandler] = {}
+        self._handlers = ExceptionHandlers()
         for key, handler in (exception_handlers or {}).items():
             self.add_exception_handler(key, handler)
         self._tree: SegmentTree[_Leaf, Mount] = SegmentTree()
@@ -401,14 +397,7 @@ class Router:
     ) -> None:
         """Answer errors with ``handler(request, exc)``: ``key`` is a status code (for
         `HTTPException`) or an exception class (the most specific class wins)."""
-        if isinstance(key, int):
-            self._status_handlers[key] = handler
-        elif isinstance(key, type) and issubclass(key, BaseException):
-            self._class_handlers[key] = handler
-        else:
-            raise TypeError(
-                f"exception handler key must be a status code or exception class, not {key!r}"
-            )
+        self._handlers.add(key, handler)
 
     # ------------------------------------------------------------------ URL reversal
 
@@ -635,7 +624,7 @@ class Router:
                 response, unhandled = await self._error_response(request, error)
             else:
                 try:
-                    response = result if isinstance(result, Response) else _to_response(result)
+                    response = result if isinstance(result, Response) else to_response(result)
                 except Exception as exc:
                     response, unhandled = await self._error_response(request, exc)
             if type(response).__call__ is _PLAIN_CALL:
@@ -658,7 +647,7 @@ class Router:
                     self._log(exc)
                     if not tracker.started:
                         with contextlib.suppress(OSError):
-                            await _server_error_response(exc, (self,))(scope, receive, tracker)
+                            await server_error_response(exc, self.debug)(scope, receive, tracker)
                     raise
             if unhandled is not None:
                 raise unhandled
@@ -684,34 +673,21 @@ class Router:
         handler: ExceptionHandler | None
         if isinstance(exc, HTTPException):
             for router in routers:
-                handler = router._status_handlers.get(exc.status_code) or router._class_handler(exc)
+                handler = router._handlers.for_http(exc)
                 if handler is not None:
                     return await self._handled(handler, request, exc, None, routers)
-            return _default_error_response(exc), None
+            return default_error_response(exc), None
         for router in routers:
-            handler = router._class_handler(exc)
+            handler = router._handlers.for_class(exc)
             if handler is not None:
                 return await self._handled(handler, request, exc, None, routers)
         # Unhandled: log, answer 500 (a 500 or Exception handler may shape it), re-raise.
         self._log(exc)
         for router in routers:
-            handler = router._status_handlers.get(500) or router._class_handlers.get(Exception)
+            handler = router._handlers.for_unhandled()
             if handler is not None:
                 return await self._handled(handler, request, exc, exc, routers)
-        return _server_error_response(exc, routers), exc
-
-    def _class_handler(self, exc: Exception) -> ExceptionHandler | None:
-        """The handler of the most specific class of ``exc`` (``Exception`` itself is
-        the catch-all for unhandled errors, not a class handler)."""
-        handlers = self._class_handlers
-        if handlers:
-            for cls in type(exc).__mro__:
-                if cls is Exception:
-                    return None
-                handler = handlers.get(cls)
-                if handler is not None:
-                    return handler
-        return None
+        return server_error_response(exc, _debug(routers)), exc
 
     async def _handled(
         self,
@@ -722,19 +698,10 @@ class Router:
         routers: tuple[Router, ...],
     ) -> tuple[Any, Exception | None]:
         try:
-            return await self._call_handler(handler, request, exc), reraise
+            return await call_handler(handler, request, exc), reraise
         except Exception as handler_exc:
             self._log(handler_exc)
-            return _server_error_response(handler_exc, routers), handler_exc
-
-    async def _call_handler(
-        self, handler: ExceptionHandler, request: Request, exc: Exception
-    ) -> Any:
-        if is_async_callable(handler):
-            result = await handler(request, exc)
-        else:
-            result = await run_in_threadpool(handler, request, exc)
-        return result if isinstance(result, Response) else _to_response(result)
+            return server_error_response(handler_exc, _debug(routers)), handler_exc
 
     def _log(self, exc: BaseException) -> None:
         logger.error("Exception in ASGI application", exc_info=exc)
@@ -786,79 +753,13 @@ class Router:
                 found.extend(route.app._lifespans())
         return found
 
-    @contextlib.asynccontextmanager
-    async def _enter_lifespans(self) -> AsyncIterator[dict[str, Any]]:
-        state: dict[str, Any] = {}
-        async with contextlib.AsyncExitStack() as stack:
-            for lifespan, router in self._lifespans():
-                context = lifespan(router)
-                if not hasattr(context, "__aenter__"):
-                    raise TypeError(
-                        "lifespan must be an async context manager factory, e.g. a function "
-                        "decorated with @contextlib.asynccontextmanager"
-                    )
-                value = await stack.enter_async_context(context)
-                if value is not None:
-                    if not isinstance(value, Mapping):
-                        raise TypeError(f"lifespan must yield a mapping or None, not {value!r}")
-                    state.update(value)
-            yield state
-
     async def _run_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-        await receive()  # lifespan.startup
-        try:
-            async with self._enter_lifespans() as state:
-                # Kept here too for servers without the lifespan "state" extension;
-                # emptied again at shutdown.
-                self.lifespan_state = dict(state)
-                if state and isinstance(scope.get("state"), dict):
-                    scope["state"].update(state)
-                await send({"type": "lifespan.startup.complete"})
-                started = True
-                await receive()  # lifespan.shutdown
-                self.lifespan_state = {}
-        except BaseException as exc:
-            self.lifespan_state = {}
-            text = str(exc) or type(exc).__name__
-            if started:
-                await send({"type": "lifespan.shutdown.failed", "message": text})
-            else:
-                await send({"type": "lifespan.startup.failed", "message": text})
-            raise
-        await send({"type": "lifespan.shutdown.complete"})
+        def publish(state: dict[str, Any]) -> None:
+            self.lifespan_state = state  # for servers without the lifespan state extension
+
+        await serve_lifespan(self._lifespans(), scope, receive, send, publish)
 
 
-def _server_error_response(exc: BaseException, routers: tuple[Router, ...]) -> Response:
-    """The 500: a traceback in debug mode (of any router involved), else no detail."""
-    if any(router.debug for router in routers):
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return PlainTextResponse(text, status_code=500)
-    return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
-
-
-def _default_error_response(exc: HTTPException) -> Response:
-    if exc.status_code in (204, 304) or exc.status_code < 200:
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-def _to_response(result: Any) -> Any:
-    """Turn an endpoint's return value into something to call as an ASGI app."""
-    if isinstance(result, (dict, list)):
-        return JSONResponse(result)
-    if isinstance(result, str):
-        return PlainTextResponse(result)
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        return Response(bytes(result))
-    if result is None:
-        return Response(status_code=204)
-    if callable(result) and not inspect.isclass(result):
-        return result
-    raise TypeError(
-        f"an endpoint returned {type(result).__name__}; return a Response (or any ASGI app), "
-        "a dict or list (JSON), str, bytes or None"
-    )
-
-
-ExceptionHandlers: TypeAlias = Mapping[int | type[BaseException], ExceptionHandler]
+def _debug(routers: tuple[Router, ...]) -> bool:
+    """Whether any router handling the request is in debug mode."""
+    return any(router.debug for router in routers)

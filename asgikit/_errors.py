@@ -1,0 +1,111 @@
+"""Exception handlers, and the responses that errors and return values become.
+
+The router decides *when* an error is answered; this module says *with what*: which
+registered handler fits an exception, the default JSON error bodies, the 500, and the
+conversion of an endpoint's return value into an ASGI callable.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from asgikit._concurrency import run_in_threadpool
+from asgikit.background import is_async_callable
+from asgikit.exceptions import HTTPException
+from asgikit.requests import Request
+from asgikit.responses import JSONResponse, PlainTextResponse, Response
+
+ExceptionHandler: TypeAlias = Callable[[Request, Any], Any]
+
+
+class ExceptionHandlers:
+    """One router's handlers, by status code (for `HTTPException`) and by class."""
+
+    __slots__ = ("by_class", "by_status")
+
+    def __init__(self) -> None:
+        self.by_status: dict[int, ExceptionHandler] = {}
+        self.by_class: dict[type[BaseException], ExceptionHandler] = {}
+
+    def add(self, key: int | type[BaseException], handler: ExceptionHandler) -> None:
+        if isinstance(key, bool) or not (
+            isinstance(key, int) or (isinstance(key, type) and issubclass(key, BaseException))
+        ):
+            raise TypeError(
+                f"exception handler key must be a status code or exception class, not {key!r}"
+            )
+        if isinstance(key, int):
+            self.by_status[key] = handler
+        else:
+            self.by_class[key] = handler
+
+    def for_http(self, exc: HTTPException) -> ExceptionHandler | None:
+        """The handler for an `HTTPException`: by its status code, else by its class."""
+        return self.by_status.get(exc.status_code) or self.for_class(exc)
+
+    def for_class(self, exc: Exception) -> ExceptionHandler | None:
+        """The handler of the most specific class of ``exc``. ``Exception`` itself is the
+        catch-all for unhandled errors (`for_unhandled`), not a class handler."""
+        handlers = self.by_class
+        if handlers:
+            for cls in type(exc).__mro__:
+                if cls is Exception:
+                    return None
+                handler = handlers.get(cls)
+                if handler is not None:
+                    return handler
+        return None
+
+    def for_unhandled(self) -> ExceptionHandler | None:
+        """The handler that shapes a 500: registered for ``500`` or for ``Exception``."""
+        return self.by_status.get(500) or self.by_class.get(Exception)
+
+
+async def call_handler(handler: ExceptionHandler, request: Request, exc: Exception) -> Any:
+    """Run ``handler(request, exc)`` (a plain ``def`` in the thread pool) and convert
+    its return value like an endpoint's."""
+    if is_async_callable(handler):
+        result = await handler(request, exc)
+    else:
+        result = await run_in_threadpool(handler, request, exc)
+    return result if isinstance(result, Response) else to_response(result)
+
+
+def default_error_response(exc: HTTPException) -> Response:
+    """``{"detail": ...}`` as JSON with the exception's status and headers."""
+    if exc.status_code in (204, 304) or exc.status_code < 200:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def server_error_response(exc: BaseException, debug: bool) -> Response:
+    """The 500: a plain-text traceback in debug mode, else no detail at all."""
+    if debug:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return PlainTextResponse(text, status_code=500)
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+
+
+def to_response(result: Any) -> Any:
+    """Turn an endpoint's return value into something to call as an ASGI app.
+
+    ``dict``/``list`` -> JSON, ``str`` -> text, ``bytes`` -> `Response`, ``None`` -> 204,
+    an ASGI callable as it is; anything else raises `TypeError`.
+    """
+    if isinstance(result, (dict, list)):
+        return JSONResponse(result)
+    if isinstance(result, str):
+        return PlainTextResponse(result)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(bytes(result))
+    if result is None:
+        return Response(status_code=204)
+    if callable(result) and not inspect.isclass(result):
+        return result
+    raise TypeError(
+        f"an endpoint returned {type(result).__name__}; return a Response (or any ASGI app), "
+        "a dict or list (JSON), str, bytes or None"
+    )
