@@ -31,6 +31,7 @@ from asgikit._ranges import (
     multipart_byteranges_layout,
     parse_range_header,
 )
+from asgikit._receive import ReceiveRelay
 from asgikit.background import BackgroundTask
 from asgikit.datastructures import encode_header
 from asgikit.responses import JSONResponse, Response, content_type_header, headers_to_raw
@@ -255,12 +256,9 @@ def _spec_version(scope: Scope) -> tuple[int, ...]:
         return (2, 0)
 
 
-async def _cancel_on_disconnect(receive: Receive, cancel_scope: anyio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            cancel_scope.cancel()
-            return
+async def _cancel_on_disconnect(relay: ReceiveRelay, cancel_scope: anyio.CancelScope) -> None:
+    await relay.watch()  # request body messages are kept for whoever reads them
+    cancel_scope.cancel()
 
 
 class FileResponse(Response):
@@ -452,7 +450,8 @@ class FileResponse(Response):
             await self._send_chunks(plan, parts, send, tail)
             return
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(_cancel_on_disconnect, receive, task_group.cancel_scope)
+            relay = ReceiveRelay.of(scope, receive)
+            task_group.start_soon(_cancel_on_disconnect, relay, task_group.cancel_scope)
             await self._send_chunks(plan, parts, send, tail)
             task_group.cancel_scope.cancel()
 

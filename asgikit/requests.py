@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from asgikit._receive import RELAY_KEY, ReceiveRelay
 from asgikit.datastructures import URL, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
 from asgikit.types import Message, Receive, Scope
@@ -212,10 +213,13 @@ class Request(HTTPConnection):
         self._stream_consumed = True
         message = self._pending
         self._pending = None
-        receive = self.receive
+        scope = self.scope
         while True:
             if message is None:
-                message = await receive()
+                # A streaming response may be watching receive() for a disconnect
+                # meanwhile: then the body comes through its relay, in order.
+                relay: ReceiveRelay | None = scope.get(RELAY_KEY)
+                message = await (self.receive() if relay is None else relay.receive())
             message_type = message["type"]
             if message_type == "http.request":
                 chunk = message.get("body", b"")
@@ -317,10 +321,15 @@ class Request(HTTPConnection):
             return True
         if self._pending is not None:
             return False
+        relay: ReceiveRelay | None = self.scope.get(RELAY_KEY)
+        if relay is not None and relay.disconnected:
+            self._is_disconnected = True
+            return True
+        receive = self.receive if relay is None else relay.receive
         message: Message | None = None
-        with anyio.CancelScope() as scope:
-            scope.cancel()
-            message = await self.receive()
+        with anyio.CancelScope() as cancel_scope:
+            cancel_scope.cancel()
+            message = await receive()
         if message is not None:
             if message["type"] == "http.disconnect":
                 self._is_disconnected = True

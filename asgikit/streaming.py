@@ -23,6 +23,7 @@ import anyio
 import anyio.abc
 
 from asgikit._concurrency import HelperTasks, iterate_in_threadpool
+from asgikit._receive import ReceiveRelay
 from asgikit._sse import PING, ServerSentEvent, encode_event
 from asgikit.background import BackgroundTask
 from asgikit.responses import Response, content_type_header, headers_to_raw
@@ -90,16 +91,15 @@ class _Disconnect:
         self.error = error
         self.cancel_scope.cancel()
 
-    async def listen(self, receive: Receive) -> None:
-        """Wait for ``http.disconnect`` (request body messages left unread are skipped)."""
+    async def listen(self, relay: ReceiveRelay) -> None:
+        """Wait for ``http.disconnect``. The relay keeps request body messages for the
+        endpoint, which may still be reading the body while the response streams."""
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    self.client_left()
-                    return
+            await relay.watch()
         except Exception as exc:
             self.helper_failed(exc)
+        else:
+            self.client_left()
 
 
 class StreamingResponse(Response):
@@ -175,17 +175,17 @@ class StreamingResponse(Response):
         # A send wrapper that only watches for the start (the router's, TimeoutMiddleware's)
         # may offer the send behind it for the body: one coroutine call less per chunk.
         send = getattr(send, "send_after_start", send)
-        if await self._stream(receive, send) and self.background is not None:
+        if await self._stream(scope, receive, send) and self.background is not None:
             await self.background()
 
-    async def _stream(self, receive: Receive, send: Send) -> bool:
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Send the body while listening for a disconnect; True if it was all sent."""
         error: Exception | None = None
         complete = False
         with anyio.CancelScope() as cancel_scope:
             disconnect = _Disconnect(cancel_scope)
             async with HelperTasks() as helpers:
-                helpers.start_soon(disconnect.listen, receive)
+                helpers.start_soon(disconnect.listen, ReceiveRelay.of(scope, receive))
                 try:
                     await self._send_body(send, helpers, disconnect)
                     # Servers report a disconnect once the response is complete: from

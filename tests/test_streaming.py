@@ -45,7 +45,7 @@ async def test_each_chunk_is_its_own_body_message() -> None:
         yield "drei ✓"
 
     send = Recorder()
-    await StreamingResponse(chunks(), media_type="text/plain")(SCOPE, never_disconnects, send)
+    await StreamingResponse(chunks(), media_type="text/plain")(dict(SCOPE), never_disconnects, send)
     start, *bodies, last = send.messages
     assert start["type"] == "http.response.start"
     assert (b"content-type", b"text/plain; charset=utf-8") in start["headers"]
@@ -141,7 +141,7 @@ async def test_http_disconnect_message_stops_raw_stream() -> None:
 
     send = Recorder()
     with anyio.fail_after(5):
-        await StreamingResponse(slow())(SCOPE, receive, send)
+        await StreamingResponse(slow())(dict(SCOPE), receive, send)
     assert finished == [True]
     # The closing empty body never went out: the response is cut, not completed.
     assert all(m.get("more_body", True) for m in send.messages[1:])
@@ -160,7 +160,7 @@ async def test_oserror_from_send_is_a_disconnect() -> None:
 
     send = Recorder(fail_on_body=2)
     response = StreamingResponse(chunks(), background=BackgroundTask(ran.append, 1))
-    await response(SCOPE, never_disconnects, send)  # returns quietly
+    await response(dict(SCOPE), never_disconnects, send)  # returns quietly
     assert closed == [True]
     assert ran == []
     assert len(send.messages) == 3  # start + two chunks
@@ -180,7 +180,7 @@ async def test_background_runs_after_last_byte() -> None:
         events.append("background")
 
     await StreamingResponse(chunks(), background=BackgroundTask(task))(
-        SCOPE, never_disconnects, Send()
+        dict(SCOPE), never_disconnects, Send()
     )
     assert events == [
         "http.response.start",
@@ -229,7 +229,7 @@ def test_rejects_non_iterable_content() -> None:
 
 async def test_bad_chunk_type_raises() -> None:
     with pytest.raises(TypeError, match="bytes or str"):
-        await StreamingResponse([1])(SCOPE, never_disconnects, Recorder())
+        await StreamingResponse([1])(dict(SCOPE), never_disconnects, Recorder())
 
 
 def test_head_sends_headers_only_and_never_starts_the_generator() -> None:
@@ -254,3 +254,60 @@ def test_head_sends_headers_only_and_never_starts_the_generator() -> None:
     assert response.headers["content-type"] == "text/event-stream"
     assert response.content == b""
     assert started == []
+
+
+def test_streaming_the_request_body_back_loses_nothing() -> None:
+    # The disconnect listener and the endpoint's body reader share receive(): every body
+    # chunk must still reach the reader, in order.
+    from asgikit.testing import TestClient
+
+    router = Router()
+
+    @router.post("/echo")
+    async def echo(request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                yield chunk
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    def body() -> Iterator[bytes]:
+        for index in range(20):
+            yield b"%03d," % index
+
+    with TestClient(router) as client:
+        response = client.post("/echo", content=body())
+    assert response.content == b"".join(b"%03d," % index for index in range(20))
+
+
+async def test_queue_like_receive_keeps_body_order_while_streaming() -> None:
+    # Like hypercorn: each receive() call takes the next message off one queue.
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"%d;" % index, "more_body": index < 9}
+        for index in range(10)
+    ]
+    done = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            await anyio.sleep(0)
+            return messages.pop(0)
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    router = Router()
+
+    @router.post("/echo")
+    async def echo(request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                yield chunk
+
+        return StreamingResponse(chunks())
+
+    send = Recorder()
+    scope = {**SCOPE, "method": "POST", "path": "/echo"}
+    with anyio.fail_after(5):
+        await router(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in send.messages[1:])
+    assert body == b"".join(b"%d;" % index for index in range(10))

@@ -1,0 +1,97 @@
+"""One reader for ``receive()``: noticing a disconnect without losing the request body.
+
+A streaming response (or a queued request) must notice the client leaving while the
+endpoint may still be reading the request body. Two tasks awaiting ``receive()`` at once
+would lose or reorder body messages, so instead a `ReceiveRelay` is put in the scope:
+its ``watch()`` task becomes the only caller of ``receive()``, keeps body messages (a
+bounded number) for whoever reads the body, and notes the disconnect. `Request` reads
+through the relay when there is one; raw ASGI code gets ``relay.receive``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import anyio
+
+from asgikit.types import Message, Receive, Scope
+
+__all__ = ["RELAY_KEY", "ReceiveRelay"]
+
+RELAY_KEY = "asgikit.receive_relay"
+_DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class ReceiveRelay:
+    """Lets several tasks read one request's ``receive()`` without losing or reordering.
+
+    Only one task awaits the server's ``receive()`` at a time. ``watch()`` reads ahead
+    until the client disconnects, keeping body messages (at most ``max_buffered``; then
+    it waits for a reader, so memory stays bounded, and an ASGI 2.4 server still reports
+    a gone client by failing ``send``); ``receive()`` hands them on in order, or reads
+    itself when nobody else is reading.
+    """
+
+    __slots__ = ("_buffer", "_changed", "_receive", "_receiving", "disconnected", "max_buffered")
+
+    def __init__(self, receive: Receive, max_buffered: int = 16) -> None:
+        self._receive = receive
+        self._buffer: deque[Message] = deque()
+        self._changed: anyio.Event | None = None
+        self._receiving = False  # a task is awaiting the server's receive()
+        self.disconnected = False
+        self.max_buffered = max_buffered
+
+    @classmethod
+    def of(cls, scope: Scope, receive: Receive) -> ReceiveRelay:
+        """The request's relay, put in ``scope`` on first use."""
+        relay: ReceiveRelay | None = scope.get(RELAY_KEY)
+        if relay is None:
+            relay = scope[RELAY_KEY] = cls(receive)
+        return relay
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    async def _wait(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
+
+    async def _pull(self) -> Message:
+        """Await the server's ``receive()``; only ever one task at a time."""
+        self._receiving = True
+        try:
+            message = await self._receive()
+        finally:
+            self._receiving = False
+            self._notify()
+        if message["type"] == "http.disconnect":
+            self.disconnected = True
+        return message
+
+    async def watch(self) -> None:
+        """Read ahead until the client disconnects, then return; body messages are kept
+        for `receive`."""
+        while not self.disconnected:
+            if self._receiving or len(self._buffer) >= self.max_buffered:
+                await self._wait()
+                continue
+            message = await self._pull()
+            if message["type"] != "http.disconnect":
+                self._buffer.append(message)
+
+    async def receive(self) -> Message:
+        """The next message: kept ones first, else read it (or wait for the reader)."""
+        while True:
+            if self._buffer:
+                message = self._buffer.popleft()
+                self._notify()  # room for the watcher
+                return message
+            if self.disconnected:
+                return _DISCONNECT
+            if not self._receiving:
+                return await self._pull()
+            await self._wait()
