@@ -12,6 +12,7 @@ Equals are tried in registration order; a failed branch backtracks to the next.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -65,6 +66,13 @@ def _float_to_string(value: Any) -> str:
     return text
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is too large for a float")
+    return value
+
+
 def _str_to_string(value: Any) -> str:
     text = str(value)
     if not text or "/" in text:
@@ -89,7 +97,7 @@ CONVERTERS: dict[str, Converter] = {
         "float",
         _FLOAT_RE.pattern,
         2,
-        float,
+        _finite_float,
         _float_to_string,
         lambda text: _FLOAT_RE.fullmatch(text) is not None,
     ),
@@ -121,18 +129,25 @@ class Segment:
 
     def match(self, text: str) -> list[tuple[str, Any]] | None:
         """The converted parameters if ``text`` fits this (non-static) segment, else None."""
-        if self.regex is None:
-            converter = self.converters[0]
-            if converter.match(text):
-                return [(self.names[0], converter.convert(text))]
+        # A value can fit the pattern and still not convert (an int of more digits than
+        # Python converts, a float too large to be finite): then it is no match, a 404.
+        try:
+            if self.regex is None:
+                converter = self.converters[0]
+                if converter.match(text):
+                    return [(self.names[0], converter.convert(text))]
+                return None
+            found = self.regex.fullmatch(text)
+            if found is None:
+                return None
+            return [
+                (name, converter.convert(found.group(index + 1)))
+                for index, (name, converter) in enumerate(
+                    zip(self.names, self.converters, strict=True)
+                )
+            ]
+        except ValueError:
             return None
-        found = self.regex.fullmatch(text)
-        if found is None:
-            return None
-        return [
-            (name, converter.convert(found.group(index + 1)))
-            for index, (name, converter) in enumerate(zip(self.names, self.converters, strict=True))
-        ]
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,8 @@ class Request(HTTPConnection):
                 raise HTTPException(
                     400, f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
                 ) from None
+            except RecursionError:
+                raise HTTPException(400, "Invalid JSON: nested too deeply") from None
         return self._json
 
     async def form(

@@ -211,6 +211,8 @@ class WebSocket(HTTPConnection):
         except json.JSONDecodeError as exc:
             reason = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
             await self._reject_payload(1007, reason[:120])  # close reasons max 123 bytes
+        except RecursionError:
+            await self._reject_payload(1007, "invalid JSON: nested too deeply")
 
     async def iter_text(self) -> AsyncIterator[str]:
         """Yield text messages until the client closes (then stop quietly)."""

@@ -330,3 +330,12 @@ async def test_stream_of_cached_body_yields_it() -> None:
 
     assert await collect(request.stream()) == b"abc"
     assert await collect(request.stream()) == b"abc"
+
+
+def test_deeply_nested_json_is_a_400() -> None:
+    async def endpoint(request: Request) -> Any:
+        return await request.json()
+
+    response = TestClient(app_with(endpoint)).post("/", content=b"[" * 100_000)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]

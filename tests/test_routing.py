@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 from typing import Any
@@ -511,3 +512,15 @@ def test_explicit_head_route_beats_the_implicit_one() -> None:
     client = TestClient(router)
     assert client.get("/doc").text == "body"
     assert client.head("/doc").headers["x-head"] == "explicit"
+
+
+def test_numbers_too_large_to_convert_are_no_match() -> None:
+    router = Router()
+    router.add_route("/i/{n:int}", echo_params)
+    router.add_route("/f/{x:float}", echo_params)
+    client = TestClient(router)
+    huge = client.get("/i/" + "9" * 5000)
+    # Python 3.11+ refuses to convert that many digits: no match rather than a 500.
+    assert huge.status_code == (404 if hasattr(sys, "get_int_max_str_digits") else 200)
+    assert client.get("/f/" + "9" * 400).status_code == 404  # not finite
+    assert client.get("/f/" + "9" * 400 + ".5").status_code == 404
