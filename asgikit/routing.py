@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
+import anyio
+
 from asgikit._chain import Middleware, build_chain
 from asgikit._concurrency import run_in_threadpool
 from asgikit._errors import (
@@ -458,6 +460,9 @@ class Router:
                 except Exception as exc:
                     await self._respond(request, None, exc, send)
                     return
+                except BaseException:  # cancelled (timeout, shutdown): still release it
+                    await _release(request)
+                    raise
                 if result.__class__.__call__ is _PLAIN_CALL and request._form is None:
                     try:
                         await result(scope, receive, send)
@@ -608,6 +613,9 @@ class Router:
         except Exception as exc:
             await self._respond(request, None, exc, send)
             return
+        except BaseException:  # cancelled (timeout, shutdown): still release it
+            await _release(request)
+            raise
         await self._respond(request, result, None, send)
 
     async def _respond(
@@ -652,8 +660,7 @@ class Router:
             if unhandled is not None:
                 raise unhandled
         finally:
-            if request._form is not None:
-                await request.close()
+            await _release(request)
 
     def _after_start(self, exc: Exception) -> None:
         """Note an error raised once the response had started (no second start)."""
@@ -758,6 +765,13 @@ class Router:
             self.lifespan_state = state  # for servers without the lifespan state extension
 
         await serve_lifespan(self._lifespans(), scope, receive, send, publish)
+
+
+async def _release(request: Request) -> None:
+    """Close what the request holds (uploaded files), even inside a cancelled scope."""
+    if request._form is not None:
+        with anyio.CancelScope(shield=True):
+            await request.close()
 
 
 def _debug(routers: tuple[Router, ...]) -> bool:

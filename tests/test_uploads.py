@@ -228,3 +228,27 @@ async def test_client_disconnect_mid_upload(temp_dir: Path) -> None:
     assert seen == []  # the endpoint never got a form
     assert sent_chunks == 50
     assert temp_files(temp_dir) == []
+
+
+def test_files_released_when_the_endpoint_is_cancelled(temp_dir: Path) -> None:
+    import anyio
+
+    from asgikit import Middleware, Router
+    from asgikit.middleware import TimeoutMiddleware
+
+    seen: list[UploadFile] = []
+    router = Router(middleware=[Middleware(TimeoutMiddleware, timeout=0.2)])
+
+    @router.post("/slow")
+    async def slow(request: Request) -> str:
+        upload = (await request.form())["image"]
+        assert isinstance(upload, UploadFile)
+        seen.append(upload)
+        await anyio.sleep_forever()  # cancelled by the timeout
+        return "never"
+
+    with TestClient(router) as client:
+        response = client.post("/slow", content=upload_body(3), headers={"content-type": MULTIPART})
+    assert response.status_code == 504
+    assert len(seen) == 1 and seen[0].file.closed
+    assert temp_files(temp_dir) == []
