@@ -599,12 +599,14 @@ class _MultipartReader:
 
 def _decode_field(name: str, data: bytearray, charset: str) -> str:
     try:
-        codecs.lookup(charset)
+        # Only text encodings: codecs also knows base64, zlib, rot13, ... (not charsets).
+        if not codecs.lookup(charset)._is_text_encoding:
+            raise LookupError(charset)
     except LookupError:
         raise HTTPException(
             400, f"Form field {name!r} has an unknown charset {charset!r}"
         ) from None
     try:
         return data.decode(charset)
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, LookupError):
         raise HTTPException(400, f"Form field {name!r} is not valid {charset}") from None

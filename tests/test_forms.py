@@ -555,3 +555,11 @@ async def test_more_body_than_content_length_is_400() -> None:
     sent = await call_raw([body], len(body) - 10)
     assert sent[0]["status"] == 400
     assert b"Content-Length" in sent[1]["body"]
+
+
+@pytest.mark.parametrize("charset", ["base64", "rot13", "zlib", "hex", "no-such-charset"])
+def test_field_charset_that_is_not_a_text_encoding_is_400(client: TestClient, charset: str) -> None:
+    body = multipart(part("a", b"hello", extra=f"Content-Type: text/plain; charset={charset}\r\n"))
+    response = post_multipart(client, body)
+    assert response.status_code == 400
+    assert "charset" in response.json()["detail"]
