@@ -27,6 +27,7 @@ import codecs
 import os
 import queue
 import re
+import threading
 from collections.abc import AsyncGenerator, Callable
 from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_to_bytes
@@ -323,26 +324,34 @@ def _write_rest(fd: int, chunks: list[bytes], skip: int) -> None:
             view = view[os.write(fd, view) :]
 
 
-class _DiskWriter:
-    """Writes batches of file chunks to disk from one worker thread per form.
+# A disk writer thread with nothing to write for this long returns its thread-pool slot.
+_IDLE_SECONDS = 0.1
 
-    The first batch starts a worker in the thread pool (one hand-off for the whole
-    form); later batches reach it through a thread-safe queue, so the loop keeps
-    receiving and parsing the next MiB while the worker writes the previous one (writes
-    release the GIL). Back-pressure: the loop waits when more than one batch is queued,
-    so at most about 3 MiB of chunks are held. A write error is kept and raised by the
-    next `submit` or by `close`, so the task group itself never fails.
+
+class _DiskWriter:
+    """Writes batches of file chunks to disk from a worker thread.
+
+    The first batch starts a worker in the thread pool; later batches reach it through a
+    thread-safe queue, so the loop keeps receiving and parsing the next MiB while the
+    worker writes the previous one (writes release the GIL). A worker left without work
+    for `_IDLE_SECONDS` returns, so a slow client does not hold a slot of the shared thread
+    pool while it dawdles; the next batch starts a new one. Back-pressure: the loop waits
+    when more than one batch is queued, so at most about 3 MiB of chunks are held. A
+    write error is kept and raised by the next `submit` or by `close`, so the task group
+    itself never fails.
     """
 
     __slots__ = (
         "_aborted",
         "_error",
         "_finished",
+        "_lock",
         "_queue",
         "_submitted",
         "_task_group",
         "_wake_wanted",
         "_wakeup",
+        "_worker_running",
         "_written",
     )
 
@@ -351,11 +360,14 @@ class _DiskWriter:
         self._queue: queue.SimpleQueue[tuple[IO[bytes], list[bytes], int, bool] | None] = (
             queue.SimpleQueue()
         )
+        # Guards _worker_running against the worker deciding to leave as a batch arrives.
+        self._lock = threading.Lock()
+        self._worker_running = False
         self._submitted = 0
         self._written = 0  # advanced by the worker thread
         self._wake_wanted = False
         self._wakeup = anyio.Event()
-        self._finished: anyio.Event | None = None  # set when the worker has returned
+        self._finished: anyio.Event | None = None  # set when the current worker returned
         self._error: BaseException | None = None
         self._aborted = False
 
@@ -364,17 +376,20 @@ class _DiskWriter:
         ``rewind``); waits while an earlier batch is still queued behind the one written."""
         if self._error is not None:
             raise self._error
-        if self._finished is None:
+        with self._lock:
+            self._queue.put((file, chunks, size, rewind))
+            start = not self._worker_running
+            self._worker_running = True
+        if start:
             self._finished = anyio.Event()
             self._task_group.start_soon(self._run, self._finished)
-        self._queue.put((file, chunks, size, rewind))
         self._submitted += 1
         await self._wait_until_written(self._submitted - 1)
 
     async def close(self) -> None:
         """Wait until every queued batch is written; raise a write error, if any."""
+        self._stop_worker()
         if self._finished is not None:
-            self._queue.put(None)
             await self._finished.wait()
             self._finished = None
         if self._error is not None:
@@ -383,9 +398,13 @@ class _DiskWriter:
     def abort(self) -> None:
         """Make the worker skip what is queued and return; does not block. After a
         failed parse, the task group then waits for the write in progress, if any."""
-        if self._finished is not None:
-            self._aborted = True
-            self._queue.put(None)
+        self._aborted = True
+        self._stop_worker()
+
+    def _stop_worker(self) -> None:
+        with self._lock:
+            if self._worker_running:
+                self._queue.put(None)  # after the batches queued before it
 
     async def _wait_until_written(self, batches: int) -> None:
         while self._written < batches:
@@ -409,8 +428,17 @@ class _DiskWriter:
     def _work(self) -> None:
         # In the worker thread.
         while True:
-            batch = self._queue.get()
+            try:
+                batch = self._queue.get(timeout=_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._worker_running = False
+                        return
+                continue
             if batch is None:
+                with self._lock:
+                    self._worker_running = False
                 return
             if self._error is None and not self._aborted:
                 try:

@@ -252,3 +252,52 @@ def test_files_released_when_the_endpoint_is_cancelled(temp_dir: Path) -> None:
     assert response.status_code == 504
     assert len(seen) == 1 and seen[0].file.closed
     assert temp_files(temp_dir) == []
+
+
+@pytest.mark.anyio
+async def test_a_stalled_upload_does_not_hold_a_thread_pool_slot(temp_dir: Path) -> None:
+    # One thread in the pool: a stalled upload must not starve the sync endpoint.
+    import anyio
+
+    from asgikit.serving import set_threadpool_size
+    from asgikit.testing import AsyncTestClient
+
+    router = Router()
+
+    @router.post("/upload")
+    async def upload(request: Request) -> str:
+        form = await request.form()
+        return str(len(form))
+
+    @router.get("/sync")
+    def sync_endpoint(request: Request) -> str:  # needs a pool thread
+        return "served"
+
+    resume = anyio.Event()
+    stalled = anyio.Event()
+
+    async def stalling_body() -> Any:
+        yield HEAD
+        for start in range(0, 3 * MiB, 64 * 1024):  # past the spool: a writer thread starts
+            yield BLOCK[start % MiB : start % MiB + 64 * 1024]
+        stalled.set()
+        await resume.wait()  # the client goes quiet
+        yield TAIL
+
+    set_threadpool_size(1)
+    try:
+        async with AsyncTestClient(router) as client, anyio.create_task_group() as group:
+
+            async def post() -> None:
+                response = await client.post(
+                    "/upload", content=stalling_body(), headers={"content-type": MULTIPART}
+                )
+                assert response.text == "2"
+
+            group.start_soon(post)
+            await stalled.wait()
+            with anyio.fail_after(10):
+                assert (await client.get("/sync")).text == "served"
+            resume.set()
+    finally:
+        set_threadpool_size(40)
