@@ -219,3 +219,25 @@ async def test_lifespan_passes_through() -> None:
     scope: Scope = {"type": "lifespan"}
     await TrustedHostMiddleware(app, allowed_hosts=["example.com"])(scope, receive_nothing, send)
     assert seen == [(scope, receive_nothing, send)]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.com/.example.com",
+        "evil.com?.example.com",
+        "evil.com#.example.com",
+        "evil.com\\.example.com",
+        "user@evil.com.example.com/",
+        "evil .example.com",
+    ],
+)
+def test_malformed_hosts_never_pass_a_wildcard(host: str) -> None:
+    from asgikit import Middleware, Router
+    from asgikit.middleware import TrustedHostMiddleware
+    from asgikit.testing import TestClient
+
+    router = Router(middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["*.example.com"])])
+    router.add_route("/", lambda request: "ok")
+    response = TestClient(router).get("/", headers={"host": host})
+    assert response.status_code == 400

@@ -7,6 +7,7 @@ application sees them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from asgikit.middleware._answers import host_header, request_target, send_error, send_redirect
@@ -15,6 +16,9 @@ from asgikit.types import ASGIApp, Receive, Scope, Send
 __all__ = ["TrustedHostMiddleware", "host_without_port"]
 
 _CHECKED_HOSTS_SIZE = 1024
+# A host name (letters, digits, "-", "_", dot-separated labels) or an IP address (IPv6
+# without its brackets). Anything else (/, ?, #, \, @, spaces...) is not a host.
+_HOST_SYNTAX = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|[0-9a-f:.]+")
 
 
 def host_without_port(host: str) -> str:
@@ -111,7 +115,11 @@ class TrustedHostMiddleware:
         ...     "api.example.com")
         True
         """
-        if self.allow_any or host in self.exact_hosts:
+        if self.allow_any:
+            return True
+        if not _HOST_SYNTAX.fullmatch(host):
+            return False  # "evil.com/.example.com" must not pass as a subdomain
+        if host in self.exact_hosts:
             return True
         return bool(self.suffixes) and host.endswith(self.suffixes)
 
