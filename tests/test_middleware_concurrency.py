@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import httpx
 import pytest
@@ -60,14 +62,18 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
         calls.append(scope["path"])
         await release.wait()
 
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
     limiter = ConcurrencyLimitMiddleware(app, max_concurrency=1, max_queue=1)  # type: ignore[arg-type]
     scope = {"type": "http", "path": "/a"}
     async with anyio.create_task_group() as tg:
-        tg.start_soon(limiter, scope, None, None)
+        tg.start_soon(limiter, scope, receive, None)
         while limiter.active < 1:
             await anyio.sleep(0.001)
         with anyio.move_on_after(0.01):
-            await limiter({"type": "http", "path": "/b"}, None, None)  # type: ignore[arg-type]
+            await limiter({"type": "http", "path": "/b"}, receive, None)  # type: ignore[arg-type]
         assert limiter.waiting == 0
         release.set()
     assert calls == ["/a"]
@@ -92,3 +98,56 @@ def test_invalid_options() -> None:
         ConcurrencyLimitMiddleware(Router(), max_concurrency=0)
     with pytest.raises(ValueError):
         ConcurrencyLimitMiddleware(Router(), max_concurrency=1, max_queue=-1)
+
+
+async def test_a_queued_request_whose_client_leaves_gives_its_place_and_never_runs() -> None:
+    release = anyio.Event()
+    ran: list[str] = []
+    sent: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        ran.append(scope["path"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limiter = ConcurrencyLimitMiddleware(app, max_concurrency=1, max_queue=1)  # type: ignore[arg-type]
+    b_leaves = anyio.Event()
+
+    def connection(name: str, leaves: anyio.Event | None = None) -> tuple[Any, Any]:
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if leaves is not None:
+                await leaves.wait()
+            else:
+                await anyio.sleep_forever()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent[name].append(message)
+
+        return receive, send
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(limiter, {"type": "http", "path": "/a"}, *connection("a"))
+            while limiter.active < 1:
+                await anyio.sleep(0)
+            group.start_soon(limiter, {"type": "http", "path": "/b"}, *connection("b", b_leaves))
+            while limiter.waiting < 1:
+                await anyio.sleep(0)
+            b_leaves.set()  # B's client goes away while queued
+            while limiter.waiting:
+                await anyio.sleep(0)
+            group.start_soon(limiter, {"type": "http", "path": "/c"}, *connection("c"))
+            while limiter.waiting < 1:  # C is queued, not shed
+                await anyio.sleep(0)
+            release.set()
+    assert ran == ["/a", "/c"]
+    assert sent["b"] == []
+    assert sent["c"][0]["status"] == 200

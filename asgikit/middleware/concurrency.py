@@ -6,6 +6,7 @@ from collections import deque
 
 import anyio
 
+from asgikit._receive import ReceiveRelay
 from asgikit.responses import JSONResponse
 from asgikit.types import ASGIApp, Receive, Scope, Send
 
@@ -62,16 +63,10 @@ class ConcurrencyLimitMiddleware:
         if self._active < self.max_concurrency and not self._waiting:
             self._active += 1
         elif len(self._waiting) < self.max_queue:
-            turn = anyio.Event()
-            self._waiting.append(turn)
-            try:
-                await turn.wait()
-            except BaseException:
-                if turn.is_set():  # the slot was handed to us just now: pass it on
-                    self._release()
-                else:
-                    self._waiting.remove(turn)
-                raise
+            relayed = await self._wait_for_turn(scope, receive)
+            if relayed is None:
+                return  # the client left while queued: nobody to answer
+            receive = relayed
         else:
             await self._shed(scope, receive, send)
             return
@@ -79,6 +74,40 @@ class ConcurrencyLimitMiddleware:
             await self.app(scope, receive, send)
         finally:
             self._release()
+
+    async def _wait_for_turn(self, scope: Scope, receive: Receive) -> Receive | None:
+        """Queue for a slot while watching for the client leaving. Returns the
+        ``receive`` the app must use (it replays body messages read meanwhile), or None
+        if the client left first (the request then leaves the queue)."""
+        turn = anyio.Event()
+        self._waiting.append(turn)
+        relay = ReceiveRelay.of(scope, receive)
+        left = False
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    nonlocal left
+                    await relay.watch()
+                    left = True
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                await turn.wait()
+                group.cancel_scope.cancel()
+        except BaseException:
+            self._leave_queue(turn)
+            raise
+        if left:
+            self._leave_queue(turn)
+            return None
+        return relay.receive
+
+    def _leave_queue(self, turn: anyio.Event) -> None:
+        if turn.is_set():  # the slot was handed to us just now: pass it on
+            self._release()
+        else:
+            self._waiting.remove(turn)
 
     def _release(self) -> None:
         if self._waiting:
