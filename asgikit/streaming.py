@@ -249,16 +249,20 @@ class NDJSONResponse(StreamingResponse):
 
 
 class _PingState:
-    """What the keep-alive pinger knows of the event loop: the last body sent.
+    """What the keep-alive pinger shares with the event loop.
 
-    One reference store per event is the whole cost; the pinger notices progress by
-    identity (every event body is a new bytes object).
+    ``last`` is the last event body sent: one reference store per event is the whole
+    cost, and the pinger notices progress by identity (every body is a new bytes
+    object). ``closed`` and ``ping_sent`` (set while a ping is being sent) keep a ping
+    from following the final message.
     """
 
-    __slots__ = ("last",)
+    __slots__ = ("closed", "last", "ping_sent")
 
     def __init__(self) -> None:
         self.last: bytes | None = None
+        self.closed = False
+        self.ping_sent: anyio.Event | None = None
 
 
 class EventSourceResponse(StreamingResponse):
@@ -329,6 +333,9 @@ class EventSourceResponse(StreamingResponse):
                     body = encode_event(item)
                 state.last = body
                 await send({"type": "http.response.body", "body": body, "more_body": True})
+            state.closed = True  # no ping starts after this; wait for one under way
+            if state.ping_sent is not None:
+                await state.ping_sent.wait()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
@@ -354,6 +361,9 @@ class EventSourceResponse(StreamingResponse):
                 continue
             if now - silent_since < interval:
                 continue
+            if state.closed:
+                return
+            sent = state.ping_sent = anyio.Event()
             try:
                 await send({"type": "http.response.body", "body": PING, "more_body": True})
             except OSError:
@@ -362,4 +372,7 @@ class EventSourceResponse(StreamingResponse):
             except Exception as exc:
                 disconnect.helper_failed(exc)
                 return
+            finally:
+                state.ping_sent = None
+                sent.set()
             silent_since = time.monotonic()

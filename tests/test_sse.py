@@ -171,3 +171,32 @@ async def test_last_event_id_header_allows_resumption() -> None:
     async with AsyncTestClient(router) as client:
         response = await client.get("/events", headers={"Last-Event-ID": "2"})
     assert [e["data"] for e in parse_events(response.text)] == ["3", "4"]
+
+
+@pytest.mark.anyio
+async def test_no_ping_follows_the_final_message() -> None:
+    # A ping still being sent when the stream ends must go out before the final message.
+    from asgikit import EventSourceResponse
+
+    messages: list[dict[str, Any]] = []
+    ping_started = anyio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message.get("body") == b": ping\n\n":
+            ping_started.set()
+            await anyio.sleep(0.2)  # a slow client: the ping takes a while to go out
+        messages.append(message)
+
+    async def events() -> Any:
+        yield "first"
+        await ping_started.wait()  # end the stream while the ping is under way
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with anyio.fail_after(5):
+        await EventSourceResponse(events(), ping=0.02)(scope, receive, send)
+    assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert any(message.get("body") == b": ping\n\n" for message in messages)
