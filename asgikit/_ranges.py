@@ -258,5 +258,8 @@ def content_disposition(disposition_type: str, filename: str) -> str:
         for char in decomposed
         if not unicodedata.combining(char)
     )
-    encoded = quote(filename, safe="")
+    # Control characters (CR, LF, NUL, ...) are dropped from the exact name too: a
+    # browser would decode them back out of the percent-encoding.
+    exact = "".join(char for char in filename if unicodedata.category(char) != "Cc")
+    encoded = quote(exact, safe="")
     return f"{disposition_type}; filename=\"{_quote_string(fallback)}\"; filename*=UTF-8''{encoded}"

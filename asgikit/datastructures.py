@@ -110,6 +110,7 @@ class Headers(Mapping[str, str]):
         raise KeyError(key)
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The first value of header ``key`` (any case), or ``default`` when absent."""
         name = key.lower().encode("latin-1")
         for key_, value in self._list:
             if key_ == name:
@@ -288,38 +289,47 @@ class URL:
 
     @property
     def scheme(self) -> str:
+        """``http``, ``https``, ``ws`` or ``wss`` (``""`` for a relative URL)."""
         return self.components.scheme
 
     @property
     def netloc(self) -> str:
+        """``user:password@host:port`` as written."""
         return self.components.netloc
 
     @property
     def path(self) -> str:
+        """The path, still percent-encoded as in the URL."""
         return self.components.path
 
     @property
     def query(self) -> str:
+        """The query string, without ``?``."""
         return self.components.query
 
     @property
     def fragment(self) -> str:
+        """The fragment, without ``#``."""
         return self.components.fragment
 
     @property
     def username(self) -> str | None:
+        """The user name of the ``netloc``, or None."""
         return self.components.username
 
     @property
     def password(self) -> str | None:
+        """The password of the ``netloc``, or None."""
         return self.components.password
 
     @property
     def hostname(self) -> str | None:
+        """The host, lower case, without brackets for IPv6 (None for a relative URL)."""
         return self.components.hostname
 
     @property
     def port(self) -> int | None:
+        """The explicit port, or None when the URL has none."""
         return self.components.port
 
     @property

@@ -258,6 +258,7 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        """``content`` as compact UTF-8 JSON (`ValueError` for NaN or infinities)."""
         return json.dumps(
             content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
         ).encode("utf-8")

@@ -253,3 +253,21 @@ async def test_lifespan_passes_through() -> None:
     await SessionMiddleware(app, secret_key=SECRET)(scope, receive_nothing, send_nothing)
     assert seen == [(scope, receive_nothing, send_nothing)]
     assert "session" not in scope
+
+
+def test_same_site_none_always_sets_secure() -> None:
+    from asgikit import Middleware, Router
+    from asgikit.middleware import SessionMiddleware
+    from asgikit.testing import TestClient
+
+    router = Router(
+        middleware=[Middleware(SessionMiddleware, secret_key="k" * 32, same_site="none")]
+    )
+
+    @router.get("/")
+    async def login(request: Request) -> str:
+        request.session["user"] = "ann"
+        return "ok"
+
+    cookie = TestClient(router).get("/").headers["set-cookie"]
+    assert "SameSite=None" in cookie and "Secure" in cookie

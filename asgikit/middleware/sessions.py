@@ -115,7 +115,8 @@ class SessionMiddleware:
       session was emptied.
     - Cookie attributes: ``Path=path``, ``Max-Age=max_age`` (none when ``None``: a
       browser-session cookie), ``HttpOnly`` unless ``http_only=False``,
-      ``SameSite=same_site``, ``Secure`` when ``https_only``, ``Domain`` when ``domain``.
+      ``SameSite=same_site``, ``Secure`` when ``https_only`` (or ``same_site="none"``, which
+      browsers accept only with ``Secure``), ``Domain`` when ``domain``.
     - WebSocket handshakes get the session too (read-only: changes are not saved).
       ``lifespan`` passes through.
 
@@ -168,8 +169,8 @@ class SessionMiddleware:
         if http_only:
             attributes += "; HttpOnly"
         attributes += f"; SameSite={same_site.capitalize()}"
-        if https_only:
-            attributes += "; Secure"
+        if https_only or same_site.lower() == "none":
+            attributes += "; Secure"  # browsers reject SameSite=None without Secure
         self.cookie_attributes = attributes
 
     def _load(self, scope: Scope) -> tuple[dict[str, Any], bool]:
