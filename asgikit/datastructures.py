@@ -436,8 +436,9 @@ SPOOL_MAX_SIZE = 1024 * 1024
 class UploadFile:
     """An uploaded file: its metadata and a spooled temporary file holding its content.
 
-    ``filename`` is the client's file name (RFC 7578 / RFC 5987 ``filename*`` decoded;
-    ``None`` if the part had none), ``content_type`` the part's ``Content-Type`` header
+    ``filename`` is the client's file name (RFC 7578 / RFC 5987 ``filename*`` decoded; a
+    form part without one is a text field, and ``None`` only for an `UploadFile` made by
+    hand), ``content_type`` the part's ``Content-Type`` header
     (``None`` if absent), ``headers`` all the part's headers, ``size`` the number of bytes.
     ``file`` is a `tempfile.SpooledTemporaryFile`: in memory up to 1 MiB, then an
     anonymous file on disk that the operating system deletes when it is closed. Use it
