@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -324,3 +325,47 @@ async def test_streaming_response_through_router_is_live_and_abortable() -> None
                 await produced.wait()
             # Leaving the stream disconnects the client: the generator is closed.
             await closed.wait()
+
+
+def test_stream_headers_go_out_before_the_first_chunk_so_timeouts_see_the_start() -> None:
+    import anyio
+
+    from asgikit import Middleware, StreamingResponse
+    from asgikit.middleware import GZipMiddleware, TimeoutMiddleware
+
+    router = Router(
+        middleware=[
+            Middleware(TimeoutMiddleware, timeout=0.2),
+            Middleware(GZipMiddleware, minimum_size=10),
+        ]
+    )
+
+    @router.get("/slow-tokens")
+    async def slow_tokens(request: Request) -> StreamingResponse:
+        async def tokens() -> AsyncIterator[bytes]:
+            await anyio.sleep(0.4)  # the first token takes longer than the timeout
+            yield b"token " * 10
+
+        return StreamingResponse(tokens(), media_type="text/plain")
+
+    with TestClient(router) as client:
+        response = client.get("/slow-tokens", headers={"accept-encoding": "gzip"})
+    assert response.status_code == 200  # started in time: never cut to 504
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.text == "token " * 10
+
+
+def test_compressed_responses_get_a_weak_etag_and_no_accept_ranges() -> None:
+    from asgikit import Middleware, PlainTextResponse
+    from asgikit.middleware import GZipMiddleware
+
+    router = Router(middleware=[Middleware(GZipMiddleware, minimum_size=10)])
+
+    @router.get("/doc")
+    async def doc(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("x" * 1000, headers={"ETag": '"v1"', "Accept-Ranges": "bytes"})
+
+    response = TestClient(router).get("/doc", headers={"accept-encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["etag"] == 'W/"v1"'
+    assert "accept-ranges" not in response.headers

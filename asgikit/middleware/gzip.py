@@ -10,6 +10,7 @@ beyond the chunk at hand.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 
 from asgikit.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,17 +76,27 @@ def _should_compress_headers(status: int, headers: list[tuple[bytes, bytes]]) ->
     return True
 
 
+def _has_content_length(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    for name, _ in headers:
+        if name == b"content-length":
+            return True
+    return False
+
+
 def _compressed_headers(
     headers: list[tuple[bytes, bytes]], content_length: int | None
 ) -> list[tuple[bytes, bytes]]:
     """``headers`` with ``Content-Encoding: gzip``, ``Vary: Accept-Encoding`` and the new
-    ``Content-Length`` (dropped for a stream, whose compressed length is unknown)."""
+    ``Content-Length`` (dropped for a stream, whose compressed length is unknown); a
+    strong ``ETag`` becomes weak and ``Accept-Ranges`` goes."""
     result: list[tuple[bytes, bytes]] = []
     vary_seen = False
     for name, value in headers:
-        if name == b"content-length":
-            continue
-        if name == b"vary":
+        if name == b"content-length" or name == b"accept-ranges":
+            continue  # ranges would refer to the compressed bytes
+        if name == b"etag" and not value.startswith(b"W/"):
+            value = b"W/" + value  # no longer byte-for-byte the identity representation
+        elif name == b"vary":
             if not vary_seen and b"accept-encoding" not in value.lower() and value != b"*":
                 value = value + b", Accept-Encoding"
             vary_seen = True
@@ -173,11 +184,19 @@ class _GZipSender:
                 await self.send(message)
             return
         if message_type == "http.response.start":
-            if _should_compress_headers(message["status"], message.get("headers", ())):
-                self.start = message
-            else:
+            headers = message.get("headers", ())
+            if not _should_compress_headers(message["status"], headers):
                 self.mode = self._PASSING
                 await self.send(message)
+            elif not _has_content_length(headers):
+                # A stream: its headers go out now, not with the first chunk, so the
+                # response has started for whoever watches (TimeoutMiddleware) and the
+                # client sees the headers before the first token.
+                self.mode = self._STREAMING
+                self.compressor = zlib.compressobj(self.compresslevel, zlib.DEFLATED, 31)
+                await self.send({**message, "headers": _compressed_headers(headers, None)})
+            else:
+                self.start = message  # a complete body: its size decides
             return
         start = self.start
         if start is None or message_type != "http.response.body":
