@@ -271,7 +271,7 @@ class Request(HTTPConnection):
                     400, f"Request body is not valid UTF-8 (byte {exc.start})"
                 ) from None
             try:
-                self._json = json.loads(text)
+                self._json = json.loads(text, parse_constant=_refuse_constant)
                 self._has_json = True
             except json.JSONDecodeError as exc:
                 raise HTTPException(
@@ -338,6 +338,11 @@ class Request(HTTPConnection):
             elif not self._stream_consumed:
                 self._pending = message  # a body chunk: keep it for stream()
         return self._is_disconnected
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are JavaScript, not JSON (RFC 8259).
+    raise HTTPException(400, f"Invalid JSON: {name} is not a JSON value")
 
 
 def _too_large(max_size: int) -> HTTPException:

@@ -259,9 +259,14 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         """``content`` as compact UTF-8 JSON (`ValueError` for NaN or infinities)."""
-        return json.dumps(
-            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode("utf-8")
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates ("\ud800", valid in a JSON escape) cannot be UTF-8: escape.
+            return json.dumps(
+                content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+            ).encode("ascii")
 
 
 class RedirectResponse(Response):

@@ -47,6 +47,11 @@ class WebSocketDisconnect(AsgikitError):
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
 
 
+def _refuse_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are JavaScript, not JSON (RFC 8259).
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _handshake_headers(
     headers: Iterable[tuple[str, str] | tuple[bytes, bytes]] | Mapping[str, str],
 ) -> list[tuple[bytes, bytes]]:
@@ -207,10 +212,12 @@ class WebSocket(HTTPConnection):
             except UnicodeDecodeError as exc:
                 await self._reject_payload(1007, f"message is not valid UTF-8 (byte {exc.start})")
         try:
-            return json.loads(text)
+            return json.loads(text, parse_constant=_refuse_constant)
         except json.JSONDecodeError as exc:
             reason = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
             await self._reject_payload(1007, reason[:120])  # close reasons max 123 bytes
+        except ValueError as exc:  # NaN / Infinity
+            await self._reject_payload(1007, f"invalid JSON: {exc}"[:120])
         except RecursionError:
             await self._reject_payload(1007, "invalid JSON: nested too deeply")
 

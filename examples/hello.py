@@ -75,5 +75,5 @@ async def user(request: Request) -> dict[str, Any]:
 
 
 @router.post("/echo")
-async def echo(request: Request) -> Any:
-    return await request.json(max_size=1_000_000)
+async def echo(request: Request) -> JSONResponse:
+    return JSONResponse(await request.json(max_size=1_000_000))

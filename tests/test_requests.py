@@ -339,3 +339,13 @@ def test_deeply_nested_json_is_a_400() -> None:
     response = TestClient(app_with(endpoint)).post("/", content=b"[" * 100_000)
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [b"NaN", b'{"x": Infinity}', b"[-Infinity]"])
+def test_javascript_constants_are_not_json(body: bytes) -> None:
+    async def endpoint(request: Request) -> Any:
+        return await request.json()
+
+    response = TestClient(app_with(endpoint)).post("/", content=body)
+    assert response.status_code == 400
+    assert "is not a JSON value" in response.json()["detail"]

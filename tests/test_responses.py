@@ -205,3 +205,7 @@ def test_subclass_with_custom_render() -> None:
     served = serve(UpperResponse("shout"))
     assert served.text == "SHOUT"
     assert served.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_json_with_lone_surrogates_is_escaped_not_a_crash() -> None:
+    assert JSONResponse({"text": "\ud800"}).body == b'{"text":"\\ud800"}'
