@@ -261,6 +261,9 @@ async def _cancel_on_disconnect(relay: ReceiveRelay, cancel_scope: anyio.CancelS
     cancel_scope.cancel()
 
 
+_COMPUTED_HEADERS = frozenset({b"content-length", b"content-range"})
+
+
 class FileResponse(Response):
     """Send the file at ``path``, in chunks, without blocking the event loop.
 
@@ -364,7 +367,8 @@ class FileResponse(Response):
                 plan.fd = None
 
     def _validator_headers(self, plan: _Plan) -> list[tuple[bytes, bytes]]:
-        raw = list(self.raw_headers)
+        # The length and range are the file's own, whatever the caller passed.
+        raw = [pair for pair in self.raw_headers if pair[0] not in _COMPUTED_HEADERS]
         given = {name for name, _ in raw}  # now, not at init: .headers may have changed
         if b"last-modified" not in given:
             raw.append((b"last-modified", plan.last_modified.encode("latin-1")))

@@ -390,3 +390,12 @@ def test_nul_byte_in_a_path_parameter_is_404(tmp_path: Path) -> None:
     with TestClient(router) as client:
         assert client.get("/files/a%00b").status_code == 404
         assert client.get("/files/" + "x" * 5000).status_code == 404  # ENAMETOOLONG
+
+
+def test_a_content_length_passed_by_the_caller_never_duplicates_the_real_one(big: Path) -> None:
+    with TestClient(app_for(big, headers={"Content-Length": "5"})) as client:
+        response = client.get("/file")
+        ranged = client.get("/file", headers={"range": "bytes=0-9"})
+    assert response.headers.get_list("content-length") == [str(len(DATA))]
+    assert response.content == DATA
+    assert ranged.headers.get_list("content-length") == ["10"]
