@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
@@ -370,6 +371,28 @@ class URL:
 
     def __hash__(self) -> int:
         return hash(self._url)
+
+
+_PLAIN_NETLOC = re.compile(r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d+)?")
+
+
+def redirect_location(scope: Scope, path: str) -> str:
+    """A ``Location`` for the request of ``scope`` moved to ``path`` (query kept).
+
+    Absolute when the request's ``Host`` is a plain host name or address; otherwise
+    only the path and query: the ``Host`` header is whatever the client sent, and a
+    redirect must not point at ``evil.com/`` or ``x@evil.com``.
+    """
+    host = None
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            host = value.decode("latin-1")
+            break
+    query_string: bytes = scope.get("query_string", b"")
+    relative = path + ("?" + query_string.decode("latin-1") if query_string else "")
+    if host is not None and not _PLAIN_NETLOC.fullmatch(host):
+        return relative
+    return str(URL(scope={**scope, "path": path}))
 
 
 def _url_from_scope(scope: Scope) -> str:

@@ -28,7 +28,7 @@ from asgikit._errors import (
 from asgikit._lifespan import Lifespan, serve_lifespan
 from asgikit._matcher import SegmentTree, compile_template, route_path
 from asgikit.background import is_async_callable
-from asgikit.datastructures import URL
+from asgikit.datastructures import redirect_location
 from asgikit.exceptions import ClientDisconnect, HTTPException, NoMatchFound
 from asgikit.requests import Request
 from asgikit.responses import RedirectResponse, Response
@@ -596,8 +596,8 @@ class Router:
                 other = path[:-1] if path.endswith("/") else path + "/"
                 if self._tree.find(other, _Leaf.any_http, None) is not None:
                     full: str = scope["path"]
-                    url = URL(scope=scope).replace(path=full[: len(full) - len(path)] + other)
-                    await RedirectResponse(url, status_code=307)(scope, receive, send)
+                    location = redirect_location(scope, full[: len(full) - len(path)] + other)
+                    await RedirectResponse(location, status_code=307)(scope, receive, send)
                     return
             exc = HTTPException(404)
         response, _ = await self._error_response(Request(scope, receive), exc)

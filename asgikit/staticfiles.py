@@ -12,7 +12,7 @@ import os
 
 from asgikit._concurrency import run_in_threadpool
 from asgikit._matcher import route_path
-from asgikit.datastructures import URL
+from asgikit.datastructures import redirect_location
 from asgikit.files import (
     FileResponse,
     _Conditions,
@@ -126,8 +126,8 @@ class StaticFiles:
             await JSONResponse({"detail": exc.detail}, status_code=exc.status)(scope, receive, send)
             return
         if isinstance(found, _AddSlash):
-            url = URL(scope=scope)
-            await RedirectResponse(url.replace(path=url.path + "/"))(scope, receive, send)
+            location = redirect_location(scope, scope["path"] + "/")
+            await RedirectResponse(location)(scope, receive, send)
             return
         file_response = FileResponse(found.path, status_code=found.status)
         await file_response.send_planned(found.plan, found.path, scope, receive, send)

@@ -524,3 +524,11 @@ def test_numbers_too_large_to_convert_are_no_match() -> None:
     assert huge.status_code == (404 if hasattr(sys, "get_int_max_str_digits") else 200)
     assert client.get("/f/" + "9" * 400).status_code == 404  # not finite
     assert client.get("/f/" + "9" * 400 + ".5").status_code == 404
+
+
+@pytest.mark.parametrize("host", ["evil.com?", "evil.com/x", "x@evil.com"])
+def test_slash_redirects_never_point_at_a_host_that_is_not_a_host(host: str) -> None:
+    router = Router([Route("/hello", text("hi"))])
+    response = TestClient(router, follow_redirects=False).get("/hello/?a=1", headers={"host": host})
+    assert response.status_code == 307
+    assert response.headers["location"] == "/hello?a=1"
