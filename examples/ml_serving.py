@@ -216,6 +216,9 @@ def train_language_model() -> CharLanguageModel:
     return CharLanguageModel(re.sub(r"\s+", " ", text))
 
 
+MAX_TOKENS = 2_000  # per /generate request
+
+
 # --------------------------------------------------------------------------- the app
 def make_router(
     *,
@@ -245,13 +248,19 @@ def make_router(
                 "stats": stats,
             }
 
-    router = Router(
-        lifespan=lifespan,
+    # Probes and counters answer even when the model endpoints are saturated: they live
+    # on the outer router; the model endpoints are mounted below it behind the limits.
+    # The timeout is outermost, so time spent queued for a slot counts too.
+    router = Router(lifespan=lifespan)
+    models = Router()
+    router.mount(
+        "/",
+        models,
         middleware=[
+            Middleware(TimeoutMiddleware, timeout=timeout),
             Middleware(
                 ConcurrencyLimitMiddleware, max_concurrency=max_concurrency, max_queue=max_queue
             ),
-            Middleware(TimeoutMiddleware, timeout=timeout),
         ],
     )
 
@@ -268,7 +277,7 @@ def make_router(
             return JSONResponse({"status": "loading"}, status_code=503)
         return JSONResponse({"status": "ready", "classifier_accuracy": state.accuracy})
 
-    @router.post("/predict")
+    @models.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
         """``{"text": "..."}`` -> ``{"label": "code" | "prose", "probability": p}``."""
         payload = await request.json(max_size=65_536)
@@ -281,7 +290,7 @@ def make_router(
             result = (await run_in_threadpool(request.state.classifier.predict, [text]))[0]
         return result
 
-    @router.get("/generate")
+    @models.get("/generate")
     async def generate(request: Request) -> EventSourceResponse:
         """Stream up to ``max_tokens`` words after ``prompt`` as server-sent events.
 
@@ -299,8 +308,8 @@ def make_router(
             raise HTTPException(
                 422, detail="max_tokens, seed and Last-Event-ID must be integers"
             ) from None
-        if not 1 <= max_tokens <= 100_000:
-            raise HTTPException(422, detail="max_tokens must be between 1 and 100000")
+        if not 1 <= max_tokens <= MAX_TOKENS:
+            raise HTTPException(422, detail=f"max_tokens must be between 1 and {MAX_TOKENS}")
         model: CharLanguageModel = request.state.language_model
         stats: dict[str, int] = request.state.stats
 
@@ -313,6 +322,10 @@ def make_router(
                     stats["generated_tokens"] += 1
                     if index > resume_after:
                         yield ServerSentEvent({"text": word}, event="token", id=index)
+                    elif index % 100 == 99:
+                        # Replaying up to Last-Event-ID: yield now and then, so a client
+                        # that leaves during the replay stops it too.
+                        yield ServerSentEvent(comment="resuming")
                 finished = True
                 yield ServerSentEvent({"tokens": max_tokens}, event="done")
             finally:

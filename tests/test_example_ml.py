@@ -67,7 +67,7 @@ def test_generate_resumes_after_last_event_id(client: TestClient) -> None:
 
 def test_generate_stops_when_client_leaves(client: TestClient) -> None:
     before = client.get("/stats").json()
-    with client.stream("GET", "/generate", params={"max_tokens": 100_000}) as response:
+    with client.stream("GET", "/generate", params={"max_tokens": 2_000}) as response:
         for line in response.iter_lines():
             if line.startswith("id: 3"):
                 break
@@ -76,4 +76,33 @@ def test_generate_stops_when_client_leaves(client: TestClient) -> None:
         if after["aborted_generations"] > before["aborted_generations"]:
             break
     assert after["aborted_generations"] == before["aborted_generations"] + 1
-    assert after["generated_tokens"] - before["generated_tokens"] < 1_000
+    assert after["generated_tokens"] - before["generated_tokens"] < 100
+
+
+def test_too_many_tokens_is_a_422(client: TestClient) -> None:
+    response = client.get("/generate", params={"max_tokens": 2_001})
+    assert response.status_code == 422
+    assert "between 1 and 2000" in response.json()["detail"]
+
+
+def test_probes_answer_while_the_model_endpoints_are_saturated() -> None:
+    import anyio
+
+    from asgikit.testing import AsyncTestClient
+
+    async def main() -> None:
+        router = make_router(max_concurrency=1, max_queue=0)
+        params = {"max_tokens": 2_000}
+        async with (
+            AsyncTestClient(router) as client,
+            client.stream("GET", "/generate", params=params) as stream,
+        ):
+            lines = stream.aiter_lines()
+            assert (await anext(lines)).startswith("event: token")
+            # The one model slot is taken: model endpoints shed, probes still answer.
+            shed = await client.post("/predict", json={"text": "def f(): pass"})
+            assert shed.status_code == 503
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            assert (await client.get("/readyz")).status_code == 200
+
+    anyio.run(main)
