@@ -261,6 +261,9 @@ class _Node(Generic[T, M]):
     catch_all: list[tuple[str, T]] = field(default_factory=list)  # {name:path} leaves
     leaf: T | None = None
     mounts: list[M] = field(default_factory=list)
+    # Whether anything but a static child can match below: if not, a lookup just walks
+    # on (nothing to come back to), without a call per level.
+    branches: bool = False
 
 
 class SegmentTree(Generic[T, M]):
@@ -289,6 +292,7 @@ class SegmentTree(Generic[T, M]):
                         return existing
                 leaf = make_leaf()
                 node.catch_all.append((name, leaf))
+                node.branches = True
                 return leaf
             else:
                 node = _dynamic_child(node, segment)
@@ -306,6 +310,7 @@ class SegmentTree(Generic[T, M]):
             else:
                 node = _dynamic_child(node, segment)
         node.mounts.append(mount)
+        node.branches = True
 
     def find(
         self, path: str, accept: Callable[[T, K], R | None], key: K
@@ -330,6 +335,7 @@ def _dynamic_child(node: _Node[T, M], segment: Segment) -> _Node[T, M]:
     child = _Node()
     str_name = segment.names[0] if segment.rank == _STR else None
     node.dynamic.append((segment, str_name, child))
+    node.branches = True
     node.dynamic.sort(key=lambda entry: entry[0].rank)  # stable: equals keep their order
     return child
 
@@ -343,6 +349,12 @@ def _find(
     accept: Callable[[T, K], R | None],
     key: K,
 ) -> tuple[R | M, dict[str, Any], int] | None:
+    while not node.branches and index < end:  # static only: walk on, no call
+        child = node.static.get(parts[index])
+        if child is None:
+            return None
+        node = child
+        index += 1
     if index == end:
         if node.leaf is not None:
             answer = accept(node.leaf, key)
