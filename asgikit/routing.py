@@ -228,6 +228,7 @@ def _strip_body(send: Send) -> Send:
 
 
 _PLAIN_CALL = Response.__call__
+_new_object = object.__new__
 
 
 class Router:
@@ -451,7 +452,10 @@ class Router:
                     if found[1]:
                         scope["path_params"] = found[1]
             if route is not None and route.app is None and method != "HEAD":
-                request = Request(scope, receive)
+                # Request(scope, receive) without re-checking the scope type.
+                request = _new_object(Request)
+                request.scope = scope
+                request.receive = receive
                 try:
                     if route.is_async:
                         result = await route.endpoint(request)
