@@ -129,10 +129,11 @@ class HelperTasks:
     (they catch their errors and report them), so nothing is lost by not awaiting them.
     """
 
-    __slots__ = ("task_group", "tasks")
+    __slots__ = ("handles", "task_group", "tasks")
 
     async def __aenter__(self) -> HelperTasks:
         self.tasks: list[asyncio.Task[None]] | None = None
+        self.handles: list[asyncio.TimerHandle] = []
         self.task_group: anyio.abc.TaskGroup | None = None
         if running_on_asyncio():
             self.tasks = []
@@ -150,8 +151,23 @@ class HelperTasks:
             assert self.task_group is not None
             self.task_group.start_soon(func, *args)
 
+    def start_after(
+        self, delay: float, func: Callable[..., Coroutine[Any, Any, None]], *args: Any
+    ) -> None:
+        """Start ``func(*args)`` once ``delay`` seconds have passed, unless the helpers
+        are done by then (asyncio; elsewhere it starts at once). A short response never
+        pays for the task; a long one gets it after ``delay``."""
+        if self.tasks is not None:
+            self.handles.append(
+                asyncio.get_running_loop().call_later(delay, self.start_soon, func, *args)
+            )
+        else:
+            self.start_soon(func, *args)
+
     async def __aexit__(self, *exc_info: object) -> None:
         if self.tasks is not None:
+            for handle in self.handles:
+                handle.cancel()
             for task in self.tasks:
                 task.cancel()
         else:

@@ -33,6 +33,7 @@ __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "Streamin
 
 Content: TypeAlias = AsyncIterable[Any] | Iterable[Any]
 
+_LISTEN_AFTER = 0.001  # seconds of streaming before the disconnect listener starts
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
@@ -185,7 +186,10 @@ class StreamingResponse(Response):
         with anyio.CancelScope() as cancel_scope:
             disconnect = _Disconnect(cancel_scope)
             async with HelperTasks() as helpers:
-                helpers.start_soon(disconnect.listen, ReceiveRelay.of(scope, receive))
+                # Listening costs a task; a stream done within a millisecond never
+                # needs it (a disconnect is then noticed a millisecond late at most).
+                relay = ReceiveRelay.of(scope, receive)
+                helpers.start_after(_LISTEN_AFTER, disconnect.listen, relay)
                 try:
                     await self._send_body(send, helpers, disconnect)
                     # Servers report a disconnect once the response is complete: from
