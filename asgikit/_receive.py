@@ -44,11 +44,20 @@ class ReceiveRelay:
 
     @classmethod
     def of(cls, scope: Scope, receive: Receive) -> ReceiveRelay:
-        """The request's relay, put in ``scope`` on first use."""
+        """The relay reading ``receive`` for this request, put in ``scope`` on first use.
+
+        A relay already in the scope is reused when it reads this same ``receive`` (or
+        is it); one made further out, around a ``receive`` that middleware has wrapped
+        since, is not: then a new relay reads the wrapped one.
+        """
         relay: ReceiveRelay | None = scope.get(RELAY_KEY)
-        if relay is None:
+        if relay is None or not relay.serves(receive):
             relay = scope[RELAY_KEY] = cls(receive)
         return relay
+
+    def serves(self, receive: Receive) -> bool:
+        """Whether reading ``receive`` should go through this relay."""
+        return receive is self._receive or receive == self.receive
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, None

@@ -211,15 +211,14 @@ class Request(HTTPConnection):
                 "call body() first to read it more than once"
             )
         self._stream_consumed = True
-        message = self._pending
-        self._pending = None
-        scope = self.scope
         while True:
+            message = self._pending  # a chunk is_disconnected() picked up, if any
             if message is None:
                 # A streaming response may be watching receive() for a disconnect
                 # meanwhile: then the body comes through its relay, in order.
-                relay: ReceiveRelay | None = scope.get(RELAY_KEY)
-                message = await (self.receive() if relay is None else relay.receive())
+                message = await self._relayed_receive()()
+            else:
+                self._pending = None
             message_type = message["type"]
             if message_type == "http.request":
                 chunk = message.get("body", b"")
@@ -230,7 +229,14 @@ class Request(HTTPConnection):
             elif message_type == "http.disconnect":
                 self._is_disconnected = True
                 raise ClientDisconnect("the client disconnected while sending the request body")
-            message = None
+
+    def _relayed_receive(self) -> Receive:
+        """This request's ``receive``, through the scope's relay when that relay reads
+        this very ``receive`` (not one that middleware in between has wrapped)."""
+        relay: ReceiveRelay | None = self.scope.get(RELAY_KEY)
+        if relay is not None and relay.serves(self.receive):
+            return relay.receive
+        return self.receive
 
     async def body(self, max_size: int | None = None) -> bytes:
         """The whole body, read once and cached.
@@ -279,6 +285,8 @@ class Request(HTTPConnection):
                 ) from None
             except RecursionError:
                 raise HTTPException(400, "Invalid JSON: nested too deeply") from None
+            except ValueError as exc:  # e.g. an integer of more digits than Python converts
+                raise HTTPException(400, f"Invalid JSON: {exc}") from None
         return self._json
 
     async def form(
@@ -327,7 +335,7 @@ class Request(HTTPConnection):
         if relay is not None and relay.disconnected:
             self._is_disconnected = True
             return True
-        receive = self.receive if relay is None else relay.receive
+        receive = self._relayed_receive()
         message: Message | None = None
         with anyio.CancelScope() as cancel_scope:
             cancel_scope.cancel()
@@ -335,7 +343,7 @@ class Request(HTTPConnection):
         if message is not None:
             if message["type"] == "http.disconnect":
                 self._is_disconnected = True
-            elif not self._stream_consumed:
+            elif message["type"] == "http.request":
                 self._pending = message  # a body chunk: keep it for stream()
         return self._is_disconnected
 

@@ -151,3 +151,55 @@ async def test_a_queued_request_whose_client_leaves_gives_its_place_and_never_ru
     assert ran == ["/a", "/c"]
     assert sent["b"] == []
     assert sent["c"][0]["status"] == 200
+
+
+async def test_a_queued_request_body_still_goes_through_inner_middleware() -> None:
+    from asgikit.types import Message, Receive, Scope, Send
+
+    class Upper:  # an inner middleware that transforms the request body
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            async def upper() -> Message:
+                message = await receive()
+                if message["type"] == "http.request":
+                    message = {**message, "body": message.get("body", b"").upper()}
+                return message
+
+            await self.app(scope, upper, send)
+
+    limiters: list[ConcurrencyLimitMiddleware] = []
+
+    def limited(app: Any, **options: Any) -> ConcurrencyLimitMiddleware:
+        limiters.append(ConcurrencyLimitMiddleware(app, **options))
+        return limiters[-1]
+
+    release = anyio.Event()
+    router = Router(
+        middleware=[Middleware(limited, max_concurrency=1, max_queue=4), Middleware(Upper)]
+    )
+
+    @router.post("/hold")
+    async def hold(request: Request) -> str:
+        await release.wait()
+        return "held"
+
+    @router.post("/echo")
+    async def echo(request: Request) -> bytes:
+        return await request.body()
+
+    results: dict[str, bytes] = {}
+    async with AsyncTestClient(router) as client, anyio.create_task_group() as group:
+
+        async def call(path: str, body: bytes) -> None:
+            results[path] = (await client.post(path, content=body)).content
+
+        group.start_soon(call, "/hold", b"x")
+        while not limiters or limiters[0].active < 1:
+            await anyio.sleep(0)
+        group.start_soon(call, "/echo", b"abc")
+        while limiters[0].waiting < 1:  # queued behind /hold, its body read ahead
+            await anyio.sleep(0)
+        release.set()
+    assert results == {"/hold": b"held", "/echo": b"ABC"}

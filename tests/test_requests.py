@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -349,3 +350,34 @@ def test_javascript_constants_are_not_json(body: bytes) -> None:
     response = TestClient(app_with(endpoint)).post("/", content=body)
     assert response.status_code == 400
     assert "is not a JSON value" in response.json()["detail"]
+
+
+def test_is_disconnected_while_streaming_the_body_loses_no_chunk() -> None:
+    from asgikit import StreamingResponse
+
+    router = Router()
+
+    @router.post("/echo")
+    async def echo(request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                yield chunk
+                assert not await request.is_disconnected()
+
+        return StreamingResponse(chunks())
+
+    def body() -> Iterator[bytes]:
+        for index in range(20):
+            yield b"%03d," % index
+
+    response = TestClient(router).post("/echo", content=body())
+    assert response.content == b"".join(b"%03d," % index for index in range(20))
+
+
+def test_huge_json_integer_is_a_400() -> None:
+    async def endpoint(request: Request) -> Any:
+        return await request.json()
+
+    response = TestClient(app_with(endpoint)).post("/", content=b'{"n": ' + b"1" * 5000 + b"}")
+    # Python 3.11+ refuses to convert that many digits: a 400, not a 500.
+    assert response.status_code == (400 if hasattr(sys, "get_int_max_str_digits") else 200)

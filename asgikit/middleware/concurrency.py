@@ -20,7 +20,10 @@ class ConcurrencyLimitMiddleware:
     that is answered at once with ``503 {"detail": ...}`` and ``Retry-After:
     retry_after`` (seconds), instead of piling up until everything times out. A request
     counts until the app returns, streaming included. A waiting request whose client
-    goes away (or that is cancelled) leaves the queue. ``lifespan`` and ``websocket``
+    goes away (or that is cancelled) leaves the queue as soon as the server reports it
+    (a server that first delivers the rest of a large request body reports it once 16
+    body messages have been read ahead; the request then runs and ends at once with
+    `ClientDisconnect`). ``lifespan`` and ``websocket``
     scopes pass through untouched (a long-lived socket should not hold a request slot).
 
     Put it outermost, so shed requests cost almost nothing:
