@@ -653,9 +653,9 @@ class Router:
                     await response(scope, receive, tracker)
                 except ClientDisconnect:
                     return
-                except OSError:
-                    raise  # the server's send failed: the client has gone
                 except Exception as exc:
+                    if isinstance(exc, OSError) and tracker.started:
+                        raise  # the server's send failed: the client has gone
                     self._log(exc)
                     if not tracker.started:
                         with contextlib.suppress(OSError):

@@ -70,6 +70,11 @@ def _chunk_to_bytes(chunk: Any) -> bytes:
     raise TypeError(f"streamed chunks must be bytes or str, not {type(chunk).__name__}")
 
 
+class _SendFailed(Exception):
+    """The server's ``send`` raised `OSError` (ASGI 2.4: the client has gone). Kept apart
+    from an `OSError` raised by the iterator itself, which is an error like any other."""
+
+
 class _Disconnect:
     """Shared by the streaming loop and its helper tasks (disconnect listener, pinger).
 
@@ -195,7 +200,7 @@ class StreamingResponse(Response):
                     # Servers report a disconnect once the response is complete: from
                     # here on it no longer means the client left early.
                     complete = True
-                except OSError:
+                except _SendFailed:  # the server's send failed: the client has gone
                     disconnect.client_left()
                 except Exception as exc:
                     error = exc
@@ -219,8 +224,14 @@ class StreamingResponse(Response):
         async for chunk in self.body_iterator:
             if chunk.__class__ is not bytes:
                 chunk = _chunk_to_bytes(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            try:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except OSError:
+                raise _SendFailed from None
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            raise _SendFailed from None
 
 
 class NDJSONResponse(StreamingResponse):
@@ -248,8 +259,14 @@ class NDJSONResponse(StreamingResponse):
         encode: Callable[[Any], str] = _JSON.encode
         async for item in self.body_iterator:
             line = (encode(item) + "\n").encode("utf-8")
-            await send({"type": "http.response.body", "body": line, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            try:
+                await send({"type": "http.response.body", "body": line, "more_body": True})
+            except OSError:
+                raise _SendFailed from None
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            raise _SendFailed from None
 
 
 class _PingState:
@@ -326,7 +343,10 @@ class EventSourceResponse(StreamingResponse):
                     body = ("data: " + item + "\n\n").encode()
                 else:
                     body = encode_event(item)
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+                try:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                except OSError:
+                    raise _SendFailed from None
         else:
             state = _PingState()
             helpers.start_soon(self._keep_alive, send, state, self.ping, disconnect)
@@ -336,11 +356,17 @@ class EventSourceResponse(StreamingResponse):
                 else:
                     body = encode_event(item)
                 state.last = body
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+                try:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                except OSError:
+                    raise _SendFailed from None
             state.closed = True  # no ping starts after this; wait for one under way
             if state.ping_sent is not None:
                 await state.ping_sent.wait()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            raise _SendFailed from None
 
     @staticmethod
     async def _keep_alive(

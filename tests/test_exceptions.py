@@ -310,3 +310,19 @@ def test_parent_handlers_apply_inside_mounted_routers() -> None:
     assert client.get("/child/model").text == "parent model error"
     assert client.get("/child/tea").text == "child teapot"
     assert client.get("/elsewhere").text == "parent 404"
+
+
+def test_oserror_before_the_response_started_is_a_500_not_a_disconnect() -> None:
+    class Broken:
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            raise PermissionError("cannot open the weights")
+
+    router = Router()
+
+    @router.get("/weights")
+    async def weights(request: Request) -> Any:
+        return Broken()
+
+    with pytest.raises(PermissionError):
+        TestClient(router).get("/weights")
+    assert TestClient(router, raise_server_exceptions=False).get("/weights").status_code == 500

@@ -311,3 +311,20 @@ async def test_queue_like_receive_keeps_body_order_while_streaming() -> None:
         await router(scope, receive, send)
     body = b"".join(m.get("body", b"") for m in send.messages[1:])
     assert body == b"".join(b"%d;" % index for index in range(10))
+
+
+def test_oserror_from_the_iterator_is_an_error_not_a_disconnect() -> None:
+    from asgikit.testing import TestClient
+
+    router = Router()
+
+    @router.get("/upstream")
+    async def upstream(request: Request) -> StreamingResponse:
+        async def tokens() -> AsyncIterator[bytes]:
+            yield b"first "
+            raise ConnectionRefusedError("the model server is down")
+
+        return StreamingResponse(tokens())
+
+    with pytest.raises(ConnectionRefusedError), TestClient(router) as client:
+        client.get("/upstream")
