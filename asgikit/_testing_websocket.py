@@ -25,6 +25,7 @@ import anyio.from_thread
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from asgikit._testing_scope import connection_scope
 from asgikit.types import ASGIApp, Message, Scope
 from asgikit.websockets import WebSocketDisconnect
 
@@ -80,7 +81,6 @@ def websocket_scope(
     (so the client's base URL, default headers and cookies apply)."""
     url = request.url
     scheme = {"http": "ws", "https": "wss"}.get(url.scheme, url.scheme)
-    default_port = 443 if scheme == "wss" else 80
     headers = [(key.lower(), value) for key, value in request.headers.raw]
     headers += [
         (b"connection", b"upgrade"),
@@ -90,24 +90,17 @@ def websocket_scope(
     ]
     if subprotocols:
         headers.append((b"sec-websocket-protocol", ", ".join(subprotocols).encode("latin-1")))
-    path = url.path
-    scope: Scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "scheme": scheme,
-        "path": root_path + path if root_path and not path.startswith(root_path) else path,
-        "raw_path": url.raw_path.split(b"?", 1)[0],
-        "query_string": url.query,
-        "root_path": root_path,
-        "headers": headers,
-        "client": client,
-        "server": (url.host, url.port or default_port),
-        "subprotocols": list(subprotocols or []),
-        "extensions": {"websocket.http.response": {}},
-    }
-    if state is not None:
-        scope["state"] = dict(state)
+    scope = connection_scope(
+        request,
+        scope_type="websocket",
+        scheme=scheme,
+        headers=headers,
+        root_path=root_path,
+        client=client,
+        state=state,
+    )
+    scope["subprotocols"] = list(subprotocols or [])
+    scope["extensions"] = {"websocket.http.response": {}}
     return scope
 
 

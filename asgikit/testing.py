@@ -25,6 +25,7 @@ import anyio.from_thread
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from asgikit._testing_scope import connection_scope
 from asgikit._testing_websocket import (
     AsyncWebSocketTestSession,
     WebSocketDenialResponse,
@@ -52,30 +53,17 @@ def _http_scope(
     client: tuple[str, int],
     state: dict[str, Any] | None,
 ) -> Scope:
-    url = request.url
-    scheme = url.scheme
-    default_port = 443 if scheme == "https" else 80
-    host = url.host
-    port = url.port or default_port
-    headers = [(key.lower(), value) for key, value in request.headers.raw]
-    path = url.path
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": request.method,
-        "scheme": scheme,
-        "path": root_path + path if root_path and not path.startswith(root_path) else path,
-        "raw_path": url.raw_path.split(b"?", 1)[0],
-        "query_string": url.query,
-        "root_path": root_path,
-        "headers": headers,
-        "client": client,
-        "server": (host, port),
-        "extensions": {},
-    }
-    if state is not None:
-        scope["state"] = dict(state)
+    scope = connection_scope(
+        request,
+        scope_type="http",
+        scheme=request.url.scheme,
+        headers=[(key.lower(), value) for key, value in request.headers.raw],
+        root_path=root_path,
+        client=client,
+        state=state,
+    )
+    scope["method"] = request.method
+    scope["extensions"] = {}
     return scope
 
 
