@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import inproc
 from starlette.responses import FileResponse as StarletteFileResponse
 from starlette.staticfiles import StaticFiles as StarletteStaticFiles
 
@@ -44,20 +45,9 @@ SMALL_REQUESTS = 10_000
 
 
 def make_scope(path: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "root_path": "",
-        "method": "GET",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"accept", b"*/*")],
-    }
+    return inproc.make_scope(
+        path, spec_version="2.4", headers=[(b"host", b"127.0.0.1:8000"), (b"accept", b"*/*")]
+    )
 
 
 async def receive() -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import inproc
 import starlette
 from starlette.applications import Starlette
 from starlette.middleware import Middleware as StarletteMiddleware
@@ -56,26 +57,16 @@ from asgikit.middleware import (
 HELLO = "Hello, world!"
 ORIGIN = "https://app.example.com"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "*.example.com"]
-SCOPE: dict[str, Any] = {
-    "type": "http",
-    "asgi": {"version": "3.0", "spec_version": "2.3"},
-    "http_version": "1.1",
-    "server": ("127.0.0.1", 8000),
-    "client": ("127.0.0.1", 50000),
-    "scheme": "http",
-    "root_path": "",
-    "method": "GET",
-    "path": "/hello",
-    "raw_path": b"/hello",
-    "query_string": b"",
-    "headers": [
+SCOPE: dict[str, Any] = inproc.make_scope(
+    "/hello",
+    headers=[
         (b"host", b"127.0.0.1:8000"),
         (b"user-agent", b"bench"),
         (b"accept", b"*/*"),
         (b"accept-encoding", b"gzip, deflate, br"),
         (b"origin", ORIGIN.encode()),
     ],
-}
+)
 
 
 # ------------------------------------------------------------------ the apps

@@ -35,10 +35,16 @@ import scenarios
 APPS = ("raw_app", "starlette_app", "asgikit_app")
 
 
-def make_scope(path: str) -> dict[str, Any]:
+def make_scope(
+    path: str,
+    *,
+    spec_version: str = "2.3",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """A GET scope shaped like uvicorn's (also used by the other bench scripts)."""
     return {
         "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "asgi": {"version": "3.0", "spec_version": spec_version},
         "http_version": "1.1",
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 50000),
@@ -48,11 +54,9 @@ def make_scope(path: str) -> dict[str, Any]:
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"user-agent", b"bench"),
-            (b"accept", b"*/*"),
-        ],
+        "headers": headers
+        if headers is not None
+        else [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")],
     }
 
 
