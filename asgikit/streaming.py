@@ -14,26 +14,30 @@ connection) counts as a disconnect too.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from typing import Any, TypeAlias, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from asgikit import _json
-from asgikit._concurrency import HelperTasks, iterate_in_threadpool
+from asgikit._concurrency import iterate_in_threadpool
 from asgikit._receive import ReceiveRelay
 from asgikit._sse import PING, ServerSentEvent, encode_event
 from asgikit.background import BackgroundTask
 from asgikit.responses import Response, content_type_header, headers_to_raw
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Message, Receive, Scope, Send, StartTrackingSend
 
 __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "StreamingResponse"]
 
 Content: TypeAlias = AsyncIterable[Any] | Iterable[Any]
 
 _LISTEN_AFTER = 0.001  # seconds of streaming before the disconnect listener starts
+_TURN_EVERY = 0.001  # a stream that never suspends gives the loop a turn this often
+_CHECK_EVERY = 32  # chunks between two looks at the clock (a few us of streaming)
 
 
 async def _iterate_sequence(items: list[Any] | tuple[Any, ...]) -> AsyncIterator[Any]:
@@ -69,42 +73,156 @@ def _chunk_to_bytes(chunk: Any) -> bytes:
     raise TypeError(f"streamed chunks must be bytes or str, not {type(chunk).__name__}")
 
 
-class _SendFailed(Exception):
-    """The server's ``send`` raised `OSError` (ASGI 2.4: the client has gone). Kept apart
-    from an `OSError` raised by the iterator itself, which is an error like any other."""
+class _ClientGone(Exception):
+    """The client has gone: the server's ``send`` raised `OSError` (ASGI 2.4), or the
+    listener saw ``http.disconnect``. Kept apart from an `OSError` raised by the iterator
+    itself, which is an error like any other."""
 
 
-class _Disconnect:
-    """Shared by the streaming loop and its helper tasks (disconnect listener, pinger).
+async def _send_message(send: Send, message: Message) -> None:
+    """``send(message)``; a failing server ``send`` (`OSError`) becomes `_ClientGone`."""
+    try:
+        await send(message)
+    except OSError:
+        raise _ClientGone from None
 
-    ``client_left()`` cancels the streaming loop's scope; ``error`` keeps an unexpected
-    exception from a helper so the streaming loop can re-raise it.
+
+class _Watch:
+    """Notices the client leaving while one response streams, and stops the stream.
+
+    Theory of operation. A disconnect reaches the stream in one of three ways:
+
+    - the server's ``send`` raises `OSError` (ASGI spec 2.4 servers): `_ClientGone`;
+    - the listener task reads ``http.disconnect`` from ``receive`` (through the request's
+      `ReceiveRelay`, so body messages the endpoint still wants are kept) and cancels the
+      streaming task, which stops the iterator wherever it awaits;
+    - a stream that never suspends (a list, rows in memory, a full queue, a server whose
+      ``send`` returns at once) gives the loop a turn at `checkpoint`, at most every
+      `_TURN_EVERY` seconds, so the listener and every other request get to run.
+
+    The listener starts only once the stream has run for `_LISTEN_AFTER` seconds: a
+    short response never pays for a task (a disconnect is then noticed that much later).
+
+    On asyncio the listener is a plain task that cancels the streaming task (no anyio
+    cancel scope or task group per response: they cost more than a whole short stream);
+    the cancellation it caused is taken back (``Task.uncancel``) so it cannot leak to the
+    caller. Elsewhere (trio) the same steps run in an anyio cancel scope and task group.
     """
 
-    __slots__ = ("cancel_scope", "error", "happened")
+    __slots__ = (
+        "cancel_requested",
+        "cancel_scope",
+        "disconnected",
+        "error",
+        "helpers",
+        "next_turn",
+        "pinger",
+        "relay",
+        "streaming",
+        "task",
+        "task_group",
+        "timer",
+    )
 
-    def __init__(self, cancel_scope: anyio.CancelScope) -> None:
-        self.cancel_scope = cancel_scope
-        self.happened = False
+    def __init__(self, relay: ReceiveRelay) -> None:
+        self.relay = relay
+        self.disconnected = False
         self.error: Exception | None = None
+        self.streaming = True  # the streaming task may be interrupted
+        self.cancel_requested = False
+        self.task: asyncio.Task[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.helpers: list[asyncio.Task[None]] = []
+        self.cancel_scope: anyio.CancelScope | None = None
+        self.task_group: anyio.abc.TaskGroup | None = None
+        self.next_turn = time.monotonic() + _TURN_EVERY
+        self.pinger: _Pinger | None = None
 
+    # -- both backends -------------------------------------------------------------------
     def client_left(self) -> None:
-        self.happened = True
-        self.cancel_scope.cancel()
+        self.disconnected = True
+        self._interrupt()
 
     def helper_failed(self, error: Exception) -> None:
         self.error = error
-        self.cancel_scope.cancel()
+        self._interrupt()
 
-    async def listen(self, relay: ReceiveRelay) -> None:
-        """Wait for ``http.disconnect``. The relay keeps request body messages for the
-        endpoint, which may still be reading the body while the response streams."""
+    def _interrupt(self) -> None:
+        if not self.streaming:
+            return
+        if self.task is not None:
+            if not self.cancel_requested:
+                self.cancel_requested = True
+                self.task.cancel()
+        elif self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+    async def listen(self) -> None:
+        """Wait for ``http.disconnect`` (body messages stay in the relay for readers)."""
         try:
-            await relay.watch()
+            await self.relay.watch()
         except Exception as exc:
             self.helper_failed(exc)
         else:
             self.client_left()
+
+    async def checkpoint(self) -> None:
+        """Give the event loop a turn if the stream has held it for `_TURN_EVERY`."""
+        now = time.monotonic()
+        if now < self.next_turn:
+            return
+        self.next_turn = now + _TURN_EVERY
+        if self.task is not None:
+            if self.timer is not None:  # held the loop past _LISTEN_AFTER: listen now
+                self.timer.cancel()
+                self.timer = None
+                self.start_soon(self.listen)
+            await asyncio.sleep(0)
+        else:
+            await anyio.lowlevel.checkpoint()
+        if self.disconnected or self.error is not None:
+            # The helper's interruption was swallowed by the iterator, or arrived here.
+            raise _ClientGone
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        if self.task is not None:
+            helper = asyncio.get_running_loop().create_task(func(*args))
+            helper.add_done_callback(_consume_result)
+            self.helpers.append(helper)
+        else:
+            assert self.task_group is not None
+            self.task_group.start_soon(func, *args)
+
+    def _start_listening(self) -> None:
+        self.timer = None
+        self.start_soon(self.listen)
+
+    # -- asyncio -------------------------------------------------------------------------
+    def start_asyncio(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.timer = loop.call_at(loop.time() + _LISTEN_AFTER, self._start_listening)
+
+    def stop_asyncio(self) -> None:
+        """No interruption from here on; stop the helpers without waiting for them."""
+        self.streaming = False
+        if self.timer is not None:
+            self.timer.cancel()
+        for helper in self.helpers:
+            helper.cancel()
+
+    def take_back_cancel(self) -> bool:
+        """Undo the cancellation the listener asked for; False if someone else also
+        cancelled the task (then the `CancelledError` must propagate)."""
+        assert self.task is not None
+        uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+
+        return uncancel is None or uncancel() == 0
+
+
+def _consume_result(task: asyncio.Task[None]) -> None:
+    # Helpers catch their errors; this only keeps asyncio from warning about a task
+    # cancelled before it ever ran.
+    if not task.cancelled():
+        task.exception()
 
 
 class StreamingResponse(Response):
@@ -159,6 +277,10 @@ class StreamingResponse(Response):
         assert self.media_type is not None
         return (b"content-type", content_type_header(self.media_type, self.charset))
 
+    # How items become body bytes: None means "bytes as they are, str as UTF-8" (the
+    # loop does it inline); subclasses set a function (NDJSON lines, SSE framing).
+    _encode: Callable[[Any], bytes] | None = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message = {
             "type": "http.response.start",
@@ -177,36 +299,81 @@ class StreamingResponse(Response):
         except OSError:
             await self._close_iterator()
             return
-        # A send wrapper that only watches for the start (the router's, TimeoutMiddleware's)
-        # may offer the send behind it for the body: one coroutine call less per chunk.
-        send = getattr(send, "send_after_start", send)
+        # A send wrapper that only watches for the start (a `StartTrackingSend`: the
+        # router's, TimeoutMiddleware's) offers the send behind it for the body: one
+        # coroutine call less per chunk. (hasattr, not isinstance: a runtime protocol
+        # check costs more than a short stream.)
+        if hasattr(send, "send_after_start"):
+            send = cast(StartTrackingSend, send).send_after_start
         if await self._stream(scope, receive, send) and self.background is not None:
             await self.background()
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Send the body while listening for a disconnect; True if it was all sent."""
+        """Send the body while watching for a disconnect; True if it was all sent."""
+        watch = _Watch(ReceiveRelay.of(scope, receive))
+        # On trio no asyncio loop runs in this thread (anyio decides the same way).
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            task = asyncio.current_task(loop)
+            if task is not None:
+                return await self._stream_asyncio(send, watch, loop, task)
+        return await self._stream_anyio(send, watch)
+
+    async def _stream_asyncio(
+        self,
+        send: Send,
+        watch: _Watch,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+    ) -> bool:
+        watch.start_asyncio(loop, task)
+        try:
+            await self._send_body(send, watch)
+        except _ClientGone:
+            watch.disconnected = watch.error is None
+        except asyncio.CancelledError:
+            if not (watch.cancel_requested and watch.take_back_cancel()):
+                watch.stop_asyncio()
+                await self._close_iterator()
+                raise
+        except BaseException:
+            watch.stop_asyncio()
+            await self._close_iterator()
+            raise
+        else:
+            # Servers report a disconnect once the response is complete: from here on
+            # it no longer means the client left early.
+            watch.stop_asyncio()
+            if watch.cancel_requested and not watch.take_back_cancel():
+                raise asyncio.CancelledError  # pragma: no cover - a second canceller
+            return True
+        watch.stop_asyncio()
+        await self._close_iterator()
+        if watch.error is not None:
+            raise watch.error
+        return False
+
+    async def _stream_anyio(self, send: Send, watch: _Watch) -> bool:
         error: Exception | None = None
         complete = False
         with anyio.CancelScope() as cancel_scope:
-            disconnect = _Disconnect(cancel_scope)
-            async with HelperTasks() as helpers:
-                # Listening costs a task; a stream done within a millisecond never
-                # needs it (a disconnect is then noticed a millisecond late at most).
-                relay = ReceiveRelay.of(scope, receive)
-                helpers.start_after(_LISTEN_AFTER, disconnect.listen, relay)
+            watch.cancel_scope = cancel_scope
+            async with anyio.create_task_group() as task_group:
+                watch.task_group = task_group
+                task_group.start_soon(watch.listen)
                 try:
-                    await self._send_body(send, helpers, disconnect)
-                    # Servers report a disconnect once the response is complete: from
-                    # here on it no longer means the client left early.
+                    await self._send_body(send, watch)
                     complete = True
-                except _SendFailed:  # the server's send failed: the client has gone
-                    disconnect.client_left()
+                except _ClientGone:
+                    watch.disconnected = watch.error is None
                 except Exception as exc:
                     error = exc
                 finally:
+                    watch.streaming = False
+                    task_group.cancel_scope.cancel()
                     await self._close_iterator()
         if error is None and not complete:
-            error = disconnect.error
+            error = watch.error
         if error is not None:
             raise error
         return complete
@@ -218,19 +385,32 @@ class StreamingResponse(Response):
             with anyio.CancelScope(shield=True):
                 await aclose()
 
-    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
+    async def _send_body(self, send: Send, watch: _Watch) -> None:
+        """The one send loop (every streaming response): encode, send, and every
+        `_CHECK_EVERY` chunks let `_Watch.checkpoint` give the loop a turn if due."""
+        encode = self._encode
+        countdown = _CHECK_EVERY
         # The hot loop: one dict per chunk, no other allocation for bytes chunks.
-        async for chunk in self.body_iterator:
-            if chunk.__class__ is not bytes:
-                chunk = _chunk_to_bytes(chunk)
+        async for item in self.body_iterator:
+            if encode is not None:
+                item = encode(item)
+            elif item.__class__ is not bytes:
+                item = _chunk_to_bytes(item)
             try:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": item, "more_body": True})
             except OSError:
-                raise _SendFailed from None
-        try:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            raise _SendFailed from None
+                raise _ClientGone from None
+            countdown -= 1
+            if not countdown:
+                countdown = _CHECK_EVERY
+                await watch.checkpoint()
+        if watch.pinger is not None:
+            await watch.pinger.finish()
+        await _send_message(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _ndjson_line(item: Any) -> bytes:
+    return _json.encode(item) + b"\n"
 
 
 class NDJSONResponse(StreamingResponse):
@@ -243,6 +423,7 @@ class NDJSONResponse(StreamingResponse):
     """
 
     media_type = "application/x-ndjson"
+    _encode = staticmethod(_ndjson_line)
 
     def __init__(
         self,
@@ -254,35 +435,79 @@ class NDJSONResponse(StreamingResponse):
     ) -> None:
         super().__init__(content, status_code=status_code, headers=headers, background=background)
 
-    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
-        encode = _json.encode
-        async for item in self.body_iterator:
-            line = encode(item) + b"\n"
-            try:
-                await send({"type": "http.response.body", "body": line, "more_body": True})
-            except OSError:
-                raise _SendFailed from None
-        try:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            raise _SendFailed from None
 
+class _Pinger:
+    """The keep-alive pinger of one event stream: ``: ping`` after ``interval`` seconds
+    without an event.
 
-class _PingState:
-    """What the keep-alive pinger shares with the event loop.
-
-    ``last`` is the last event body sent: one reference store per event is the whole
-    cost, and the pinger notices progress by identity (every body is a new bytes
-    object). ``closed`` and ``ping_sent`` (set while a ping is being sent) keep a ping
-    from following the final message.
+    `encode` frames each event and keeps a reference to its bytes in ``last``: one store
+    per event is the whole cost, and the pinger notices progress by identity (every body
+    is a new bytes object). ``closed`` and ``ping_sent`` (set while a ping is being sent)
+    keep a ping from following the final message.
     """
 
-    __slots__ = ("closed", "last", "ping_sent")
+    __slots__ = ("closed", "interval", "last", "ping_sent", "send", "watch")
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self.last: bytes | None = None
         self.closed = False
         self.ping_sent: anyio.Event | None = None
+
+    def encode(self, item: Any) -> bytes:
+        self.last = body = encode_event(item)
+        return body
+
+    def start(self, send: Send, watch: _Watch) -> None:
+        self.send = send
+        self.watch = watch
+        watch.pinger = self
+        watch.start_soon(self.run)
+
+    async def finish(self) -> None:
+        """No ping starts after this; wait for one under way."""
+        self.closed = True
+        if self.ping_sent is not None:
+            await self.ping_sent.wait()
+
+    async def run(self) -> None:
+        """Send ``: ping`` once ``interval`` seconds passed without an event.
+
+        The pinger looks for a new event four times per interval, so a ping goes out
+        after between 1 and 1.25 intervals of silence. (A ping may go out while an event
+        that has waited a whole interval for a slow client is still being sent: each is
+        a complete message, so the stream stays well formed.)
+        """
+        interval = self.interval
+        step = interval / 4
+        seen = self.last
+        silent_since = time.monotonic()
+        while True:
+            await anyio.sleep(step)
+            now = time.monotonic()
+            if self.last is not seen:
+                seen = self.last
+                silent_since = now
+                continue
+            if now - silent_since < interval:
+                continue
+            if self.closed:
+                return
+            sent = self.ping_sent = anyio.Event()
+            try:
+                await _send_message(
+                    self.send, {"type": "http.response.body", "body": PING, "more_body": True}
+                )
+            except _ClientGone:
+                self.watch.client_left()
+                return
+            except Exception as exc:
+                self.watch.helper_failed(exc)
+                return
+            finally:
+                self.ping_sent = None
+                sent.set()
+            silent_since = time.monotonic()
 
 
 class EventSourceResponse(StreamingResponse):
@@ -306,6 +531,7 @@ class EventSourceResponse(StreamingResponse):
     """
 
     media_type = "text/event-stream"
+    _encode = staticmethod(encode_event)
 
     def __init__(
         self,
@@ -334,74 +560,9 @@ class EventSourceResponse(StreamingResponse):
         # The format is always UTF-8; no charset parameter needed.
         return (b"content-type", b"text/event-stream")
 
-    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
-        # Plain one-line str items (tokens) are framed inline: no call per event.
-        if self.ping is None:
-            async for item in self.body_iterator:
-                if item.__class__ is str and "\n" not in item and "\r" not in item:
-                    body = ("data: " + item + "\n\n").encode()
-                else:
-                    body = encode_event(item)
-                try:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                except OSError:
-                    raise _SendFailed from None
-        else:
-            state = _PingState()
-            helpers.start_soon(self._keep_alive, send, state, self.ping, disconnect)
-            async for item in self.body_iterator:
-                if item.__class__ is str and "\n" not in item and "\r" not in item:
-                    body = ("data: " + item + "\n\n").encode()
-                else:
-                    body = encode_event(item)
-                state.last = body
-                try:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                except OSError:
-                    raise _SendFailed from None
-            state.closed = True  # no ping starts after this; wait for one under way
-            if state.ping_sent is not None:
-                await state.ping_sent.wait()
-        try:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            raise _SendFailed from None
-
-    @staticmethod
-    async def _keep_alive(
-        send: Send, state: _PingState, interval: float, disconnect: _Disconnect
-    ) -> None:
-        """Send ``: ping`` once ``interval`` seconds passed without an event.
-
-        The pinger looks for a new event four times per interval, so a ping goes out
-        after between 1 and 1.25 intervals of silence. (A ping may go out while an event
-        that has waited a whole interval for a slow client is still being sent: each is
-        a complete message, so the stream stays well formed.)
-        """
-        step = interval / 4
-        seen = state.last
-        silent_since = time.monotonic()
-        while True:
-            await anyio.sleep(step)
-            now = time.monotonic()
-            if state.last is not seen:
-                seen = state.last
-                silent_since = now
-                continue
-            if now - silent_since < interval:
-                continue
-            if state.closed:
-                return
-            sent = state.ping_sent = anyio.Event()
-            try:
-                await send({"type": "http.response.body", "body": PING, "more_body": True})
-            except OSError:
-                disconnect.client_left()
-                return
-            except Exception as exc:
-                disconnect.helper_failed(exc)
-                return
-            finally:
-                state.ping_sent = None
-                sent.set()
-            silent_since = time.monotonic()
+    async def _send_body(self, send: Send, watch: _Watch) -> None:
+        if self.ping is not None:
+            pinger = _Pinger(self.ping)
+            self._encode = pinger.encode
+            pinger.start(send, watch)
+        await super()._send_body(send, watch)
