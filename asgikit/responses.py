@@ -25,15 +25,15 @@ __all__ = [
     "PlainTextResponse",
     "RedirectResponse",
     "Response",
-    "content_type_header",
-    "headers_to_raw",
 ]
 
 _content_type_cache: dict[str, bytes] = {}
 
 
 def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:
-    """The ``Content-Type`` value for ``media_type``: text types get ``; charset=utf-8``."""
+    """The ``Content-Type`` value for ``media_type``: text types get ``; charset=utf-8``.
+
+    Internal (shared with the streaming and file responses), not in ``__all__``."""
     try:
         return _content_type_cache[media_type]
     except KeyError:
@@ -48,7 +48,9 @@ def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:
 
 
 def headers_to_raw(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
-    """Checked raw header pairs from a mapping (`ValueError` on CR, LF or NUL)."""
+    """Checked raw header pairs from a mapping (`ValueError` on CR, LF or NUL).
+
+    Internal (shared with the streaming and file responses), not in ``__all__``."""
     if not headers:
         return []
     if isinstance(headers, MutableHeaders):

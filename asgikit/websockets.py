@@ -1,4 +1,4 @@
-"""WebSocket connections: `WebSocket`, `WebSocketDisconnect` and `close_after_error`.
+"""WebSocket connections: `WebSocket` and `WebSocketDisconnect`.
 
 A `WebSocket` is the connection attributes of `HTTPConnection` plus a small state
 machine over the ASGI ``websocket`` messages: ``accept()`` once, then send and receive
@@ -19,7 +19,7 @@ from asgikit.requests import HTTPConnection
 from asgikit.responses import JSONResponse, Response
 from asgikit.types import Message, Receive, Scope, Send
 
-__all__ = ["WebSocket", "WebSocketDisconnect", "close_after_error"]
+__all__ = ["WebSocket", "WebSocketDisconnect"]
 
 _CONNECTING, _CONNECTED, _CLOSED = 0, 1, 2
 _HTTP_RESPONSE = "websocket.http.response"
@@ -314,7 +314,8 @@ class WebSocket(HTTPConnection):
 async def close_after_error(websocket: WebSocket) -> None:
     """End a connection whose endpoint raised: ``1011`` once accepted, a refused
     handshake (HTTP 500 where the server allows it, else 403) before, nothing once
-    closed. Used by the router; never raises for a client that has gone."""
+    closed. Used by the router (internal, not in ``__all__``); never raises for a
+    client that has gone."""
     if websocket.closed:
         return
     try:
