@@ -36,7 +36,10 @@ __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "Streamin
 Content: TypeAlias = AsyncIterable[Any] | Iterable[Any]
 
 _LISTEN_AFTER = 0.001  # seconds of streaming before the disconnect listener starts
-_TURN_EVERY = 0.001  # a stream that never suspends gives the loop a turn this often
+# A stream that never suspends gives the loop a turn after this long or this many
+# chunks, whichever comes first (one turn costs a few microseconds).
+_TURN_EVERY = 0.001
+_TURN_CHUNKS = 1024
 _CHECK_EVERY = 32  # chunks between two looks at the clock (a few us of streaming)
 
 
@@ -97,8 +100,9 @@ class _Watch:
       `ReceiveRelay`, so body messages the endpoint still wants are kept) and cancels the
       streaming task, which stops the iterator wherever it awaits;
     - a stream that never suspends (a list, rows in memory, a full queue, a server whose
-      ``send`` returns at once) gives the loop a turn at `checkpoint`, at most every
-      `_TURN_EVERY` seconds, so the listener and every other request get to run.
+      ``send`` returns at once) gives the loop a turn at `checkpoint` at least every
+      `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, so the listener and every other
+      request get to run, and it stops within a few turns of a disconnect.
 
     The listener starts only once the stream has run for `_LISTEN_AFTER` seconds: a
     short response never pays for a task (a disconnect is then noticed that much later).
@@ -112,6 +116,7 @@ class _Watch:
     __slots__ = (
         "cancel_requested",
         "cancel_scope",
+        "checks",
         "disconnected",
         "error",
         "helpers",
@@ -136,6 +141,7 @@ class _Watch:
         self.cancel_scope: anyio.CancelScope | None = None
         self.task_group: anyio.abc.TaskGroup | None = None
         self.next_turn = time.monotonic() + _TURN_EVERY
+        self.checks = _TURN_CHUNKS // _CHECK_EVERY
         self.pinger: _Pinger | None = None
 
     # -- both backends -------------------------------------------------------------------
@@ -167,11 +173,15 @@ class _Watch:
             self.client_left()
 
     async def checkpoint(self) -> None:
-        """Give the event loop a turn if the stream has held it for `_TURN_EVERY`."""
+        """Called every `_CHECK_EVERY` chunks: give the event loop a turn when the stream
+        has held it for `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, whichever comes
+        first, and stop the stream if the client has gone meanwhile."""
         now = time.monotonic()
-        if now < self.next_turn:
+        self.checks -= 1
+        if now < self.next_turn and self.checks:
             return
         self.next_turn = now + _TURN_EVERY
+        self.checks = _TURN_CHUNKS // _CHECK_EVERY
         if self.task is not None:
             if self.timer is not None:  # held the loop past _LISTEN_AFTER: listen now
                 self.timer.cancel()
@@ -181,7 +191,7 @@ class _Watch:
         else:
             await anyio.lowlevel.checkpoint()
         if self.disconnected or self.error is not None:
-            # The helper's interruption was swallowed by the iterator, or arrived here.
+            # The helper's interruption was swallowed by the iterator: stop here.
             raise _ClientGone
 
     def start_soon(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
