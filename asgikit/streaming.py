@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 import anyio
 import anyio.abc
@@ -29,7 +29,7 @@ from asgikit._receive import ReceiveRelay
 from asgikit._sse import PING, ServerSentEvent, encode_event
 from asgikit.background import BackgroundTask
 from asgikit.responses import Response, content_type_header, headers_to_raw
-from asgikit.types import Message, Receive, Scope, Send, StartTrackingSend
+from asgikit.types import Message, Receive, Scope, Send
 
 __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "StreamingResponse"]
 
@@ -76,6 +76,10 @@ def _chunk_to_bytes(chunk: Any) -> bytes:
     raise TypeError(f"streamed chunks must be bytes or str, not {type(chunk).__name__}")
 
 
+class _NeverReady:
+    """No item is of this type: every item of an NDJSON or SSE stream is encoded."""
+
+
 class _ClientGone(Exception):
     """The client has gone: the server's ``send`` raised `OSError` (ASGI 2.4), or the
     listener saw ``http.disconnect``. Kept apart from an `OSError` raised by the iterator
@@ -113,36 +117,24 @@ class _Watch:
     caller. Elsewhere (trio) the same steps run in an anyio cancel scope and task group.
     """
 
-    __slots__ = (
-        "cancel_requested",
-        "cancel_scope",
-        "checks",
-        "disconnected",
-        "error",
-        "helpers",
-        "next_turn",
-        "pinger",
-        "relay",
-        "streaming",
-        "task",
-        "task_group",
-        "timer",
-    )
+    # Rarely set, so class-level defaults (no per-response store): the anyio path's
+    # scope and group, a failed helper's error, the SSE pinger, the helper tasks.
+    cancel_scope: anyio.CancelScope | None = None
+    task_group: anyio.abc.TaskGroup | None = None
+    error: Exception | None = None
+    pinger: _Pinger | None = None
+    helpers: list[asyncio.Task[None]] | None = None
+    listening: _Listening | None = None  # waiting there for the listener to start
+    disconnected = False
+    cancel_requested = False
+    streaming = True  # the streaming task may still be interrupted
 
-    def __init__(self, relay: ReceiveRelay) -> None:
+    def __init__(self, relay: ReceiveRelay, task: asyncio.Task[Any] | None) -> None:
         self.relay = relay
-        self.disconnected = False
-        self.error: Exception | None = None
-        self.streaming = True  # the streaming task may be interrupted
-        self.cancel_requested = False
-        self.task: asyncio.Task[Any] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.helpers: list[asyncio.Task[None]] = []
-        self.cancel_scope: anyio.CancelScope | None = None
-        self.task_group: anyio.abc.TaskGroup | None = None
-        self.next_turn = time.monotonic() + _TURN_EVERY
+        self.task = task
+        self.started = now = time.monotonic()
+        self.next_turn = now + _TURN_EVERY
         self.checks = _TURN_CHUNKS // _CHECK_EVERY
-        self.pinger: _Pinger | None = None
 
     # -- both backends -------------------------------------------------------------------
     def client_left(self) -> None:
@@ -183,10 +175,9 @@ class _Watch:
         self.next_turn = now + _TURN_EVERY
         self.checks = _TURN_CHUNKS // _CHECK_EVERY
         if self.task is not None:
-            if self.timer is not None:  # held the loop past _LISTEN_AFTER: listen now
-                self.timer.cancel()
-                self.timer = None
-                self.start_soon(self.listen)
+            if self.listening is not None:  # held the loop past _LISTEN_AFTER: listen now
+                self.listening.pending.pop(self, None)
+                self.start_listening()
             await asyncio.sleep(0)
         else:
             await anyio.lowlevel.checkpoint()
@@ -196,29 +187,32 @@ class _Watch:
 
     def start_soon(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         if self.task is not None:
-            helper = asyncio.get_running_loop().create_task(func(*args))
+            helper = self.task.get_loop().create_task(func(*args))
             helper.add_done_callback(_consume_result)
+            if self.helpers is None:
+                self.helpers = []
             self.helpers.append(helper)
         else:
             assert self.task_group is not None
             self.task_group.start_soon(func, *args)
 
-    def _start_listening(self) -> None:
-        self.timer = None
+    def start_listening(self) -> None:
+        """Start the helpers a stream needs once it has run for `_LISTEN_AFTER` (asyncio;
+        the anyio path starts them at once): the listener, and the SSE pinger."""
+        self.listening = None
         self.start_soon(self.listen)
+        if self.pinger is not None:
+            self.start_soon(self.pinger.run)
 
     # -- asyncio -------------------------------------------------------------------------
-    def start_asyncio(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.timer = loop.call_at(loop.time() + _LISTEN_AFTER, self._start_listening)
-
-    def stop_asyncio(self) -> None:
+    def stop(self) -> None:
         """No interruption from here on; stop the helpers without waiting for them."""
         self.streaming = False
-        if self.timer is not None:
-            self.timer.cancel()
-        for helper in self.helpers:
-            helper.cancel()
+        if self.listening is not None:
+            self.listening.pending.pop(self, None)
+        if self.helpers is not None:
+            for helper in self.helpers:
+                helper.cancel()
 
     def take_back_cancel(self) -> bool:
         """Undo the cancellation the listener asked for; False if someone else also
@@ -226,6 +220,44 @@ class _Watch:
         assert self.task is not None
         uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+
         return uncancel is None or uncancel() == 0
+
+
+class _Listening:
+    """Starts the listeners of the streams of one asyncio loop that have run for
+    `_LISTEN_AFTER` seconds: one timer per loop, not one per response (a timer costs
+    about as much as the rest of a short stream's bookkeeping)."""
+
+    __slots__ = ("loop", "pending", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: dict[_Watch, None] = {}  # in the order the streams started
+        self.timer: asyncio.TimerHandle | None = None
+
+    @staticmethod
+    def add(watch: _Watch, loop: asyncio.AbstractEventLoop) -> None:
+        global _listening
+        listening = _listening
+        if listening is None or listening.loop is not loop:
+            listening = _listening = _Listening(loop)
+        listening.pending[watch] = None
+        watch.listening = listening
+        if listening.timer is None:
+            listening.timer = loop.call_later(_LISTEN_AFTER, listening.start_due)
+
+    def start_due(self) -> None:
+        self.timer = None
+        due = time.monotonic() - _LISTEN_AFTER
+        pending = self.pending
+        for watch in list(pending):
+            if watch.started > due:  # the rest started later still
+                self.timer = self.loop.call_later(watch.started - due + 0.0001, self.start_due)
+                return
+            del pending[watch]
+            watch.start_listening()
+
+
+_listening: _Listening | None = None  # the current asyncio loop's (see _Listening.add)
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:
@@ -270,11 +302,14 @@ class StreamingResponse(Response):
             self.media_type = media_type
         self.background = background
         self.body = b""
-        self.body_iterator = _as_async_iterator(content, type(self).__name__)
+        aiter = getattr(content, "__aiter__", None)  # the common case, without a call
+        self.body_iterator = (
+            aiter() if aiter is not None else _as_async_iterator(content, type(self).__name__)
+        )
         self.raw_headers = self._build_headers(headers)
 
     def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
-        raw = headers_to_raw(headers)
+        raw = headers_to_raw(headers) if headers else []
         if self.media_type is not None:
             for key, _ in raw:
                 if key == b"content-type":
@@ -287,9 +322,11 @@ class StreamingResponse(Response):
         assert self.media_type is not None
         return (b"content-type", content_type_header(self.media_type, self.charset))
 
-    # How items become body bytes: None means "bytes as they are, str as UTF-8" (the
-    # loop does it inline); subclasses set a function (NDJSON lines, SSE framing).
-    _encode: Callable[[Any], bytes] | None = None
+    # How items become body bytes: items of exactly `_ready_type` go out as they are,
+    # others through `_encode` (here: str as UTF-8; NDJSON lines and SSE framing in
+    # the subclasses, whose items are never sent as they are).
+    _ready_type: type = bytes
+    _encode: Callable[[Any], bytes] = staticmethod(_chunk_to_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message = {
@@ -311,53 +348,44 @@ class StreamingResponse(Response):
             return
         # A send wrapper that only watches for the start (a `StartTrackingSend`: the
         # router's, TimeoutMiddleware's) offers the send behind it for the body: one
-        # coroutine call less per chunk. (hasattr, not isinstance: a runtime protocol
+        # coroutine call less per chunk. (getattr, not isinstance: a runtime protocol
         # check costs more than a short stream.)
-        if hasattr(send, "send_after_start"):
-            send = cast(StartTrackingSend, send).send_after_start
+        send = getattr(send, "send_after_start", send)
         if await self._stream(scope, receive, send) and self.background is not None:
             await self.background()
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Send the body while watching for a disconnect; True if it was all sent."""
-        watch = _Watch(ReceiveRelay.of(scope, receive))
+        relay = ReceiveRelay.of(scope, receive)
         # On trio no asyncio loop runs in this thread (anyio decides the same way).
         loop = asyncio._get_running_loop()
-        if loop is not None:
-            task = asyncio.current_task(loop)
-            if task is not None:
-                return await self._stream_asyncio(send, watch, loop, task)
-        return await self._stream_anyio(send, watch)
-
-    async def _stream_asyncio(
-        self,
-        send: Send,
-        watch: _Watch,
-        loop: asyncio.AbstractEventLoop,
-        task: asyncio.Task[Any],
-    ) -> bool:
-        watch.start_asyncio(loop, task)
+        task = None if loop is None else asyncio.current_task(loop)
+        if task is None:
+            return await self._stream_anyio(send, _Watch(relay, None))
+        assert loop is not None
+        watch = _Watch(relay, task)
+        _Listening.add(watch, loop)
         try:
             await self._send_body(send, watch)
         except _ClientGone:
             watch.disconnected = watch.error is None
         except asyncio.CancelledError:
             if not (watch.cancel_requested and watch.take_back_cancel()):
-                watch.stop_asyncio()
+                watch.stop()
                 await self._close_iterator()
                 raise
         except BaseException:
-            watch.stop_asyncio()
+            watch.stop()
             await self._close_iterator()
             raise
         else:
             # Servers report a disconnect once the response is complete: from here on
             # it no longer means the client left early.
-            watch.stop_asyncio()
+            watch.stop()
             if watch.cancel_requested and not watch.take_back_cancel():
                 raise asyncio.CancelledError  # pragma: no cover - a second canceller
             return True
-        watch.stop_asyncio()
+        watch.stop()
         await self._close_iterator()
         if watch.error is not None:
             raise watch.error
@@ -399,13 +427,13 @@ class StreamingResponse(Response):
         """The one send loop (every streaming response): encode, send, and every
         `_CHECK_EVERY` chunks let `_Watch.checkpoint` give the loop a turn if due."""
         encode = self._encode
+        ready = self._ready_type
         countdown = _CHECK_EVERY
-        # The hot loop: one dict per chunk, no other allocation for bytes chunks.
+        # The hot loop: one type test, one dict per chunk; bytes chunks of a plain
+        # stream go out as they are.
         async for item in self.body_iterator:
-            if encode is not None:
+            if item.__class__ is not ready:
                 item = encode(item)
-            elif item.__class__ is not bytes:
-                item = _chunk_to_bytes(item)
             try:
                 await send({"type": "http.response.body", "body": item, "more_body": True})
             except OSError:
@@ -416,7 +444,10 @@ class StreamingResponse(Response):
                 await watch.checkpoint()
         if watch.pinger is not None:
             await watch.pinger.finish()
-        await _send_message(send, {"type": "http.response.body", "body": b"", "more_body": False})
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            raise _ClientGone from None
 
 
 def _ndjson_line(item: Any) -> bytes:
@@ -433,6 +464,7 @@ class NDJSONResponse(StreamingResponse):
     """
 
     media_type = "application/x-ndjson"
+    _ready_type = _NeverReady
     _encode = staticmethod(_ndjson_line)
 
     def __init__(
@@ -472,7 +504,8 @@ class _Pinger:
         self.send = send
         self.watch = watch
         watch.pinger = self
-        watch.start_soon(self.run)
+        if watch.task is None:  # anyio: now; asyncio: with the listener (start_listening)
+            watch.start_soon(self.run)
 
     async def finish(self) -> None:
         """No ping starts after this; wait for one under way."""
@@ -541,6 +574,7 @@ class EventSourceResponse(StreamingResponse):
     """
 
     media_type = "text/event-stream"
+    _ready_type = _NeverReady
     _encode = staticmethod(encode_event)
 
     def __init__(
