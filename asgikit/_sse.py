@@ -38,9 +38,7 @@ def _field_lines(name: str, text: str) -> str:
 
 def encode_data(text: str) -> bytes:
     """One event whose data is ``text`` (several ``data:`` lines if it has line breaks)."""
-    if "\n" not in text and "\r" not in text:
-        return ("data: " + text + "\n\n").encode("utf-8")
-    return (_field_lines("data", text) + "\n").encode("utf-8")
+    return encode_event(str(text))
 
 
 def encode_json_data(value: Any) -> bytes:
@@ -151,13 +149,15 @@ class ServerSentEvent:
 def encode_event(item: Any) -> bytes:
     """Frame one item of an event stream: a `ServerSentEvent` as itself, a ``str`` as
     one data event, ``bytes`` as UTF-8 text data, anything else as JSON data."""
-    cls = item.__class__
-    if cls is str:
-        return encode_data(item)
+    if item.__class__ is str:  # the common case (tokens), framed without another call
+        text: str = item
+        if "\n" not in text and "\r" not in text:
+            return ("data: " + text + "\n\n").encode("utf-8")
+        return (_field_lines("data", text) + "\n").encode("utf-8")
     if isinstance(item, ServerSentEvent):
         return item.encode()
     if isinstance(item, str):
-        return encode_data(str(item))
+        return encode_event(str(item))
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return encode_data(bytes(item).decode("utf-8"))
+        return encode_event(bytes(item).decode("utf-8"))
     return encode_json_data(item)
