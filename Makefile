@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench bench-shared clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_multipart.py
 	$(BIN)/python bench/bench_files.py
 	$(BIN)/python bench/bench_middleware.py
+
+# The shared peer harness (../shared/bench, or SHARED_BENCH=...) with asgikit plugged in.
+bench-shared: $(VENV)/.bench-installed
+	$(BIN)/python bench/shared_inproc.py --apps raw,falcon_app,starlette_app,asgikit_app \
+		--scenarios hello,json,route-varied,stream --no-routing
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -22,7 +22,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["InvalidJSON", "decode", "encode", "encode_text"]
+__all__ = ["InvalidJSON", "decode", "encode", "encode_line", "encode_text"]
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
@@ -40,6 +40,15 @@ def encode(value: Any) -> bytes:
     except UnicodeEncodeError:
         # Only a lone surrogate makes this fail: escape everything non-ASCII instead.
         return _ASCII_ENCODER.encode(value).encode("ascii")
+
+
+def encode_line(value: Any) -> bytes:
+    """`encode` plus ``\\n``: one line of NDJSON (one call per row, not two)."""
+    text = _ENCODER.encode(value)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode(value).encode("ascii") + b"\n"
 
 
 def encode_text(value: Any) -> str:

@@ -450,10 +450,6 @@ class StreamingResponse(Response):
             raise _ClientGone from None
 
 
-def _ndjson_line(item: Any) -> bytes:
-    return _json.encode(item) + b"\n"
-
-
 class NDJSONResponse(StreamingResponse):
     """Newline-delimited JSON: each item is sent as one compact JSON document plus ``\\n``.
 
@@ -465,7 +461,7 @@ class NDJSONResponse(StreamingResponse):
 
     media_type = "application/x-ndjson"
     _ready_type = _NeverReady
-    _encode = staticmethod(_ndjson_line)
+    _encode = staticmethod(_json.encode_line)
 
     def __init__(
         self,
