@@ -129,12 +129,26 @@ class _Watch:
     cancel_requested = False
     streaming = True  # the streaming task may still be interrupted
 
-    def __init__(self, relay: ReceiveRelay, task: asyncio.Task[Any] | None) -> None:
+    def __init__(
+        self,
+        relay: ReceiveRelay,
+        task: asyncio.Task[Any] | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.relay = relay
         self.task = task
         self.started = now = time.monotonic()
         self.next_turn = now + _TURN_EVERY
         self.checks = _TURN_CHUNKS // _CHECK_EVERY
+        if loop is not None:  # asyncio: the loop's _Listening starts the listener
+            global _listening
+            listening = _listening
+            if listening is None or listening.loop is not loop:
+                listening = _listening = _Listening(loop)
+            listening.pending[self] = None
+            self.listening = listening
+            if listening.timer is None:
+                listening.timer = loop.call_later(_LISTEN_AFTER, listening.start_due)
 
     # -- both backends -------------------------------------------------------------------
     def client_left(self) -> None:
@@ -234,17 +248,6 @@ class _Listening:
         self.pending: dict[_Watch, None] = {}  # in the order the streams started
         self.timer: asyncio.TimerHandle | None = None
 
-    @staticmethod
-    def add(watch: _Watch, loop: asyncio.AbstractEventLoop) -> None:
-        global _listening
-        listening = _listening
-        if listening is None or listening.loop is not loop:
-            listening = _listening = _Listening(loop)
-        listening.pending[watch] = None
-        watch.listening = listening
-        if listening.timer is None:
-            listening.timer = loop.call_later(_LISTEN_AFTER, listening.start_due)
-
     def start_due(self) -> None:
         self.timer = None
         due = time.monotonic() - _LISTEN_AFTER
@@ -257,7 +260,7 @@ class _Listening:
             watch.start_listening()
 
 
-_listening: _Listening | None = None  # the current asyncio loop's (see _Listening.add)
+_listening: _Listening | None = None  # the current asyncio loop's (see _Watch.__init__)
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:
@@ -315,12 +318,13 @@ class StreamingResponse(Response):
                 if key == b"content-type":
                     break
             else:
-                raw.append(self._streaming_content_type())
+                raw.append(
+                    self._fixed_content_type
+                    or (b"content-type", content_type_header(self.media_type, self.charset))
+                )
         return raw
 
-    def _streaming_content_type(self) -> tuple[bytes, bytes]:
-        assert self.media_type is not None
-        return (b"content-type", content_type_header(self.media_type, self.charset))
+    _fixed_content_type: tuple[bytes, bytes] | None = None  # a subclass's own header
 
     # How items become body bytes: items of exactly `_ready_type` go out as they are,
     # others through `_encode` (here: str as UTF-8; NDJSON lines and SSE framing in
@@ -351,20 +355,17 @@ class StreamingResponse(Response):
         # coroutine call less per chunk. (getattr, not isinstance: a runtime protocol
         # check costs more than a short stream.)
         send = getattr(send, "send_after_start", send)
-        if await self._stream(scope, receive, send) and self.background is not None:
-            await self.background()
-
-    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Send the body while watching for a disconnect; True if it was all sent."""
+        # The body, while watching for a disconnect (see _Watch). On trio no asyncio
+        # loop runs in this thread (anyio decides the same way): the anyio path.
         relay = ReceiveRelay.of(scope, receive)
-        # On trio no asyncio loop runs in this thread (anyio decides the same way).
         loop = asyncio._get_running_loop()
         task = None if loop is None else asyncio.current_task(loop)
         if task is None:
-            return await self._stream_anyio(send, _Watch(relay, None))
-        assert loop is not None
-        watch = _Watch(relay, task)
-        _Listening.add(watch, loop)
+            complete = await self._stream_anyio(send, _Watch(relay, None))
+            if complete and self.background is not None:
+                await self.background()
+            return
+        watch = _Watch(relay, task, loop)
         try:
             await self._send_body(send, watch)
         except _ClientGone:
@@ -384,12 +385,14 @@ class StreamingResponse(Response):
             watch.stop()
             if watch.cancel_requested and not watch.take_back_cancel():
                 raise asyncio.CancelledError  # pragma: no cover - a second canceller
-            return True
+            if self.background is not None:
+                await self.background()
+            return
+        # The client has gone (or a helper failed): no background.
         watch.stop()
         await self._close_iterator()
         if watch.error is not None:
             raise watch.error
-        return False
 
     async def _stream_anyio(self, send: Send, watch: _Watch) -> bool:
         error: Exception | None = None
@@ -596,9 +599,8 @@ class EventSourceResponse(StreamingResponse):
             raw.append((b"x-accel-buffering", b"no"))
         return raw
 
-    def _streaming_content_type(self) -> tuple[bytes, bytes]:
-        # The format is always UTF-8; no charset parameter needed.
-        return (b"content-type", b"text/event-stream")
+    # The format is always UTF-8; no charset parameter needed.
+    _fixed_content_type = (b"content-type", b"text/event-stream")
 
     async def _send_body(self, send: Send, watch: _Watch) -> None:
         if self.ping is not None:
