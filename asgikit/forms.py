@@ -45,6 +45,8 @@ from multipart import (  # type: ignore[import-untyped]
 )
 
 from asgikit._concurrency import run_in_threadpool
+from asgikit._http import body_too_large
+from asgikit._http import content_length as parse_body_length
 from asgikit.datastructures import SPOOL_MAX_SIZE, FormData, Headers, UploadFile
 from asgikit.exceptions import HTTPException
 
@@ -100,11 +102,11 @@ async def parse_form(
     _check_limit("max_part_size", max_part_size)
     if max_file_size is not None:
         _check_limit("max_file_size", max_file_size)
-    content_length = _content_length(request.headers.get("content-length"))
+    content_length = parse_body_length(request.scope["headers"])
     if max_size is not None:
         _check_limit("max_size", max_size)
         if content_length is not None and content_length > max_size:
-            raise _body_too_large(max_size)
+            raise body_too_large(max_size)
 
     header = request.headers.get("content-type")
     if header is None:
@@ -130,19 +132,6 @@ async def parse_form(
 def _check_limit(name: str, value: int) -> None:
     if not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, not {value!r}")
-
-
-def _content_length(value: str | None) -> int | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not (value.isascii() and value.isdigit()):  # int() would also take "+1" or "1_0"
-        raise HTTPException(400, f"Invalid Content-Length header {value!r}")
-    return int(value)
-
-
-def _body_too_large(max_size: int) -> HTTPException:
-    return HTTPException(413, f"Request body is larger than max_size={max_size} bytes")
 
 
 # --------------------------------------------------------------------------- urlencoded
@@ -213,7 +202,7 @@ async def _read_urlencoded(
     async for chunk in body:
         received += len(chunk)
         if max_size is not None and received > max_size:
-            raise _body_too_large(max_size)
+            raise body_too_large(max_size)
         cut = chunk.rfind(b"&")
         if cut == -1:
             pending += chunk
@@ -556,7 +545,7 @@ class _MultipartReader:
         async for chunk in body:
             received += len(chunk)
             if max_size is not None and received > max_size:
-                raise _body_too_large(max_size)
+                raise body_too_large(max_size)
             for event in parser.parse(chunk):
                 if event is None:  # end of the part
                     if sink is not None:

@@ -7,12 +7,13 @@ endpoint pays only for what it uses.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from http.cookies import _unquote
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from asgikit import _json
+from asgikit._http import body_too_large, content_length
+from asgikit._http import parse_cookie_header as parse_cookie_header  # its old home
 from asgikit._receive import RELAY_KEY, ReceiveRelay
 from asgikit.datastructures import URL, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
@@ -22,24 +23,6 @@ if TYPE_CHECKING:
     from asgikit.datastructures import FormData
 
 __all__ = ["HTTPConnection", "Request", "parse_cookie_header"]
-
-
-def parse_cookie_header(header: str) -> dict[str, str]:
-    """Parse a ``Cookie`` request header into ``{name: value}``.
-
-    Lenient like browsers: pairs without ``=`` count as a value with an empty name,
-    quoted values are unquoted, and the last of repeated names wins.
-    """
-    cookies: dict[str, str] = {}
-    for chunk in header.split(";"):
-        if "=" in chunk:
-            key, value = chunk.split("=", 1)
-        else:
-            key, value = "", chunk
-        key, value = key.strip(), value.strip()
-        if key or value:
-            cookies[key] = _unquote(value)
-    return cookies
 
 
 async def _no_receive() -> Message:
@@ -182,18 +165,6 @@ class Request(HTTPConnection):
         method: str = self.scope["method"]
         return method
 
-    def _content_length(self) -> int | None:
-        for name, value in self.scope["headers"]:
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise HTTPException(400, "Invalid Content-Length header") from None
-                if length < 0:
-                    raise HTTPException(400, "Invalid Content-Length header")
-                return length
-        return None
-
     async def stream(self) -> AsyncIterator[bytes]:
         """Yield the body in chunks as they arrive.
 
@@ -246,18 +217,18 @@ class Request(HTTPConnection):
         """
         if self._body is not None:
             if max_size is not None and len(self._body) > max_size:
-                raise _too_large(max_size)
+                raise body_too_large(max_size)
             return self._body
         if max_size is not None:
-            length = self._content_length()
+            length = content_length(self.scope["headers"])
             if length is not None and length > max_size:
-                raise _too_large(max_size)
+                raise body_too_large(max_size)
         chunks: list[bytes] = []
         received = 0
         async for chunk in self.stream():
             received += len(chunk)
             if max_size is not None and received > max_size:
-                raise _too_large(max_size)
+                raise body_too_large(max_size)
             chunks.append(chunk)
         self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
@@ -334,7 +305,3 @@ class Request(HTTPConnection):
             elif message["type"] == "http.request":
                 self._pending = message  # a body chunk: keep it for stream()
         return self._is_disconnected
-
-
-def _too_large(max_size: int) -> HTTPException:
-    return HTTPException(413, f"Request body is larger than the limit of {max_size} bytes")
