@@ -7,7 +7,7 @@ endpoint pays only for what it uses.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -15,12 +15,10 @@ from asgikit import _json
 from asgikit._http import body_too_large, content_length
 from asgikit._http import parse_cookie_header as parse_cookie_header  # its old home
 from asgikit._receive import RELAY_KEY, ReceiveRelay
-from asgikit.datastructures import URL, Headers, QueryParams, State
+from asgikit.datastructures import URL, FormData, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
+from asgikit.forms import DEFAULT_LIMITS, FormLimits, parse_form
 from asgikit.types import Message, Receive, Scope
-
-if TYPE_CHECKING:
-    from asgikit.datastructures import FormData
 
 __all__ = ["HTTPConnection", "Request", "parse_cookie_header"]
 
@@ -251,28 +249,21 @@ class Request(HTTPConnection):
     async def form(
         self,
         *,
-        max_files: int = 1000,
-        max_fields: int = 1000,
-        max_part_size: int = 1_048_576,
-        max_file_size: int | None = None,
-        max_size: int | None = None,
+        max_files: int = DEFAULT_LIMITS.max_files,
+        max_fields: int = DEFAULT_LIMITS.max_fields,
+        max_part_size: int = DEFAULT_LIMITS.max_part_size,
+        max_file_size: int | None = DEFAULT_LIMITS.max_file_size,
+        max_size: int | None = DEFAULT_LIMITS.max_size,
     ) -> FormData:
         """Parse an urlencoded or multipart form (cached; see "Request bodies and uploads").
 
         Limits exceeded raise `HTTPException(413)`, a malformed body 400, another content
-        type 415. Uploaded files are closed and removed when the request ends.
+        type 415; a negative limit raises `ValueError`. Uploaded files are closed and
+        removed when the request ends.
         """
         if self._form is None:
-            from asgikit.forms import parse_form
-
-            self._form = await parse_form(
-                self,
-                max_files=max_files,
-                max_fields=max_fields,
-                max_part_size=max_part_size,
-                max_file_size=max_file_size,
-                max_size=max_size,
-            )
+            limits = FormLimits(max_files, max_fields, max_part_size, max_file_size, max_size)
+            self._form = await parse_form(self.headers, self.stream(), limits)
         return self._form
 
     async def close(self) -> None:
