@@ -6,6 +6,7 @@ endpoint pays only for what it uses.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -149,7 +150,10 @@ class Request(HTTPConnection):
     _form: FormData | None = None
     _stream_consumed = False
     _is_disconnected = False
-    _pending: Message | None = None
+    _body_complete = False  # the last body message has been received
+    # Body messages is_disconnected() received before stream() asked for them.
+    _pending: deque[Message] | None = None
+    _pending_bytes = 0
 
     def __init__(self, scope: Scope, receive: Receive = _no_receive) -> None:
         if scope["type"] != "http":
@@ -180,14 +184,24 @@ class Request(HTTPConnection):
                 "call body() first to read it more than once"
             )
         self._stream_consumed = True
+        receive: Receive | None = None
         while True:
-            message = self._pending  # a chunk is_disconnected() picked up, if any
-            if message is None:
-                # A streaming response may be watching receive() for a disconnect
-                # meanwhile: then the body comes through its relay, in order.
-                message = await self._relayed_receive()()
+            pending = self._pending
+            if pending:  # chunks is_disconnected() picked up come first, in order
+                message = pending.popleft()
+                self._pending_bytes -= len(message.get("body", b""))
+            elif self._body_complete:
+                return
+            elif self._is_disconnected:
+                raise ClientDisconnect("the client disconnected while sending the request body")
             else:
-                self._pending = None
+                if receive is None:
+                    # A streaming response may be watching receive() for a disconnect
+                    # meanwhile: then the body comes through its relay, in order.
+                    receive = self._relayed_receive()
+                message = await receive()
+                if message["type"] == "http.request" and not message.get("more_body", False):
+                    self._body_complete = True
             message_type = message["type"]
             if message_type == "http.request":
                 chunk = message.get("body", b"")
@@ -274,25 +288,48 @@ class Request(HTTPConnection):
     async def is_disconnected(self) -> bool:
         """True once the client has gone away. Never blocks.
 
-        Useful in long loops that do not stream (stream responses notice disconnects
-        on their own).
+        Takes whatever messages the server has ready without waiting for one: body
+        chunks are kept, in order, for a later `body()`/`stream()`/`form()` (at most
+        about 1 MiB of an unread body: past that it stops reading ahead and answers
+        False until the body is read); a disconnect makes it True from then on. So it
+        turns True within a loop turn or two of the server reporting the disconnect,
+        whether or not the body was read. Useful in long loops that do not stream
+        (streaming responses notice disconnects on their own).
         """
         if self._is_disconnected:
             return True
-        if self._pending is not None:
-            return False
         relay: ReceiveRelay | None = self.scope.get(RELAY_KEY)
         if relay is not None and relay.disconnected:
             self._is_disconnected = True
             return True
         receive = self._relayed_receive()
-        message: Message | None = None
-        with anyio.CancelScope() as cancel_scope:
-            cancel_scope.cancel()
-            message = await receive()
-        if message is not None:
-            if message["type"] == "http.disconnect":
+        while self._pending_bytes <= _MAX_READ_AHEAD:
+            message: Message | None = None
+            with anyio.CancelScope() as cancel_scope:
+                cancel_scope.cancel()
+                # Returns a message the server has ready; would it have to wait, it is
+                # cancelled before it takes one (servers' receive() waits on an event
+                # or a queue, which a cancellation leaves as it was).
+                message = await receive()
+            if message is None:
+                return False
+            message_type = message["type"]
+            if message_type == "http.disconnect":
                 self._is_disconnected = True
-            elif message["type"] == "http.request":
-                self._pending = message  # a body chunk: keep it for stream()
-        return self._is_disconnected
+                return True
+            if message_type == "http.request" and not self._body_complete:
+                # A body chunk: keep it for whoever reads the body (stream() may be
+                # part-way through it: it takes the kept ones first).
+                if self._pending is None:
+                    self._pending = deque()
+                self._pending.append(message)
+                self._pending_bytes += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self._body_complete = True
+            else:
+                return False  # not body once the body is complete: dropped
+        return False
+
+
+# How much of an unread body is_disconnected() keeps in memory while polling.
+_MAX_READ_AHEAD = 1024 * 1024
