@@ -280,8 +280,10 @@ class QueryParams(_MultiDict[str]):
 class URL:
     """A parsed URL: ``scheme netloc hostname port path query fragment``; ``str()`` gives it back.
 
-    Build from a string, or from an ASGI scope with ``URL(scope=scope)`` (the ``Host``
-    header wins over ``scope["server"]``).
+    Build from a string, or from an ASGI scope with ``URL(scope=scope)``: the ``Host``
+    header wins over ``scope["server"]`` when it is a plain ``host[:port]``; any other
+    ``Host`` (``evil.com/x``, ``a@b``, ``[::1``, ``a:99999``) is ignored, so the URL's
+    path is always the request's and its ``port`` never raises.
     """
 
     __slots__ = ("_parts", "_url")
@@ -396,28 +398,40 @@ def redirect_location(scope: Scope, path: str) -> str:
     only the path and query: the ``Host`` header is whatever the client sent, and a
     redirect must not point at ``evil.com/`` or ``x@evil.com``.
     """
-    host = None
-    for name, value in scope.get("headers", ()):
-        if name == b"host":
-            host = value.decode("latin-1")
-            break
     query_string: bytes = scope.get("query_string", b"")
     relative = path + ("?" + query_string.decode("latin-1") if query_string else "")
-    if host is not None and not _PLAIN_NETLOC.fullmatch(host):
+    if _host_header(scope) is _INVALID_HOST:
         return relative
     return str(URL(scope={**scope, "path": path}))
+
+
+_INVALID_HOST = "\0invalid"
+
+
+def _host_header(scope: Scope) -> str | None:
+    """The ``Host`` header when it is a plain ``host[:port]``; `_INVALID_HOST` for any
+    other text (``evil.com/x``, ``a@b``, ``[::1``, ``a:99999``); ``None`` when absent."""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            host: str = value.decode("latin-1")
+            if not _PLAIN_NETLOC.fullmatch(host):
+                return _INVALID_HOST
+            try:
+                _port = urlsplit(f"//{host}").port  # out of range, or brackets around a non-IP
+            except ValueError:
+                return _INVALID_HOST
+            return host
+    return None
 
 
 def _url_from_scope(scope: Scope) -> str:
     scheme = scope.get("scheme", "http")
     path = scope.get("path", "/")
     query_string: bytes = scope.get("query_string", b"")
-    host = None
-    for name, value in scope.get("headers", ()):
-        if name == b"host":
-            host = value.decode("latin-1")
-            break
-    if host is not None:
+    # A Host header that is not a plain host[:port] is ignored, as if absent: spliced
+    # into the URL, "evil.com/x?" would move the path into the query.
+    host = _host_header(scope)
+    if host is not None and host is not _INVALID_HOST:
         url = f"{scheme}://{host}{path}"
     elif scope.get("server"):
         server_host, port = scope["server"]

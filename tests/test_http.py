@@ -174,3 +174,24 @@ def test_cookie_parser_keeps_its_old_import_path() -> None:
     from asgikit.requests import parse_cookie_header as old
 
     assert old is parse_cookie_header
+
+
+@pytest.mark.parametrize(
+    "host", [b"/", b"evil.com/x?", b"a@evil.com", b"[::1", b"a:99999", b"a:x", b"a b"]
+)
+def test_a_host_that_is_not_host_and_port_is_ignored(host: bytes) -> None:
+    # Found by the property tests: 0.1.0 spliced any Host into the URL, so "/" moved the
+    # path, "[::1" and "a:x" raised ValueError (a 500) from url.path and url.port.
+    from asgikit import URL
+
+    scope = {"type": "http", "path": "/p", "headers": [(b"host", host)], "server": ("1.2.3.4", 81)}
+    url = URL(scope=scope)
+    assert (str(url), url.path, url.port) == ("http://1.2.3.4:81/p", "/p", 81)
+
+
+@pytest.mark.parametrize("host", [b"example.com", b"example.com:8080", b"[::1]:8000", b"10.0.0.1"])
+def test_a_plain_host_header_makes_the_url(host: bytes) -> None:
+    from asgikit import URL
+
+    scope = {"type": "http", "path": "/p", "headers": [(b"host", host)], "server": ("1.2.3.4", 81)}
+    assert str(URL(scope=scope)) == f"http://{host.decode()}/p"
