@@ -18,7 +18,7 @@ from asgikit._http import parse_cookie_header as parse_cookie_header  # its old 
 from asgikit._receive import RELAY_KEY, ReceiveRelay
 from asgikit.datastructures import URL, FormData, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
-from asgikit.forms import DEFAULT_LIMITS, FormLimits, parse_form
+from asgikit.forms import DEFAULT_LIMITS, form_limits, parse_form
 from asgikit.types import Message, Receive, Scope
 
 __all__ = ["HTTPConnection", "Request", "parse_cookie_header"]
@@ -276,7 +276,7 @@ class Request(HTTPConnection):
         removed when the request ends.
         """
         if self._form is None:
-            limits = FormLimits(max_files, max_fields, max_part_size, max_file_size, max_size)
+            limits = form_limits(max_files, max_fields, max_part_size, max_file_size, max_size)
             self._form = await parse_form(self.headers, self.stream(), limits)
         return self._form
 

@@ -27,7 +27,7 @@ from multipart import parse_options_header  # type: ignore[import-untyped]
 from asgikit._http import body_too_large, content_length
 from asgikit.datastructures import FormData, Headers
 from asgikit.exceptions import HTTPException
-from asgikit.forms._limits import DEFAULT_LIMITS, FormLimits
+from asgikit.forms._limits import DEFAULT_LIMITS, FormLimits, form_limits
 from asgikit.forms._multipart import (
     IN_MEMORY_FILES_BUDGET,
     MAX_PART_HEADER_SIZE,
@@ -46,6 +46,7 @@ __all__ = [
     "FormLimits",
     "decode_rfc5987",
     "decode_urlencoded_pair",
+    "form_limits",
     "parse_form",
 ]
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
-__all__ = ["DEFAULT_LIMITS", "FormLimits"]
+__all__ = ["DEFAULT_LIMITS", "FormLimits", "form_limits"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,3 +35,19 @@ class FormLimits:
 
 DEFAULT_LIMITS = FormLimits()
 """The limits `Request.form` applies when given none (its keyword defaults read these)."""
+
+
+@functools.lru_cache(maxsize=64)
+def form_limits(
+    max_files: int,
+    max_fields: int,
+    max_part_size: int,
+    max_file_size: int | None,
+    max_size: int | None,
+) -> FormLimits:
+    """`FormLimits(...)`, built once per distinct set of values (they are immutable).
+
+    `Request.form` calls it for every form: endpoints use a handful of fixed limits,
+    and checking them again on every request would cost more than the lookup.
+    """
+    return FormLimits(max_files, max_fields, max_part_size, max_file_size, max_size)
