@@ -184,7 +184,6 @@ class Request(HTTPConnection):
                 "call body() first to read it more than once"
             )
         self._stream_consumed = True
-        receive: Receive | None = None
         while True:
             pending = self._pending
             if pending:  # chunks is_disconnected() picked up come first, in order
@@ -195,11 +194,10 @@ class Request(HTTPConnection):
             elif self._is_disconnected:
                 raise ClientDisconnect("the client disconnected while sending the request body")
             else:
-                if receive is None:
-                    # A streaming response may be watching receive() for a disconnect
-                    # meanwhile: then the body comes through its relay, in order.
-                    receive = self._relayed_receive()
-                message = await receive()
+                # A streaming response may be watching receive() for a disconnect
+                # meanwhile (even one started after this stream): then the body comes
+                # through its relay, in order.
+                message = await self._relayed_receive()()
                 if message["type"] == "http.request" and not message.get("more_body", False):
                     self._body_complete = True
             message_type = message["type"]
