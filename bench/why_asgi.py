@@ -21,7 +21,7 @@ printed as ``>x`` (a lower bound).
 
     .venv/bin/python bench/why_asgi.py              # about 4 minutes on 2 cores
     .venv/bin/python bench/why_asgi.py --duration 1 --stream-duration 3 --concurrency 1 16
-    .venv/bin/python bench/why_asgi.py --markdown docs/why-asgi-table.md --plot docs/img/why_asgi.png
+    .venv/bin/python bench/why_asgi.py --markdown /tmp/table.md --plot docs/img/why_asgi.png
 
 Needs the ``bench`` extra (gunicorn, matplotlib): ``make bench-why``.
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -186,10 +187,8 @@ class Server:
                 self.process.kill()
                 self.process.wait(timeout=5)
         # gunicorn's worker is in the master's session; make sure it is gone too.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 # --- load generator ----------------------------------------------------------------
@@ -261,7 +260,7 @@ async def read_response(reader: asyncio.StreamReader, sample: Sample) -> bool:
             if sample.first_byte is None:
                 sample.first_byte = time.perf_counter()
     else:  # body until EOF
-        while chunk := await reader.read(65536):
+        while await reader.read(65536):
             if sample.first_byte is None:
                 sample.first_byte = time.perf_counter()
         keep_alive = False
@@ -382,19 +381,38 @@ def plot(cells: list[Cell], path: Path) -> None:
             if not series:
                 continue
             clients = [c.clients for c in series]
-            axes[0][column].plot(clients, [c.requests_per_second() for c in series], "o-", label=server)
-            metric = [c.percentile(0.99, first_byte=scenario == "stream")[0] for c in series]
-            axes[1][column].plot(clients, metric, "o-", label=server)
+            axes[0][column].plot(
+                clients, [c.requests_per_second() for c in series], "o-", label=server
+            )
+            metric = [c.percentile(0.99, first_byte=scenario == "stream") for c in series]
+            line = axes[1][column].plot(clients, [value for value, _ in metric], "o-", label=server)
+            bounds = [
+                (n, value) for n, (value, exact) in zip(clients, metric, strict=True) if not exact
+            ]
+            if bounds:  # lower bounds: requests still unanswered when the cell ended
+                axes[1][column].plot(
+                    *zip(*bounds, strict=True),
+                    "^",
+                    markersize=11,
+                    color=line[0].get_color(),
+                    fillstyle="none",
+                )
         axes[0][column].set_title(scenario)
         axes[0][column].set_ylabel("requests/s")
-        axes[1][column].set_ylabel("p99 time to first token (s)" if scenario == "stream" else "p99 latency (s)")
+        axes[1][column].set_ylabel(
+            "p99 time to first token (s)" if scenario == "stream" else "p99 latency (s)"
+        )
         for axis in (axes[0][column], axes[1][column]):
             axis.set_xscale("log", base=2)
+            axis.set_xticks(list(clients), [str(n) for n in clients])
             axis.set_xlabel("concurrent clients")
             axis.grid(True, alpha=0.3)
         axes[1][column].set_yscale("log")
     axes[0][0].legend(fontsize=8)
-    figure.suptitle("One process each: gunicorn (WSGI) vs uvicorn + asgikit (ASGI)")
+    figure.suptitle(
+        "One process each: gunicorn (WSGI) vs uvicorn + asgikit (ASGI)\n"
+        "hollow triangles: lower bounds (requests still unanswered when the run ended)"
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
@@ -403,7 +421,9 @@ def plot(cells: list[Cell], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per remote/cpu cell")
-    parser.add_argument("--stream-duration", type=float, default=5.0, help="seconds per stream cell")
+    parser.add_argument(
+        "--stream-duration", type=float, default=5.0, help="seconds per stream cell"
+    )
     parser.add_argument("--grace", type=float, default=3.0, help="seconds to let requests finish")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
