@@ -136,7 +136,5 @@ app.mount("/v2", router, name="v2")
 
 path = app.url_path_for("api:health")
 assert_type(path, str)
-try:
+with contextlib.suppress(NoMatchFound):
     app.url_path_for("nope")
-except NoMatchFound:
-    pass
