@@ -399,6 +399,7 @@ def plot(cells: list[Cell], path: Path) -> None:
                 )
         axes[0][column].set_title(scenario)
         axes[0][column].set_ylabel("requests/s")
+        axes[0][column].set_ylim(bottom=0)
         axes[1][column].set_ylabel(
             "p99 time to first token (s)" if scenario == "stream" else "p99 latency (s)"
         )
