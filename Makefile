@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean soak bench-streams
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,12 @@ bench: $(VENV)/.bench-installed
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Soak: uvicorn serving the ML example under churn (SSE clients leaving, aborted uploads,
+# a shed burst), round after round; fails if fds, threads, temp files or RSS drift.
+# About a minute; CI runs it after `make test`.
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider soak
+
+bench-streams: $(VENV)/.bench-installed
+	$(BIN)/python bench/bench_many_streams.py
