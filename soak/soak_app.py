@@ -19,9 +19,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
-from ml_serving import make_router  # noqa: E402
+from ml_serving import make_router
 
-from asgikit import EventSourceResponse, Request  # noqa: E402
+from asgikit import EventSourceResponse, Request
 
 COUNTERS = {"streams_opened": 0, "streams_closed": 0, "uploads": 0}
 

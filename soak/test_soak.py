@@ -144,7 +144,7 @@ async def aborted_upload(port: int) -> None:
     ).encode()
     ending = f"\r\n--{boundary}--\r\n".encode()
     length = len(preamble) + UPLOAD_SIZE + len(ending)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(
             (
@@ -263,4 +263,3 @@ def test_soak(server: Server) -> None:
         f" admitted p99 {statistics.median(r['admitted_p99_ms'] for r in rounds):.0f} ms; "
         f"fds {fds_at_start} -> {last['fds']}; threads {first['threads']} -> {last['threads']}"
     )
-
