@@ -172,15 +172,7 @@ def _request_metrics(
 class _Exchange:
     """One request's ``send``: notes the status, body size and chunks on the way out."""
 
-    __slots__ = (
-        "body_bytes",
-        "chunks",
-        "content_length",
-        "send",
-        "started_at",
-        "status",
-        "streamed",
-    )
+    __slots__ = ("body_bytes", "chunks", "headers", "send", "started_at", "status", "streamed")
 
     def __init__(self, send: Send) -> None:
         self.send = send
@@ -189,7 +181,7 @@ class _Exchange:
         self.chunks = 0
         self.streamed = False
         self.started_at = 0.0
-        self.content_length = 0
+        self.headers: Any = ()
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
@@ -203,11 +195,11 @@ class _Exchange:
         elif kind == "http.response.start":
             self.status = message["status"]
             self.started_at = time.perf_counter()
-            for name, value in message.get("headers", ()):
+            self.headers = message.get("headers", ())
+        elif kind == "http.response.pathsend":  # the server sends a file: size from headers
+            for name, value in self.headers:
                 if name.lower() == b"content-length":
-                    self.content_length = int(value)
-        elif kind == "http.response.pathsend":  # a file sent by the server: size from headers
-            self.body_bytes += self.content_length
+                    self.body_bytes += int(value)
         await self.send(message)
 
 
