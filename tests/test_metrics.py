@@ -16,7 +16,7 @@ import pytest
 from _uvicorn import run_uvicorn
 from prometheus_client import CollectorRegistry
 
-from asgikit import Middleware, Mount, Router, StreamingResponse
+from asgikit import FileResponse, Middleware, Mount, Router, StreamingResponse
 from asgikit.middleware import ConcurrencyLimitMiddleware, MetricsMiddleware
 from asgikit.middleware.metrics import (
     metrics_endpoint,
@@ -405,3 +405,40 @@ def test_two_uvicorn_workers_are_counted_together(tmp_path: Path) -> None:
     served = sum(pids.values())
     line = f'asgikit_requests_total{{method="GET",route="/pid",status="200"}} {float(served)}'
     assert line in exposition.splitlines(), exposition
+
+
+@pytest.mark.anyio
+async def test_a_file_the_server_sends_counts_its_size(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"w" * 1000)
+    app = MetricsMiddleware(FileResponse(path), registry=registry)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/weights.bin",
+        "headers": [],
+        "extensions": {"http.response.pathsend": {}},
+    }
+    received = False
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
+    assert [message["type"] for message in sent] == [
+        "http.response.start",
+        "http.response.pathsend",
+    ]
+    labels = {"method": "GET", "route": "<unmatched>"}
+    assert sample(registry, "asgikit_response_size_bytes_sum", **labels) == 1000
