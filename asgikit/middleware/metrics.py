@@ -1,6 +1,7 @@
 """Prometheus metrics: requests by route template, latency, in-flight, streams, batchers.
 
-Needs the ``prometheus-client`` package (``pip install 'asgikit[metrics]'``); importing
+Needs the ``prometheus-client`` package (the ``metrics`` extra:
+``pip install 'asgikit-ml[metrics]'``); importing
 this module does not, constructing its classes does.
 """
 
@@ -57,8 +58,8 @@ def _prometheus() -> Any:
         import prometheus_client
     except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
         raise ImportError(
-            "asgikit's metrics need the prometheus-client package: "
-            "pip install 'asgikit[metrics]' (or pip install prometheus-client)"
+            "asgikit's metrics need the prometheus-client package: install the 'metrics' "
+            "extra (pip install 'asgikit-ml[metrics]') or pip install prometheus-client"
         ) from exc
     return prometheus_client
 
@@ -228,7 +229,7 @@ class MetricsMiddleware:
 
     ``registry`` defaults to prometheus-client's default registry; middleware sharing a
     registry and a namespace share their metrics. Needs ``prometheus-client``
-    (``asgikit[metrics]``); ImportError otherwise.
+    (the ``metrics`` extra); ImportError otherwise.
 
     >>> Router(middleware=[Middleware(MetricsMiddleware)])
     """
