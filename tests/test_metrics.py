@@ -271,7 +271,7 @@ async def test_batcher_counts_batches_items_and_sheds() -> None:
         for item in range(3):  # two queue, the third is shed
             group.start_soon(call, item)
     await batcher.aclose()
-    assert shed == 1 and sorted(results) == [0, 1]
+    assert shed == 1 and len(results) == 2  # which one is shed depends on task order
     assert sample(registry, "asgikit_batcher_items_total", batcher="echo") == 2
     assert sample(registry, "asgikit_batcher_batches_total", batcher="echo") == 1
     assert sample(registry, "asgikit_batcher_shed_total", batcher="echo") == 1

@@ -1,8 +1,8 @@
 """Prometheus metrics: requests by route template, latency, in-flight, streams, batchers.
 
 Needs the ``prometheus-client`` package (the ``metrics`` extra:
-``pip install 'asgikit-ml[metrics]'``); importing
-this module does not, constructing its classes does.
+``pip install 'asgikit-ml[metrics]'``). Importing this module does not need it;
+constructing a middleware, an endpoint or a collector does.
 """
 
 from __future__ import annotations
