@@ -39,6 +39,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_multipart.py
 	$(BIN)/python bench/bench_files.py
 	$(BIN)/python bench/bench_middleware.py
+	$(BIN)/python bench/bench_metrics.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
