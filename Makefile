@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format docs bench bench-why clean
+.PHONY: demo test lint format docs bench bench-why clean soak bench-streams
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_multipart.py
 	$(BIN)/python bench/bench_files.py
 	$(BIN)/python bench/bench_middleware.py
+	$(BIN)/python bench/bench_metrics.py
 	$(MAKE) bench-why
 
 # WSGI (gunicorn sync/gthread) vs ASGI (uvicorn + asgikit), one process each: about 4
@@ -55,3 +56,12 @@ bench-why: $(VENV)/.bench-installed
 
 clean:
 	rm -rf $(VENV) site .coverage build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Soak: uvicorn serving the ML example under churn (SSE clients leaving, aborted uploads,
+# a shed burst), round after round; fails if fds, threads, temp files or RSS drift.
+# About a minute; CI runs it after `make test`.
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider soak
+
+bench-streams: $(VENV)/.bench-installed
+	$(BIN)/python bench/bench_many_streams.py
