@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -49,7 +49,9 @@ class ToyModel:
         self.finished = 0
         self.aborted = 0
 
-    async def generate(self, model: str, prompt: list[str], max_tokens: int) -> AsyncIterator[str]:
+    async def generate(
+        self, model: str, prompt: list[str], max_tokens: int
+    ) -> AsyncGenerator[str, None]:
         """Yield up to ``max_tokens`` words; a cancelled (abandoned) generation is counted."""
         words = prompt[::-1] if model == "toy-reverse" else prompt
         self.active += 1
@@ -77,9 +79,9 @@ def openai_error(
     status_code: int, message: str, *, type: str, param: str | None = None, code: str | None = None
 ) -> HTTPException:
     """An `HTTPException` whose detail is OpenAI's error object (see `error_response`)."""
-    return HTTPException(
-        status_code, {"message": message, "type": type, "param": param, "code": code}
-    )
+    error = {"message": message, "type": type, "param": param, "code": code}
+    # HTTPException types `detail` as str; the error handler reads this dict back.
+    return HTTPException(status_code, error)  # type: ignore[arg-type]
 
 
 def invalid(message: str, param: str | None = None) -> HTTPException:

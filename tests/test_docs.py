@@ -28,9 +28,29 @@ def page_blocks(page: str, pattern: re.Pattern[str] = BLOCK) -> list[str]:
     return [match.group(1) for match in pattern.finditer((DOCS / f"{page}.md").read_text())]
 
 
+SIGNATURE = re.compile(r"\A[A-Za-z_]\w*\(\n.*\)\n\Z", re.DOTALL)
+
+
+def as_module(code: str, filename: str = "<docs>") -> str:
+    """The source a fragment is compiled as.
+
+    A signature listing (``Name(\n    arg,\n    *,\n    option=default,\n)``) is
+    checked as a ``def``; anything else as the body of an ``async def`` (fragments are
+    often an endpoint's body: ``await``, ``return``).
+    """
+    if SIGNATURE.match(code):
+        return f"def {code.rstrip()}: ...\n"
+    return (
+        "async def fragment():\n" + textwrap.indent(code.rstrip("\n") + "\n", "    ") + "    pass\n"
+    )
+
+
 def private_asgikit_imports(code: str) -> list[str]:
     """The private asgikit modules (a ``_name`` part) that `code` imports."""
-    tree = compile(code, "<docs>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    try:
+        tree = compile(code, "<docs>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except SyntaxError:  # a fragment: `return` outside a function, a signature listing
+        tree = compile(as_module(code), "<docs>", "exec", ast.PyCF_ONLY_AST)
     modules: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -60,10 +80,8 @@ def test_doc_examples_run(page: str) -> None:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_doc_fragments_compile(page: str) -> None:
-    # A fragment is often an endpoint's body (``await``, ``return``): compile it as one.
     for index, code in enumerate(page_blocks(page, FRAGMENT)):
-        body = "async def fragment():\n" + textwrap.indent(code, "    ") + "    pass\n"
-        compile(body, f"docs/{page}.md[fragment {index}]", "exec")
+        compile(as_module(code), f"docs/{page}.md[fragment {index}]", "exec")
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -76,6 +94,12 @@ def test_doc_examples_import_no_private_module(page: str) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_examples_import_no_private_module(path: Path) -> None:
     assert private_asgikit_imports(path.read_text()) == []
+
+
+def test_signature_listings_are_checked_as_signatures() -> None:
+    compile(as_module("Thing(\n    app,\n    *,\n    size=1,  # a comment\n)\n"), "<t>", "exec")
+    with pytest.raises(SyntaxError):
+        compile(as_module("Thing(\n    size=1,\n    app,\n)\n"), "<t>", "exec")
 
 
 def test_the_private_import_check_catches_them() -> None:
