@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -22,9 +23,11 @@ import asgi_stream
 import asgikit_echo_request
 import asgikit_hello
 import asgikit_stream
+from _uvicorn import run_uvicorn
 
 from asgikit.testing import TestClient
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 HELLO_APPS = {"asgi": asgi_hello.app, "asgikit": asgikit_hello.router}
 ECHO_APPS = {"asgi": asgi_echo_request.app, "asgikit": asgikit_echo_request.router}
 STREAM_DELAY = 0.01  # the examples pause 1 s; the tests do not need to wait that long
@@ -105,3 +108,26 @@ def test_stream_sends_more_body_until_the_end(kind: str) -> None:
     assert [body for body, _ in pieces] == [b"Hello", b", ", b"world!"]
     assert all(more for _, more in pieces[:2])  # the first two announce more to come
     assert bodies[-1][1] is False  # and the response ends
+
+
+@pytest.mark.parametrize(
+    ("app", "path", "expected"),
+    [
+        ("asgi_hello:app", "/", "Hello, world!"),
+        ("asgikit_hello:router", "/", "Hello, world!"),
+        ("asgi_echo_request:app", "/models/small", "Received GET request to /models/small"),
+        ("asgikit_echo_request:router", "/models/small", "Received GET request to /models/small"),
+        ("asgi_stream:app", "/", "Hello, world!"),
+        ("asgikit_stream:router", "/", "Hello, world!"),
+    ],
+)
+def test_examples_under_uvicorn(app: str, path: str, expected: str) -> None:
+    # As the docstrings say to run them: uvicorn --app-dir examples module:attribute.
+    env = {"ASGI_STREAM_DELAY": str(STREAM_DELAY)}
+    with run_uvicorn(app, app_dir=EXAMPLES, env=env) as url, httpx.Client(timeout=10) as client:
+        response = client.get(url + path)
+    assert response.status_code == 200
+    assert response.text == expected
+    if "stream" in app:  # no content-length: the body went out chunk by chunk
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in response.headers
