@@ -75,16 +75,23 @@ CREATED = 1_700_000_000  # fixed, like the rest of the toy
 model = ToyModel(float(os.environ.get("TOY_TOKEN_DELAY", "0.02")))
 
 
+class OpenAIError(HTTPException):
+    """An HTTP error that carries OpenAI's error object (see `error_response`)."""
+
+    def __init__(self, status_code: int, error: dict[str, Any]) -> None:
+        super().__init__(status_code, str(error["message"]))
+        self.error = error
+
+
 def openai_error(
     status_code: int, message: str, *, type: str, param: str | None = None, code: str | None = None
-) -> HTTPException:
-    """An `HTTPException` whose detail is OpenAI's error object (see `error_response`)."""
+) -> OpenAIError:
+    """OpenAI's error object ``{"message", "type", "param", "code"}`` as an HTTP error."""
     error = {"message": message, "type": type, "param": param, "code": code}
-    # HTTPException types `detail` as str; the error handler reads this dict back.
-    return HTTPException(status_code, error)  # type: ignore[arg-type]
+    return OpenAIError(status_code, error)
 
 
-def invalid(message: str, param: str | None = None) -> HTTPException:
+def invalid(message: str, param: str | None = None) -> OpenAIError:
     return openai_error(400, message, type="invalid_request_error", param=param)
 
 
@@ -102,8 +109,8 @@ ERROR_TYPES = {
 
 def error_response(request: Request, exc: HTTPException) -> JSONResponse:
     """Every HTTP error (ours, the router's 404/405, a 413 body) in OpenAI's shape."""
-    if isinstance(exc.detail, dict):
-        error = exc.detail
+    if isinstance(exc, OpenAIError):
+        error = exc.error
     else:
         error_type = ERROR_TYPES.get(exc.status_code, "server_error")
         error = {"message": str(exc.detail), "type": error_type, "param": None, "code": None}
