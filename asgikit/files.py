@@ -27,6 +27,7 @@ from asgikit._fileplan import (
     read_exactly,
     request_conditions,
 )
+from asgikit._http import content_type_header
 from asgikit._ranges import (
     content_disposition,
     content_range,
@@ -35,7 +36,7 @@ from asgikit._ranges import (
 from asgikit._receive import ReceiveRelay
 from asgikit.background import BackgroundTask
 from asgikit.datastructures import encode_header
-from asgikit.responses import JSONResponse, Response, content_type_header, headers_to_raw
+from asgikit.responses import JSONResponse, Response, headers_to_raw
 from asgikit.types import Receive, Scope, Send
 
 __all__ = ["FileResponse", "guess_media_type"]

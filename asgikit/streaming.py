@@ -25,10 +25,11 @@ import anyio.lowlevel
 
 from asgikit import _json
 from asgikit._concurrency import iterate_in_threadpool
+from asgikit._http import content_type_header
 from asgikit._receive import ReceiveRelay
 from asgikit._sse import PING, ServerSentEvent, encode_event
 from asgikit.background import BackgroundTask
-from asgikit.responses import Response, content_type_header, headers_to_raw
+from asgikit.responses import Response, headers_to_raw
 from asgikit.types import Message, Receive, Scope, Send
 
 __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "StreamingResponse"]
