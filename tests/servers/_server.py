@@ -1,0 +1,147 @@
+"""Start a real server as a subprocess on 127.0.0.1 and always stop it, by its PID.
+
+One helper for every server test (uvicorn, hypercorn, daphne, granian, gunicorn, nginx):
+pick a free port, start the command with its log in a file (a full pipe could block it),
+poll until the port answers, hand over, then SIGTERM, wait, and SIGKILL if it hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+EXAMPLES = ROOT / "examples"
+
+# Commands per server, ``{port}`` filled in. ``{app}`` is "module:attribute", imported
+# from the working directory the caller gives.
+SERVER_COMMANDS: dict[str, list[str]] = {
+    "uvicorn-h11": [
+        *("-m", "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}"),
+        *("--http", "h11", "--loop", "asyncio", "--ws", "websockets-sansio", "--lifespan", "on"),
+    ],
+    "uvicorn-httptools": [
+        *("-m", "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}"),
+        *("--http", "httptools", "--loop", "uvloop", "--ws", "websockets", "--lifespan", "on"),
+    ],
+    "hypercorn": ["-m", "hypercorn", "{app}", "--bind", "127.0.0.1:{port}"],
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "{app}"],
+    "granian": [
+        *("-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}"),
+        "{app}",
+    ],
+}
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_answers(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class RunningServer:
+    """A started server: its process, port and log file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start(
+    name: str,
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    log_path: Path,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    ready_timeout: float = 30.0,
+) -> RunningServer:
+    """Start ``command`` (its own process group) and wait until ``port`` accepts."""
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,  # its workers share this group: nothing is left behind
+    )
+    log_file.close()
+    server = RunningServer(name, process, port, log_path)
+    deadline = time.monotonic() + ready_timeout
+    while not port_answers(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(server)
+            raise RuntimeError(f"{name} did not start on port {port}:\n{server.log()}")
+        time.sleep(0.05)
+    return server
+
+
+def stop(server: RunningServer, timeout: float = 15.0) -> int:
+    """SIGTERM the server's PID, wait, SIGKILL it (and its group) if it hangs."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    # Workers whose master died without reaping them are in the group we created.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return int(process.returncode)
+
+
+@contextlib.contextmanager
+def serving(
+    name: str,
+    app: str,
+    *,
+    tmp_dir: Path,
+    cwd: Path = HERE,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[RunningServer]:
+    """Serve ``app`` with the server ``name`` of `SERVER_COMMANDS`; always stop it."""
+    port = free_port()
+    command = [
+        sys.executable,
+        *(part.format(app=app, port=port) for part in SERVER_COMMANDS[name]),
+        *extra_args,
+    ]
+    server = start(name, command, cwd=cwd, log_path=tmp_dir / f"{name}.log", port=port, env=env)
+    try:
+        yield server
+    finally:
+        stop(server)
