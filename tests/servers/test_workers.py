@@ -1,0 +1,132 @@
+"""Worker processes: uvicorn --workers 2, gunicorn + uvicorn-worker, granian --workers 2.
+
+Each serves examples/ml_serving.py (mounted in workers_app.py, which adds ``/pid`` and a
+slow stream). Checked: one lifespan per worker, every worker answers, the example works,
+and SIGTERM with streams in flight is graceful (settings: docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from _server import EXAMPLES, HERE, RunningServer, free_port, start, stop
+
+WORKERS = 2
+GRACE = 10  # seconds each server is told to wait for in-flight requests on SIGTERM
+SLOW_CHUNKS = 30  # workers_app.SLOW_CHUNKS
+DEADLINE = 30.0
+
+COMMANDS = {
+    "uvicorn": [
+        *("-m", "uvicorn", "workers_app:app", "--host", "127.0.0.1", "--port", "{port}"),
+        *("--workers", str(WORKERS), "--timeout-graceful-shutdown", str(GRACE)),
+    ],
+    "gunicorn": [
+        *("-m", "gunicorn", "workers_app:app", "--bind", "127.0.0.1:{port}"),
+        *("--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(WORKERS)),
+        *("--graceful-timeout", str(GRACE)),
+    ],
+    "granian": [
+        *("-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}"),
+        *("--workers", str(WORKERS), "--workers-kill-timeout", str(GRACE)),
+        "workers_app:app",
+    ],
+}
+
+
+def lifespan_pids(workers_dir: Path) -> list[int]:
+    path = workers_dir / "lifespans"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+@pytest.fixture(scope="module", params=sorted(COMMANDS))
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, Path]]:
+    workers_dir = tmp_path_factory.mktemp(f"workers-{request.param}")
+    port = free_port()
+    command = [sys.executable, *(part.format(port=port) for part in COMMANDS[request.param])]
+    env = {"WORKERS_DIR": str(workers_dir), "PYTHONPATH": str(EXAMPLES)}
+    running = start(
+        request.param,
+        command,
+        cwd=HERE,
+        log_path=workers_dir / "server.log",
+        port=port,
+        env=env,
+        ready_timeout=60,
+    )
+    try:
+        # The port answers once the first worker is up: wait for every lifespan.
+        deadline = time.monotonic() + DEADLINE
+        while len(lifespan_pids(workers_dir)) < WORKERS:
+            assert time.monotonic() < deadline, f"workers did not start:\n{running.log()}"
+            time.sleep(0.05)
+        yield running, workers_dir
+    finally:
+        stop(running, timeout=GRACE + 5)
+
+
+def test_every_worker_ran_its_lifespan_once_and_answers(
+    server: tuple[RunningServer, Path],
+) -> None:
+    running, workers_dir = server
+    started = lifespan_pids(workers_dir)
+    assert len(started) == WORKERS and len(set(started)) == WORKERS, started
+    seen: set[int] = set()
+    for _ in range(200):  # a new connection each time: the kernel spreads them
+        with httpx.Client(base_url=running.url, timeout=DEADLINE) as client:
+            seen.add(client.get("/pid").json()["pid"])
+        if seen == set(started):
+            break
+    assert seen == set(started)
+
+
+def test_the_example_answers(server: tuple[RunningServer, Path]) -> None:
+    running, _ = server
+    with httpx.Client(base_url=running.url, timeout=DEADLINE) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+        prediction = client.post("/predict", json={"text": "for key, value in items.items():"})
+        assert prediction.json()["label"] == "code"
+        prose = client.post("/predict", json={"text": "Return the number of items in the list."})
+        assert prose.json()["label"] == "prose"
+        with client.stream("GET", "/generate", params={"max_tokens": 5}) as response:
+            lines = [line for line in response.iter_lines() if line.startswith("event:")]
+        assert lines == ["event: token"] * 5 + ["event: done"]
+
+
+def test_sigterm_lets_streams_in_flight_finish(server: tuple[RunningServer, Path]) -> None:
+    """Runs last for its server (tests run in file order per server): it stops it."""
+    running, workers_dir = server
+    tokens = [uuid.uuid4().hex for _ in range(4)]
+    with contextlib.ExitStack() as stack:
+        clients = [
+            stack.enter_context(httpx.Client(base_url=running.url, timeout=DEADLINE))
+            for _ in tokens
+        ]
+        responses = [
+            stack.enter_context(client.stream("GET", f"/slow/{token}"))
+            for client, token in zip(clients, tokens, strict=True)
+        ]
+        lines = [response.iter_lines() for response in responses]
+        for stream_lines in lines:
+            assert next(stream_lines) == "chunk 0"  # every stream is in flight
+        running.process.send_signal(signal.SIGTERM)
+        for response, stream_lines in zip(responses, lines, strict=True):
+            assert response.status_code == 200
+            assert list(stream_lines) == [f"chunk {index}" for index in range(1, SLOW_CHUNKS)]
+    try:
+        running.process.wait(timeout=GRACE + 5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{running.name} did not exit within its grace period:\n{running.log()}")
+    for token in tokens:
+        assert (workers_dir / f"ending-{token}").read_text() == "completed"
