@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+# Debian packages the tests use (nginx), installed only when missing; CI runs as root.
+system-deps:
+	.ci/system-deps
+
+test: lint system-deps
 	$(BIN)/python -m pytest -q
 
 $(VENV)/.bench-installed: $(STAMP)

@@ -104,6 +104,19 @@ async def state(request: Request) -> dict[str, Any]:
     return {"loaded_by": getattr(request.state, "loaded_by", None), "pid": os.getpid()}
 
 
+@router.get("/whoami", name="whoami")
+async def whoami(request: Request) -> dict[str, Any]:
+    """How the app sees the request: behind a proxy, the client's view, not the proxy's."""
+    client = request.client
+    return {
+        "client": list(client) if client else None,
+        "url": str(request.url),
+        "base_url": str(request.base_url),
+        "url_for": str(request.url_for("whoami")),
+        "root_path": request.scope.get("root_path"),
+    }
+
+
 @router.get("/extensions")
 async def extensions(request: Request) -> dict[str, Any]:
     return {"extensions": sorted(request.scope.get("extensions") or {})}
