@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _server import EXAMPLES, HERE, RunningServer, free_port, start, stop
+from _server import EXAMPLES, HERE, ROOT, RunningServer, free_port, start, stop
 
 WORKERS = 2
 GRACE = 3  # workers_app.GRACE: seconds in-flight requests get after SIGTERM
@@ -152,3 +152,13 @@ def test_sigterm_with_streams_in_flight(server: tuple[RunningServer, Path]) -> N
             "finally does not run (documented in docs/deployment.md)"
         )
     assert (workers_dir / f"ending-{endless_token}").read_text() == "closed"
+
+
+def test_docs_give_the_tested_settings() -> None:
+    """docs/deployment.md names every option these tests run the servers with."""
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    for command in COMMANDS.values():
+        for option in command:
+            if option.startswith("--") and option != "--port":
+                assert option in page, f"docs/deployment.md does not mention {option}"
+    assert '"timeout_graceful_shutdown"' in page  # the gunicorn worker recipe
