@@ -76,8 +76,24 @@ async def gzipped(request: Request) -> PlainTextResponse:
     return PlainTextResponse("token " * 5_000)
 
 
+async def gzipped_stream(request: Request) -> StreamingResponse:
+    """Two compressed chunks; the second only after the client's release."""
+    token = request.path_params["token"]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first " * 200 + b"\n"
+        await wait_for_release(token)
+        yield b"last " * 200 + b"\n"
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+gzip = [Middleware(GZipMiddleware, minimum_size=100)]
 router = Router(
-    routes=[Route("/gzip", gzipped, middleware=[Middleware(GZipMiddleware, minimum_size=100)])],
+    routes=[
+        Route("/gzip", gzipped, middleware=gzip),
+        Route("/gzip-stream/{token}", gzipped_stream, middleware=gzip),
+    ],
     lifespan=lifespan,
     middleware=[Middleware(CountPathsend)],
 )

@@ -183,11 +183,15 @@ def test_file_range(client: httpx.Client, data_file: Path) -> None:
     tail = client.get("/file", headers={"range": "bytes=-100"})
     assert tail.status_code == 206 and tail.content == content[-100:]
     assert client.get("/file", headers={"range": f"bytes={FILE_SIZE}-"}).status_code == 416
+    several = client.get("/file", headers={"range": "bytes=0-9,5000-5009"})
+    assert several.status_code == 206
+    assert several.headers["content-type"].startswith("multipart/byteranges; boundary=")
+    assert content[:10] in several.content and content[5000:5010] in several.content
 
 
-def test_file_pathsend(client: httpx.Client, data_file: Path) -> None:
+def test_file_pathsend(server: RunningServer, client: httpx.Client, data_file: Path) -> None:
     if "http.response.pathsend" not in client.get("/extensions").json()["extensions"]:
-        pytest.skip("this server does not offer the http.response.pathsend extension")
+        pytest.skip(f"{server.name} does not offer the http.response.pathsend extension")
     before = client.get("/pathsends").json()["count"]
     assert client.get("/file").content == data_file.read_bytes()
     assert client.get("/pathsends").json()["count"] == before + 1
@@ -200,6 +204,21 @@ def test_gzip(client: httpx.Client) -> None:
     assert response.text == "token " * 5_000
     plain = client.get("/gzip", headers={"accept-encoding": "identity"})
     assert "content-encoding" not in plain.headers and plain.text == "token " * 5_000
+
+
+def test_gzip_stream_is_compressed_chunk_by_chunk(client: httpx.Client) -> None:
+    name = token()
+    with client.stream("GET", f"/gzip-stream/{name}", headers={"accept-encoding": "gzip"}) as r:
+        assert r.headers["content-encoding"] == "gzip"
+        text = r.iter_text()  # decompressed as it arrives
+        received = ""
+        while "\n" not in received:
+            received += next(text)
+        # Decodable before the second chunk exists: the first was flushed on its own.
+        assert received == "first " * 200 + "\n"
+        client.post(f"/release/{name}")
+        received += "".join(text)
+    assert received == "first " * 200 + "\n" + "last " * 200 + "\n"
 
 
 def test_mount_root_path_and_url_for(server: RunningServer, client: httpx.Client) -> None:
