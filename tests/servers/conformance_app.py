@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from asgikit import (
+    BackgroundTask,
     EventSourceResponse,
     FileResponse,
     HTTPException,
@@ -150,6 +151,35 @@ async def upload(request: Request) -> dict[str, Any]:
         digest.update(chunk)
         size += len(chunk)
     return {"filename": file.filename, "size": size, "sha256": digest.hexdigest()}
+
+
+@router.post("/count")
+async def count(request: Request) -> dict[str, int]:
+    """Reads the body as it arrives (chunked uploads included)."""
+    size = 0
+    chunks = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        chunks += 1
+    return {"size": size, "chunks": chunks}
+
+
+@router.get("/cookies")
+async def cookies(request: Request) -> PlainTextResponse:
+    response = PlainTextResponse("two cookies")
+    response.set_cookie("session", "abc", httponly=True)
+    response.set_cookie("theme", "dark")
+    return response
+
+
+@router.get("/background/{token}")
+async def background(request: Request) -> PlainTextResponse:
+    token = request.path_params["token"]
+
+    def record() -> None:  # a plain function: it runs in the thread pool
+        ENDINGS[token] = "background ran"
+
+    return PlainTextResponse("answered", background=BackgroundTask(record))
 
 
 @router.post("/release/{token}")

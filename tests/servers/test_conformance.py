@@ -78,6 +78,36 @@ def test_hello(client: httpx.Client) -> None:
     assert response.headers["content-length"] == "13"
 
 
+def test_head(client: httpx.Client) -> None:
+    head = client.head("/hello")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == "13"
+
+
+def test_chunked_request_body(client: httpx.Client) -> None:
+    def body() -> Iterator[bytes]:  # no length known: sent with chunked encoding
+        for _ in range(100):
+            yield b"x" * 10_000
+
+    assert client.post("/count", content=body()).json()["size"] == 1_000_000
+
+
+def test_two_set_cookie_headers(client: httpx.Client) -> None:
+    response = client.get("/cookies")
+    set_cookies = response.headers.get_list("set-cookie")
+    assert len(set_cookies) == 2
+    assert set_cookies[0].startswith("session=abc;") and "HttpOnly" in set_cookies[0]
+    assert set_cookies[1].startswith("theme=dark;")
+    assert dict(response.cookies) == {"session": "abc", "theme": "dark"}
+
+
+def test_background_task_runs_after_the_response(client: httpx.Client) -> None:
+    name = token()
+    assert client.get(f"/background/{name}").text == "answered"
+    assert wait_for_ending(client, name) == "background ran"
+
+
 def test_json(client: httpx.Client) -> None:
     payload = {"prompt": "naïve café", "numbers": [1, 2.5, None], "nested": {"ok": True}}
     assert client.post("/json", json=payload).json() == {"received": payload}
