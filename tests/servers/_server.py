@@ -108,18 +108,18 @@ def start(
 
 
 def stop(server: RunningServer, timeout: float = 15.0) -> int:
-    """SIGTERM the server's PID, wait, SIGKILL it (and its group) if it hangs."""
+    """SIGTERM the server's PID and wait; SIGKILL it and its workers if it hangs."""
     process = server.process
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            # A hung server: kill it and its workers, the process group it leads (not
+            # reaped yet, so the group is certainly the one this helper created).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    # Workers whose master died without reaping them are in the group we created.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
     return int(process.returncode)
 
 
