@@ -238,6 +238,19 @@ async def sse(request: Request) -> EventSourceResponse:
     return EventSourceResponse(events())
 
 
+@router.get("/sse-ping/{token}")
+async def sse_ping(request: Request) -> EventSourceResponse:
+    """One event, then silence (keep-alive pings) until the client's release."""
+    token = request.path_params["token"]
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent("started")
+        await wait_for_release(token)
+        yield ServerSentEvent("released")
+
+    return EventSourceResponse(events(), ping=0.05)
+
+
 @router.get("/file")
 async def file(request: Request) -> FileResponse:
     return FileResponse(os.environ["CONFORMANCE_FILE"], media_type="application/octet-stream")
@@ -325,6 +338,12 @@ async def ws_send_only(websocket: WebSocket) -> None:
             await anyio.sleep(0.01)
     finally:
         ENDINGS[token] = "closed"
+
+
+@router.websocket("/ws/goodbye")
+async def ws_goodbye(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.close(code=4001, reason="quota exhausted")
 
 
 @router.websocket("/ws/private")

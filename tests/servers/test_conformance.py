@@ -17,13 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 from _server import SERVER_COMMANDS, RunningServer, serving
-from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
 # What a server does not offer, and so what the app falls back to (checked, not skipped).
 NO_LIFESPAN = {"daphne"}  # daphne does not run the lifespan protocol: request.state is empty
 # Servers without the websocket.http.response extension refuse a denial with a plain 403.
 NO_DENIAL_RESPONSE = {"daphne"}
+# Servers that send a close frame with the app's code but not its reason.
+NO_CLOSE_REASON = {"daphne"}
 # Servers that ignore a websocket.send after the client closed (no error to the app).
 SILENT_SEND_AFTER_CLOSE = {"daphne", "granian", "hypercorn"}
 
@@ -121,6 +123,13 @@ def test_path_params(client: httpx.Client) -> None:
     assert client.get("/items/forty-two/x").status_code == 404
 
 
+def test_trailing_slash_redirect_keeps_the_query(server: RunningServer) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        response = client.get("/hello/", params={"lang": "fr"})
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{server.url}/hello?lang=fr"
+
+
 def test_not_found_and_method_not_allowed(client: httpx.Client) -> None:
     missing = client.get("/nowhere")
     assert missing.status_code == 404
@@ -199,6 +208,17 @@ def test_server_sent_events(client: httpx.Client) -> None:
         assert next_event(lines) == {"event": "token", "data": '{"text":"world"}', "id": "1"}
         assert next_event(lines) == {"event": "done", "data": "[DONE]"}
         assert next_event(lines) == {}
+
+
+def test_server_sent_events_keep_alive_pings(client: httpx.Client) -> None:
+    name = token()
+    with client.stream("GET", f"/sse-ping/{name}") as response:
+        lines = response.iter_lines()
+        assert next_event(lines) == {"data": "started"}
+        assert next(lines) == ": ping"  # sent during the silence, before the release
+        client.post(f"/release/{name}")
+        rest = [line for line in lines if line and line != ": ping"]
+    assert rest == ["data: released"]
 
 
 def test_file_range(client: httpx.Client, data_file: Path) -> None:
@@ -295,6 +315,19 @@ def test_websocket_client_leaving_stops_the_endpoint(
         assert websocket.recv(timeout=DEADLINE) == "token 0"
         assert websocket.recv(timeout=DEADLINE) == "token 1"
     assert wait_for_ending(client, name) == "closed"
+
+
+def test_websocket_close_code_and_reason(server: RunningServer) -> None:
+    with (
+        connect(f"{server.ws_url}/ws/goodbye") as websocket,
+        pytest.raises(ConnectionClosed) as info,
+    ):
+        websocket.recv(timeout=DEADLINE)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 4001
+    if server.name in NO_CLOSE_REASON:
+        pytest.skip(f"{server.name} sends the close code without the app's reason")
+    assert info.value.rcvd.reason == "quota exhausted"
 
 
 def test_websocket_denial_response(server: RunningServer) -> None:
