@@ -225,6 +225,23 @@ async def endless(request: Request) -> StreamingResponse:
     return StreamingResponse(ticks(), media_type="text/plain")
 
 
+@router.get("/until-disconnect/{token}")
+async def until_disconnect(request: Request) -> str:
+    """Works (polls) without answering until the client leaves, as a model would.
+
+    A release ends the loop too, so a test that fails does not leave it running.
+    """
+    token = request.path_params["token"]
+    ENDINGS[token] = "running"
+    with anyio.move_on_after(RELEASE_TIMEOUT):
+        while not release_event(token).is_set():
+            if await request.is_disconnected():
+                ENDINGS[token] = "saw the disconnect"
+                break
+            await anyio.sleep(0.01)
+    return "too late"
+
+
 @router.get("/sse/{token}")
 async def sse(request: Request) -> EventSourceResponse:
     token = request.path_params["token"]
