@@ -257,6 +257,11 @@ def test_file_range(client: httpx.Client, data_file: Path) -> None:
     whole = client.get("/file")
     assert whole.status_code == 200
     assert whole.content == content
+    head = client.head("/file")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(FILE_SIZE)
+    cached = client.get("/file", headers={"if-none-match": whole.headers["etag"]})
+    assert cached.status_code == 304 and cached.content == b""
     part = client.get("/file", headers={"range": "bytes=1000-1999"})
     assert part.status_code == 206
     assert part.headers["content-range"] == f"bytes 1000-1999/{FILE_SIZE}"
