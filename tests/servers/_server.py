@@ -31,7 +31,7 @@ SERVER_COMMANDS: dict[str, list[str]] = {
     ],
     "uvicorn-httptools": [
         *("-m", "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}"),
-        *("--http", "httptools", "--loop", "uvloop", "--ws", "websockets", "--lifespan", "on"),
+        *("--http", "httptools", "--loop", "uvloop", "--ws", "auto", "--lifespan", "on"),
     ],
     "hypercorn": ["-m", "hypercorn", "{app}", "--bind", "127.0.0.1:{port}"],
     "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "{app}"],
