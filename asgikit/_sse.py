@@ -9,9 +9,10 @@ CR or LF in them would let a value inject a second event, so they raise `ValueEr
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from asgikit import _json
 
 __all__ = [
     "PING",
@@ -23,7 +24,6 @@ __all__ = [
 ]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 #: The keep-alive comment sent after ``ping`` seconds of silence.
 PING = b": ping\n\n"
@@ -47,7 +47,7 @@ def encode_json_data(value: Any) -> bytes:
     """One event whose data is ``value`` as compact JSON (`ValueError` for NaN/inf,
     `TypeError` for values JSON cannot represent)."""
     # JSON escapes control characters, so the document is a single line.
-    return ("data: " + _JSON.encode(value) + "\n\n").encode("utf-8")
+    return b"data: " + _json.encode(value) + b"\n\n"
 
 
 def encode_comment(text: str) -> bytes:
@@ -125,7 +125,7 @@ class ServerSentEvent:
             if isinstance(data, str):
                 parts.append(_field_lines("data", data))
             else:
-                parts.append("data: " + _JSON.encode(data) + "\n")
+                parts.append("data: " + _json.encode_text(data) + "\n")
         parts.append("\n")
         return "".join(parts).encode("utf-8")
 

@@ -6,13 +6,13 @@ endpoint pays only for what it uses.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from http.cookies import _unquote
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from asgikit import _json
 from asgikit._receive import RELAY_KEY, ReceiveRelay
 from asgikit.datastructures import URL, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
@@ -271,22 +271,10 @@ class Request(HTTPConnection):
         if not self._has_json:
             body = await self.body(max_size=max_size)
             try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise HTTPException(
-                    400, f"Request body is not valid UTF-8 (byte {exc.start})"
-                ) from None
-            try:
-                self._json = json.loads(text, parse_constant=_refuse_constant)
-                self._has_json = True
-            except json.JSONDecodeError as exc:
-                raise HTTPException(
-                    400, f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-                ) from None
-            except RecursionError:
-                raise HTTPException(400, "Invalid JSON: nested too deeply") from None
-            except ValueError as exc:  # e.g. an integer of more digits than Python converts
+                self._json = _json.decode(body)
+            except _json.InvalidJSON as exc:
                 raise HTTPException(400, f"Invalid JSON: {exc}") from None
+            self._has_json = True
         return self._json
 
     async def form(
@@ -346,11 +334,6 @@ class Request(HTTPConnection):
             elif message["type"] == "http.request":
                 self._pending = message  # a body chunk: keep it for stream()
         return self._is_disconnected
-
-
-def _refuse_constant(name: str) -> Any:
-    # NaN, Infinity and -Infinity are JavaScript, not JSON (RFC 8259).
-    raise HTTPException(400, f"Invalid JSON: {name} is not a JSON value")
 
 
 def _too_large(max_size: int) -> HTTPException:

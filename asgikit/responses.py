@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -15,6 +14,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any, Literal
 from urllib.parse import quote
 
+from asgikit import _json
 from asgikit.background import BackgroundTask
 from asgikit.datastructures import MutableHeaders, encode_header
 from asgikit.types import Receive, Scope, Send
@@ -259,14 +259,7 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         """``content`` as compact UTF-8 JSON (`ValueError` for NaN or infinities)."""
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            # Lone surrogates ("\ud800", valid in a JSON escape) cannot be UTF-8: escape.
-            return json.dumps(
-                content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
-            ).encode("ascii")
+        return _json.encode(content)
 
 
 class RedirectResponse(Response):

@@ -14,14 +14,14 @@ connection) counts as a disconnect too.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, TypeAlias
 
 import anyio
 import anyio.abc
 
+from asgikit import _json
 from asgikit._concurrency import HelperTasks, iterate_in_threadpool
 from asgikit._receive import ReceiveRelay
 from asgikit._sse import PING, ServerSentEvent, encode_event
@@ -34,7 +34,6 @@ __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "Streamin
 Content: TypeAlias = AsyncIterable[Any] | Iterable[Any]
 
 _LISTEN_AFTER = 0.001  # seconds of streaming before the disconnect listener starts
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 async def _iterate_sequence(items: list[Any] | tuple[Any, ...]) -> AsyncIterator[Any]:
@@ -256,9 +255,9 @@ class NDJSONResponse(StreamingResponse):
         super().__init__(content, status_code=status_code, headers=headers, background=background)
 
     async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
-        encode: Callable[[Any], str] = _JSON.encode
+        encode = _json.encode
         async for item in self.body_iterator:
-            line = (encode(item) + "\n").encode("utf-8")
+            line = encode(item) + b"\n"
             try:
                 await send({"type": "http.response.body", "body": line, "more_body": True})
             except OSError:

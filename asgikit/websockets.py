@@ -9,10 +9,10 @@ end of the endpoint.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, NoReturn
 
+from asgikit import _json
 from asgikit.datastructures import encode_header
 from asgikit.exceptions import AsgikitError
 from asgikit.requests import HTTPConnection
@@ -45,11 +45,6 @@ class WebSocketDisconnect(AsgikitError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
-
-
-def _refuse_constant(name: str) -> Any:
-    # NaN, Infinity and -Infinity are JavaScript, not JSON (RFC 8259).
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _handshake_headers(
@@ -206,20 +201,10 @@ class WebSocket(HTTPConnection):
         """
         message = await self.receive_message()
         text = message.get("text")
-        if text is None:
-            try:
-                text = bytes(message.get("bytes") or b"").decode("utf-8")
-            except UnicodeDecodeError as exc:
-                await self._reject_payload(1007, f"message is not valid UTF-8 (byte {exc.start})")
         try:
-            return json.loads(text, parse_constant=_refuse_constant)
-        except json.JSONDecodeError as exc:
-            reason = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-            await self._reject_payload(1007, reason[:120])  # close reasons max 123 bytes
-        except ValueError as exc:  # NaN / Infinity
-            await self._reject_payload(1007, f"invalid JSON: {exc}"[:120])
-        except RecursionError:
-            await self._reject_payload(1007, "invalid JSON: nested too deeply")
+            return _json.decode(bytes(message.get("bytes") or b"") if text is None else text)
+        except _json.InvalidJSON as exc:
+            await self._reject_payload(1007, f"invalid JSON: {exc}"[:120])  # reasons: <= 123 B
 
     async def iter_text(self) -> AsyncIterator[str]:
         """Yield text messages until the client closes (then stop quietly)."""
@@ -279,7 +264,7 @@ class WebSocket(HTTPConnection):
         """Send ``data`` as compact JSON, as a text message (or binary with
         ``mode="binary"``)."""
         self._check_can_send()
-        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _json.encode_text(data)
         if mode == "text":
             await self._send({"type": "websocket.send", "text": text})
         elif mode == "binary":
