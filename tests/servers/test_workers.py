@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _server import EXAMPLES, HERE, ROOT, RunningServer, free_port, start, stop
+from _server import EXAMPLES, ROOT, SERVERS, RunningServer, free_port, start, stop
 
 WORKERS = 2
 GRACE = 3  # workers_app.GRACE: seconds in-flight requests get after SIGTERM
@@ -61,7 +61,7 @@ def server(
     running = start(
         request.param,
         command,
-        cwd=HERE,
+        cwd=SERVERS,
         log_path=workers_dir / "server.log",
         port=port,
         env=env,

@@ -1,8 +1,9 @@
 """Start a real server as a subprocess on 127.0.0.1 and always stop it, by its PID.
 
-One helper for every server test (uvicorn, hypercorn, daphne, granian, gunicorn, nginx):
-pick a free port, start the command with its log in a file (a full pipe could block it),
-poll until the port answers, hand over, then SIGTERM, wait, and SIGKILL if it hangs.
+One helper for every test that runs a server (uvicorn, hypercorn, daphne, granian,
+gunicorn, nginx; tests/servers/ and tests/_uvicorn.py): pick a free port, start the
+command with its log in a file (a full pipe could block it), poll until the port
+answers, hand over, then SIGTERM, wait, and SIGKILL if it hangs.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+SERVERS = ROOT / "tests" / "servers"  # the apps of the server conformance suite
 
 # Commands per server, ``{port}`` filled in. ``{app}`` is "module:attribute", imported
 # from the working directory the caller gives.
@@ -107,6 +108,16 @@ def start(
     return server
 
 
+def wait_for_log(server: RunningServer, text: str, count: int = 1, timeout: float = 30.0) -> None:
+    """Wait until ``text`` appears ``count`` times in the server's log (e.g. once per worker)."""
+    deadline = time.monotonic() + timeout
+    while server.log().count(text) < count:
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            log = server.log()
+            raise RuntimeError(f"{server.name} never logged {text!r} {count} times:\n{log}")
+        time.sleep(0.05)
+
+
 def stop(server: RunningServer, timeout: float = 15.0) -> int:
     """SIGTERM the server's PID and wait; SIGKILL it and its workers if it hangs."""
     process = server.process
@@ -129,7 +140,7 @@ def serving(
     app: str,
     *,
     tmp_dir: Path,
-    cwd: Path = HERE,
+    cwd: Path = SERVERS,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
