@@ -25,9 +25,6 @@ from websockets.sync.client import connect
 NO_LIFESPAN = {"daphne"}  # daphne does not run the lifespan protocol: request.state is empty
 # Servers without the websocket.http.response extension refuse a denial with a plain 403.
 NO_DENIAL_RESPONSE = {"daphne"}
-# Servers on which asgikit's Request.is_disconnected() never turns True (an asgikit bug,
-# see the xfail reason below): granian's receive() suspends where the others answer at once.
-IS_DISCONNECTED_STUCK = {"daphne", "hypercorn", "uvicorn-h11", "uvicorn-httptools"}
 # Servers that send a close frame with the app's code but not its reason.
 NO_CLOSE_REASON = {"daphne"}
 # Servers that ignore a websocket.send after the client closed (no error to the app).
@@ -201,25 +198,14 @@ def next_event(lines: Iterator[str]) -> dict[str, str]:
     return fields
 
 
-def test_is_disconnected_before_the_response(
-    request: pytest.FixtureRequest, server: RunningServer, client: httpx.Client
-) -> None:
-    if server.name in IS_DISCONNECTED_STUCK:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="asgikit bug: once is_disconnected() has read the request's final "
-                "body message (which these servers hand over at once), it keeps it pending "
-                "and answers False forever without asking receive() again",
-            )
-        )
+def test_is_disconnected_before_the_response(server: RunningServer, client: httpx.Client) -> None:
     name = token()
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as raw:
         raw.sendall(f"GET /until-disconnect/{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert wait_for_ending(client, name) == "running"  # polling is_disconnected()
     try:
         # The connection is closed: one of the next polls (every 10 ms) sees it.
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + DEADLINE
         while client.get(f"/endings/{name}").json()["ending"] == "running":
             assert time.monotonic() < deadline, "request.is_disconnected() never said True"
             time.sleep(0.02)
