@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format docs bench bench-why bench-shared clean soak bench-streams
+.PHONY: demo test lint format docs bench bench-why bench-shared clean soak bench-streams system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Debian packages the tests use (nginx), installed only when missing; CI runs as root.
+system-deps:
+	.ci/system-deps
+
 # Branch coverage of asgikit/ is printed (target: 95%; not a gate until it gets there).
-test: lint
+test: lint system-deps
 	$(BIN)/python -m pytest -q --cov=asgikit --cov-branch --cov-report=term
 	@echo "branch coverage target for asgikit/: 95% (printed above; not a CI gate yet)"
 	$(MAKE) docs
