@@ -2,6 +2,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: demo test lint format docs bench bench-why clean soak bench-streams
 
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m uvicorn --app-dir examples ml_serving:router --host 127.0.0.1 --port 8000
+	$(BIN)/python -m uvicorn --app-dir examples ml_serving:router --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
