@@ -120,9 +120,9 @@ def test_wheel_installs_into_a_fresh_venv_and_imports_every_public_name(
     # No pip inside (fast); this interpreter's pip installs into it with --python.
     venv.EnvBuilder(with_pip=False, system_site_packages=False).create(env_dir)
     python = env_dir / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
-        + ["--disable-pip-version-check", str(wheel), "httpx"],
+        [*pip, "install", "--quiet", str(wheel), "httpx"],
         capture_output=True,
         text=True,
         timeout=300,
