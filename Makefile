@@ -28,8 +28,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Debian's chromium for the demo page's browser test (Playwright drives it; no download).
+/usr/bin/chromium:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
 # Branch coverage of asgikit/ is printed (target: 95%; not a gate until it gets there).
-test: lint
+test: lint /usr/bin/chromium
 	$(BIN)/python -m pytest -q --cov=asgikit --cov-branch --cov-report=term
 	@echo "branch coverage target for asgikit/: 95% (printed above; not a CI gate yet)"
 	$(MAKE) docs
