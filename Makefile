@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint format docs bench bench-why clean soak bench-streams
+.PHONY: demo test test-ray lint format docs bench bench-why clean soak bench-streams
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: lint /usr/bin/chromium
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The Ray Serve recipe: ray[serve] is heavy (~1 GB), so it is not part of `make test`.
+$(VENV)/.ray-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	touch $(VENV)/.ray-installed
+
+test-ray: $(VENV)/.ray-installed
+	$(BIN)/python -m pytest -q -m ray tests/test_ray_serve.py
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
