@@ -184,8 +184,14 @@ def test_stop_closes_the_stream_mid_answer(page: Page, server: str) -> None:
     assert after["generated_tokens"] > before["generated_tokens"]
 
 
-def test_the_api_links_answer(page: Page) -> None:
+def test_the_api_links_answer(page: Page, server: str) -> None:
+    expect(page.locator("#curl-predict")).to_contain_text(f"curl -s {server}/predict")
     for path, expected in (("/healthz", '"ok"'), ("/readyz", '"ready"'), ("/stats", "tokens")):
         page.goto("/")
         page.click(f'a[href="{path}"]')
         expect(page.locator("body")).to_contain_text(expected)
+    page.goto("/")
+    with page.expect_response(lambda response: "/generate?" in response.url) as generate:
+        page.click('a[href^="/generate?"]')
+    assert generate.value.status == 200
+    assert generate.value.headers["content-type"] == "text/event-stream"

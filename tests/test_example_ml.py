@@ -114,7 +114,7 @@ def test_root_serves_the_demo_page(client: TestClient) -> None:
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
     assert "new EventSource(" in page and 'fetch("/predict"' in page
-    for link in ('href="/healthz"', 'href="/readyz"', 'href="/stats"', 'href="/predict"'):
+    for link in ('href="/healthz"', 'href="/readyz"', 'href="/stats"', 'href="/generate?'):
         assert link in page
 
 
