@@ -58,6 +58,7 @@ from asgikit import (
     ServerSentEvent,
 )
 from asgikit.middleware import ConcurrencyLimitMiddleware, TimeoutMiddleware
+from asgikit.middleware.metrics import metrics_endpoint, register_batcher
 from asgikit.serving import Batcher, run_in_threadpool
 
 # Standard-library modules whose source is the training text.
@@ -253,6 +254,15 @@ def make_router(
 ) -> Router:
     """The example application; ``batching=False`` gives the unbatched baseline."""
 
+    # Prometheus metrics when prometheus-client is installed (the demo extra has it):
+    # GET /metrics shows the batcher's queue depth, asgikit_batcher_queued{batcher=
+    # "predict"}, what an autoscaler should scale on (docs/deployment-ray-k8s.md).
+    metrics_registry = None
+    with contextlib.suppress(ImportError):
+        from prometheus_client import CollectorRegistry
+
+        metrics_registry = CollectorRegistry()
+
     @contextlib.asynccontextmanager
     async def lifespan(router: Router) -> AsyncIterator[dict[str, Any]]:
         # Training is blocking numpy/Python work: keep the event loop free meanwhile.
@@ -262,6 +272,8 @@ def make_router(
         async with Batcher(
             classifier.predict, max_batch_size=max_batch_size, max_wait=max_wait
         ) as batcher:
+            if metrics_registry is not None:
+                register_batcher(batcher, "predict", registry=metrics_registry)
             yield {
                 "classifier": classifier,
                 "accuracy": accuracy,
@@ -360,6 +372,9 @@ def make_router(
                     stats["aborted_generations"] += 1
 
         return EventSourceResponse(events())
+
+    if metrics_registry is not None:
+        router.add_route("/metrics", metrics_endpoint(metrics_registry), name="metrics")
 
     @router.get("/stats")
     async def generation_stats(request: Request) -> dict[str, int]:

@@ -83,3 +83,18 @@ def test_hpa_scales_the_deployment_on_the_adapted_queue_metric() -> None:
     (rule,) = manifests("prometheus-adapter-rules.yaml")[0]["rules"]["custom"]
     assert rule["name"]["as"] == name
     assert name in rule["seriesQuery"]
+
+
+def test_the_example_serves_the_metric_the_hpa_scales_on() -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    pytest.importorskip("numpy")
+    pytest.importorskip("prometheus_client")
+    from ml_serving import make_router
+
+    from asgikit.testing import TestClient
+
+    (hpa,) = manifests("hpa.yaml")
+    name = hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
+    with TestClient(make_router()) as client:  # the lifespan registers the batcher
+        scrape = client.get("/metrics").text
+    assert f'{name}{{batcher="predict"}} ' in scrape

@@ -152,3 +152,11 @@ def test_models_are_the_same_in_two_processes() -> None:
         runs.append(json.loads(result.stdout))
     assert runs[0] == runs[1]
     assert runs[0]["accuracy"] > 0.8
+
+
+def test_metrics_show_the_batcher_queue_depth(client: TestClient) -> None:
+    pytest.importorskip("prometheus_client")
+    client.post("/predict", json={"text": "x = 1"})
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    assert 'asgikit_batcher_queued{batcher="predict"} 0.0' in scrape.text
