@@ -41,7 +41,7 @@ test: lint /usr/bin/chromium
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-# The Ray Serve recipe: ray[serve] is heavy (~1 GB), so it is not part of `make test`.
+# The Ray Serve recipe: ray[serve] is heavy (ray alone is 240 MB), so it is not part of `make test`.
 $(VENV)/.ray-installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	touch $(VENV)/.ray-installed
