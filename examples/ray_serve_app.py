@@ -77,7 +77,7 @@ class MLServing:
     """The Ray Serve deployment: the ASGI app comes from `build_router`."""
 
 
-app = MLServing.bind()
+app = MLServing.bind()  # type: ignore[attr-defined]  # a Deployment once decorated
 
 
 def main() -> None:
