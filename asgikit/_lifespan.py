@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeAlias
 
 from asgikit.datastructures import State
+from asgikit.exceptions import AsgikitError
 from asgikit.types import Receive, Scope, Send
 
 logger = logging.getLogger("asgikit")
@@ -87,7 +88,7 @@ async def serve_lifespan(
     await send({"type": "lifespan.shutdown.complete"})
 
 
-class LifespanNotRunError(AttributeError):
+class LifespanNotRunError(AsgikitError, AttributeError):
     """A ``request.state`` attribute is missing because the app's lifespan never ran."""
 
 
