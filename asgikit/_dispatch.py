@@ -24,13 +24,16 @@ one coroutine frame here and nothing else: no wrapper, no tracker, no task.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable
+import types
+from asyncio import _get_running_loop
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol
 
 import anyio
 
-from asgikit._concurrency import run_in_threadpool
+from asgikit._concurrency import HelperTasks, run_in_threadpool
 from asgikit._errors import (
     ErrorPolicy,
     any_debug,
@@ -39,6 +42,7 @@ from asgikit._errors import (
     server_error_response,
     to_response,
 )
+from asgikit._receive import ReceiveRelay
 from asgikit.exceptions import ClientDisconnect
 from asgikit.requests import Request
 from asgikit.responses import Response
@@ -52,6 +56,7 @@ class Runnable(Protocol):
 
     endpoint: Callable[[Request], Any]
     is_async: bool
+    watch_disconnect: bool  # cancel the endpoint if the client leaves (resolved setting)
 
 
 class StartTracker(StartTrackingSend):
@@ -107,10 +112,29 @@ async def run_route(
     request.scope = scope
     request.receive = receive
     try:
-        if route.is_async:
-            result = await route.endpoint(request)
-        else:
-            result = await run_in_threadpool(route.endpoint, request)
+        if not route.watch_disconnect:
+            if route.is_async:
+                result = await route.endpoint(request)
+            else:
+                result = await run_in_threadpool(route.endpoint, request)
+        else:  # cancel_on_disconnect (see the end of this module)
+            if route.is_async:
+                coroutine = route.endpoint(request)
+            else:
+                coroutine = run_in_threadpool(route.endpoint, request)
+            if _get_running_loop() is None:  # not asyncio (trio): set up before the call
+                result = await _call_in_cancel_scope(coroutine, request)
+            else:
+                try:
+                    # Step it once by hand: most endpoints finish without waiting.
+                    pending = coroutine.send(None)
+                except StopIteration as done:
+                    result = done.value
+                else:
+                    result = await _watch_from_suspension(coroutine, pending, request)
+            if result is _CLIENT_LEFT:
+                await _release(request)
+                return
     except Exception as exc:
         await _respond(request, None, exc, send, router)
         return
@@ -197,6 +221,144 @@ async def call_guarded(
         if unhandled is exc:
             raise
         raise unhandled from exc
+
+
+# ---------------------------------------------------------------- cancel on disconnect
+#
+# A route with cancel_on_disconnect has its endpoint cancelled by a watcher task that
+# reads ``receive`` until the client disconnects. The watcher reads through the
+# scope's `ReceiveRelay`, the one reader that keeps body messages for the endpoint
+# (`Request` reads through it), so it never steals the body.
+#
+# On asyncio it is cheap by construction: an anyio cancel scope plus a task cost ~3x a
+# whole "hello" request, so nothing is set up until the endpoint actually waits. Its
+# coroutine is stepped once by hand; if it finishes without suspending (most fast
+# endpoints), that was all. If it suspends, the watcher task is started and the value
+# the endpoint yielded is passed on to the event loop (`_resume`), as ``await`` would.
+# No cancel scope can be entered at that point (the endpoint may have entered its own
+# already; scopes must nest), so the watcher cancels the request's task natively,
+# ``Task.cancel()``, and takes that cancellation back (``uncancel``) the way
+# ``asyncio.timeout`` does; anyio's own scopes let a native cancellation through. A
+# native cancellation also ends a shielded wait: an awaited `run_in_threadpool` call
+# stops waiting (its thread runs on; Python cannot interrupt it).
+#
+# The watcher is started only while the endpoint is not itself in the middle of reading
+# the body straight from ``receive`` (checked at each suspension): the relay did not
+# exist when that read began. A body read notices a disconnect anyway
+# (`ClientDisconnect`). On trio everything is set up before the call: a cancel scope,
+# a task group and the relay.
+
+_CLIENT_LEFT: Any = object()  # what _call_until_disconnect returns once cancelled
+
+
+async def _watch_from_suspension(
+    coroutine: Coroutine[Any, Any, Any], pending: Any, request: Request
+) -> Any:
+    """Go on awaiting ``coroutine`` (stepped once, now waiting on ``pending``) with a
+    watcher; its result, or `_CLIENT_LEFT` if the client disconnected first (the
+    endpoint was then cancelled: its ``finally`` blocks ran)."""
+    watch = _Watch(request)
+    try:
+        result = await _resume(coroutine, pending, watch.start_if_safe)
+    except asyncio.CancelledError:
+        if watch.cancelled and watch.take_back_cancellation():
+            return _CLIENT_LEFT
+        raise
+    finally:
+        watch.stop()
+    if watch.cancelled:  # the endpoint swallowed the cancellation: still send nothing
+        watch.take_back_cancellation()
+        return _CLIENT_LEFT
+    return result
+
+
+async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> Any:
+    relay = ReceiveRelay.of(request.scope, request.receive)
+    result: Any = _CLIENT_LEFT
+    with anyio.CancelScope() as cancel_scope:
+        async with HelperTasks() as helpers:
+            helpers.start_soon(_cancel_on_disconnect, relay, cancel_scope.cancel)
+            result = await awaitable
+    # Cancelled while shielded (a thread returning) or swallowed: still send nothing.
+    return _CLIENT_LEFT if cancel_scope.cancel_called else result
+
+
+async def _cancel_on_disconnect(relay: ReceiveRelay, cancel: Callable[[], object]) -> None:
+    try:
+        await relay.watch()
+    except Exception:  # a broken receive is the server's business, not a disconnect
+        return
+    cancel()
+
+
+class _Watch:
+    """One asyncio request's watcher: started at a safe suspension, cancels the task."""
+
+    __slots__ = ("cancelled", "cancelling", "request", "task", "watcher")
+
+    def __init__(self, request: Request) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.request = request
+        self.task = task
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        self.cancelling = cancelling() if cancelling is not None else 0
+        self.watcher: asyncio.Task[None] | None = None
+        self.cancelled = False
+
+    def start_if_safe(self) -> bool:
+        """Called at each suspension until it returns True."""
+        request = self.request
+        # Mid-body: stream() started, and neither body() nor form() has finished it.
+        if request._stream_consumed and request._body is None and request._form is None:
+            return False
+        relay = ReceiveRelay.of(request.scope, request.receive)
+        self.watcher = self.task.get_loop().create_task(_cancel_on_disconnect(relay, self.cancel))
+        return True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.task.cancel()
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+    def take_back_cancellation(self) -> bool:
+        """Undo our ``Task.cancel()``; False if another cancellation is pending too
+        (a timeout, a shutdown), which must then go on."""
+        uncancel = getattr(self.task, "uncancel", None)
+        if uncancel is None:  # Python 3.10 counts no cancellations
+            return True
+        remaining: int = uncancel()
+        return remaining <= self.cancelling
+
+
+@types.coroutine
+def _resume(
+    steps: Coroutine[Any, Any, Any], pending: Any, on_suspend: Callable[[], bool]
+) -> Generator[Any, Any, Any]:
+    """Go on awaiting ``steps`` (already stepped once, now waiting on ``pending``), as
+    ``yield from`` would; ``on_suspend()`` runs at each suspension until it is True."""
+    waiting = True
+    while True:
+        if waiting:
+            waiting = not on_suspend()
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # cancellation, delivered by throw (asyncio)
+            try:
+                pending = steps.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                pending = steps.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 def _after_start(exc: Exception) -> None:

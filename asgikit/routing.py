@@ -108,6 +108,8 @@ class Route(_Identified):
         self.methods = tuple(allowed)
         self.middleware = tuple(middleware)
         self.cancel_on_disconnect = cancel_on_disconnect
+        # cancel_on_disconnect, or the router's setting once registered (None: off)
+        self.watch_disconnect = bool(cancel_on_disconnect)
         self.is_async = is_async_callable(endpoint)
         self.app: ASGIApp | None = None  # set by the router when the route has middleware
         self.identity = MatchedRoute(path_format(path), self.name, self.methods)
@@ -310,6 +312,8 @@ class Router:
                     method == "HEAD" and existing.implicit_head and not route.implicit_head
                 ):
                     leaf[method] = route
+            if route.cancel_on_disconnect is None:
+                route.watch_disconnect = self.cancel_on_disconnect
             if route.middleware:
                 route.app = build_chain(functools.partial(run_route, route, self), route.middleware)
             self._names.setdefault(route.name, route)
