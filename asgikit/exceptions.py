@@ -33,6 +33,9 @@ class HTTPException(AsgikitError):
     (for example ``Retry-After`` or ``WWW-Authenticate``).
 
     >>> raise HTTPException(404, detail="No such model")
+    Traceback (most recent call last):
+      ...
+    asgikit.exceptions.HTTPException: 404: No such model
     """
 
     def __init__(

@@ -129,7 +129,8 @@ def featurize(texts: Sequence[str]) -> np.ndarray:
         for i in range(len(padded) - 2):
             rows[row, hash(padded[i : i + 3]) % FEATURES] += 1.0
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.maximum(norms, 1e-6)
+    normalised: np.ndarray = rows / np.maximum(norms, 1e-6)
+    return normalised
 
 
 class TextClassifier:
