@@ -10,6 +10,7 @@ added; the middleware chain is built once, on first use. Running a matched HTTP 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Concatenate, TypeAlias, TypeVar
@@ -234,8 +235,14 @@ def _for_method(
     def decorator(self: RouterT, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return register(self, method, *args, **kwargs)
 
-    decorator.__name__ = decorator.__qualname__ = method.lower()
+    decorator.__name__ = method.lower()
+    decorator.__qualname__ = f"Router.{method.lower()}"
     decorator.__doc__ = doc
+    # What help() and runtime introspection show: register's parameters, minus method.
+    signature = inspect.signature(register)
+    parameters = list(signature.parameters.values())
+    del parameters[1]
+    decorator.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     return decorator
 
 
@@ -260,7 +267,8 @@ class Router:
     ``Allow``; ``GET`` routes answer ``HEAD``. With ``redirect_slashes``, a path that only
     matches with (or without) a trailing ``/`` gets a 307 to that form. With
     ``cancel_on_disconnect``, an endpoint still working when its client disconnects
-    (before the response started) is cancelled; routes may override it.
+    (before the response started) is cancelled; routes may override it (the router's
+    setting is read when a route is registered).
 
     >>> router = Router()
     >>> @router.get("/hello")
@@ -483,15 +491,15 @@ class Router:
                 await self._no_route(path, method, scope, receive, send)
                 return
             target, params, consumed = found
-            if target.__class__ is not Route:
+            if target.__class__ is Route:
+                route = target
+                if params:
+                    outer = scope.get("path_params")
+                    scope["path_params"] = {**outer, **params} if outer else params
+            else:
                 assert isinstance(target, Mount)
                 await self._run_mount(target, params, path[:consumed], scope, receive, send)
                 return
-            assert isinstance(target, Route)
-            route = target
-            if params:
-                outer = scope.get("path_params")
-                scope["path_params"] = {**outer, **params} if outer else params
         if _MOUNTS in scope:
             _note_route(scope, route)
         else:  # the common case, inlined: the top router
