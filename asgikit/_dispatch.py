@@ -4,7 +4,8 @@ The router (`asgikit.routing`) finds the route; this module runs it, and is the 
 place that does. One request goes:
 
 1. `run_route` builds the `Request` and calls the endpoint (``async def`` awaited, a
-   plain ``def`` in the shared thread pool).
+   plain ``def`` in the shared thread pool); with ``cancel_on_disconnect``, watched for
+   a disconnect (end of this module).
 2. The return value is converted (`asgikit._errors.to_response`); an exception is
    answered through the exception handlers (`asgikit._errors.error_response`).
 3. The response is called. A plain `Response` (body known up front) is called
@@ -240,7 +241,8 @@ async def call_guarded(
 # ``Task.cancel()``, and takes that cancellation back (``uncancel``) the way
 # ``asyncio.timeout`` does; anyio's own scopes let a native cancellation through. A
 # native cancellation also ends a shielded wait: an awaited `run_in_threadpool` call
-# stops waiting (its thread runs on; Python cannot interrupt it).
+# stops waiting (its thread runs on, Python cannot interrupt it, and its pool slot is
+# given back at once: a disconnect may briefly let one more thread run).
 #
 # The watcher is started only while the endpoint is not itself in the middle of reading
 # the body straight from ``receive`` (checked at each suspension): the relay did not
@@ -248,7 +250,7 @@ async def call_guarded(
 # (`ClientDisconnect`). On trio everything is set up before the call: a cancel scope,
 # a task group and the relay.
 
-_CLIENT_LEFT: Any = object()  # what _call_until_disconnect returns once cancelled
+_CLIENT_LEFT: Any = object()  # the endpoint's "result" once cancelled by a disconnect
 
 
 async def _watch_from_suspension(
