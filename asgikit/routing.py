@@ -469,7 +469,7 @@ class Router:
             app = self._app
             if app is None:
                 app = self._build_app()
-            await app(scope, receive, send)  # ends in _past_middleware, back here
+            await app(scope, receive, send)  # the chain ends in this router again
             return
         if scope["type"] != "http":
             await self._dispatch_other(scope, receive, send)
@@ -510,23 +510,21 @@ class Router:
             await call_guarded(route.app, self, scope, receive, send)
 
     def _build_app(self) -> ASGIApp:
-        """The middleware chain, built once, on first use: errors it raises before a
-        response started are answered like an endpoint's; it ends in `_past_middleware`."""
-        app = self._guard(build_chain(self._past_middleware, self.middleware))
+        """The middleware chain, built once, on first use, around the router itself:
+        `_guard` marks the scope, so the innermost call dispatches instead of entering
+        the chain again. Errors it raises before a response started are answered like
+        an endpoint's."""
+        app = self._guard(build_chain(self, self.middleware))
         self._app = app
         return app
-
-    async def _past_middleware(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The innermost app of the chain: dispatch, now that the middleware ran. (Marking
-        # the scope keeps the router without middleware free of an extra call.)
-        scope[_PAST_MIDDLEWARE] = self
-        await self(scope, receive, send)
 
     def _guard(self, app: ASGIApp) -> ASGIApp:
         """Outermost layer when there is middleware: errors the middleware itself raises
         before any response started are answered like an endpoint's."""
 
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            # When the chain calls the router back, dispatch (the middleware ran).
+            scope[_PAST_MIDDLEWARE] = self
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
