@@ -481,6 +481,7 @@ class Router:
         method: str = scope["method"]
         if method == "HEAD":
             send = strip_body(send)
+        mounted = _MOUNTS in scope
         route: Route | None = None
         leaf = self._static.get(path)
         if leaf is not None:
@@ -491,16 +492,16 @@ class Router:
                 await self._no_route(path, method, scope, receive, send)
                 return
             target, params, consumed = found
-            if target.__class__ is Route:
-                route = target
-                if params:
-                    outer = scope.get("path_params")
-                    scope["path_params"] = {**outer, **params} if outer else params
-            else:
+            if target.__class__ is not Route:
                 assert isinstance(target, Mount)
                 await self._run_mount(target, params, path[:consumed], scope, receive, send)
                 return
-        if _MOUNTS in scope:
+            route = target
+            if params:
+                if mounted:  # keep the mount's own parameters
+                    params = {**scope.get("path_params", {}), **params}
+                scope["path_params"] = params
+        if mounted:
             _note_route(scope, route)
         else:  # the common case, inlined: the top router
             scope["route"] = route.identity
