@@ -311,8 +311,10 @@ class _Watch:
     def start_if_safe(self) -> bool:
         """Called at each suspension until it returns True."""
         request = self.request
-        # Mid-body: stream() started, and neither body() nor form() has finished it.
-        if request._stream_consumed and request._body is None and request._form is None:
+        # Mid-body: stream() started and has not received the last body message.
+        if request._stream_consumed and not (
+            request._body_complete or request._body is not None or request._form is not None
+        ):
             return False
         relay = ReceiveRelay.of(request.scope, request.receive)
         self.watcher = self.task.get_loop().create_task(_cancel_on_disconnect(relay, self.cancel))

@@ -15,8 +15,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from asgikit import _json
+from asgikit._http import content_type_header as content_type_header  # its old home
+from asgikit._http import encode_header
 from asgikit.background import BackgroundTask
-from asgikit.datastructures import MutableHeaders, encode_header
+from asgikit.datastructures import MutableHeaders
 from asgikit.types import Receive, Scope, Send
 
 __all__ = [
@@ -28,23 +30,6 @@ __all__ = [
     "content_type_header",
     "headers_to_raw",
 ]
-
-_content_type_cache: dict[str, bytes] = {}
-
-
-def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:
-    """The ``Content-Type`` value for ``media_type``: text types get ``; charset=utf-8``."""
-    try:
-        return _content_type_cache[media_type]
-    except KeyError:
-        pass
-    value = media_type
-    if media_type.startswith("text/") and "charset=" not in media_type.lower():
-        value = f"{media_type}; charset={charset}"
-    encoded = encode_header("content-type", value)[1]
-    if len(_content_type_cache) < 256:
-        _content_type_cache[media_type] = encoded
-    return encoded
 
 
 def headers_to_raw(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
