@@ -15,8 +15,10 @@
     │   └── WebSocketDenialResponse  (asgikit.testing) the app refused the handshake with
     │                            an HTTP response (status_code, headers, content)
     ├── NoMatchFound             url_path_for / url_for: no route with that name and params
-    └── RangeNotSatisfiable      a Range header no byte of the file satisfies (also a
-                                 ValueError); FileResponse answers it with 416
+    ├── RangeNotSatisfiable      a Range header no byte of the file satisfies (also a
+    │                            ValueError); FileResponse answers it with 416
+    └── LifespanNotRunError      request.state.x is missing because the app has a lifespan
+                                 the server never ran (daphne; also an AttributeError)
 
 Programming mistakes are not in this tree: they raise the built-in `TypeError`,
 `ValueError` or `RuntimeError` with a message that says how to fix them (a header value
@@ -32,6 +34,7 @@ __all__ = [
     "AsgikitError",
     "ClientDisconnect",
     "HTTPException",
+    "LifespanNotRunError",
     "NoMatchFound",
     "RangeNotSatisfiable",
     "WebSocketDisconnect",
@@ -123,3 +126,7 @@ class WebSocketDisconnect(AsgikitError):
 
 class RangeNotSatisfiable(AsgikitError, ValueError):
     """The ``Range`` header cannot be served: answer ``416`` with ``bytes */size``."""
+
+
+class LifespanNotRunError(AsgikitError, AttributeError):
+    """A ``request.state`` attribute is missing because the app's lifespan never ran."""

@@ -29,9 +29,7 @@ pytest.importorskip("numpy")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # Ray hands the app an empty scope["state"] (its uvicorn-based lifespan keeps the state
-# elsewhere); asgikit falls back to the router's lifespan state only once the Router fix
-# of issue 12 point 5 lands. Until then, the model endpoints answer 500 under Ray.
-STATE_REASON = "request.state is empty under Ray until the Router's empty-state fallback lands"
+# elsewhere); the router then falls back on its own lifespan state.
 
 
 def free_port() -> int:
@@ -110,8 +108,6 @@ def test_two_replicas_answer(serve_url: str) -> None:
 
 def test_each_replica_runs_the_lifespan_and_state_reaches_requests(serve_url: str) -> None:
     answers = replicas_answering(serve_url)
-    if not all(answers.values()):
-        pytest.xfail(STATE_REASON)
     assert all(answers.values())
     ready = httpx.get(f"{serve_url}/readyz", timeout=30).json()
     assert ready["status"] == "ready" and ready["classifier_accuracy"] > 0.8
@@ -139,8 +135,6 @@ def test_predict_is_batched_per_replica(serve_url: str) -> None:
                     group.start_soon(one, text)
 
     anyio.run(main)
-    if {r.status_code for r in results} == {500}:
-        pytest.xfail(STATE_REASON)
     assert [r.status_code for r in results] == [200] * len(texts)
     labels = {r.json()["label"] for r in results}
     assert labels == {"code", "prose"}
@@ -153,8 +147,6 @@ def test_generate_streams_through_the_proxy(serve_url: str) -> None:
     with httpx.Client(base_url=serve_url, timeout=30) as client:
         params = {"prompt": "Return the", "max_tokens": 2000}
         with client.stream("GET", "/generate", params=params) as response:
-            if response.status_code == 500:
-                pytest.xfail(STATE_REASON)
             assert response.headers["content-type"] == "text/event-stream"
             tokens = 0
             for line in response.iter_lines():
