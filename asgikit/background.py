@@ -24,7 +24,7 @@ class BackgroundTask:
     An exception it raises is logged on the ``asgikit`` logger and goes no further: the
     response has already been sent, and the server has nothing to do about it.
 
-    >>> Response("queued", background=BackgroundTask(send_email, to="a@b.c"))
+    >>> response = Response("queued", background=BackgroundTask(send_email, to="a@b.c"))
     """
 
     def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:

@@ -81,6 +81,7 @@ class Route(_Identified):
     the client disconnects before the response has started.
 
     >>> Route("/users/{user_id:int}", get_user, name="user")
+    Route(path='/users/{user_id:int}', name='user', methods=['GET', 'HEAD'])
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class WebSocketRoute(_Identified):
     """A WebSocket route: ``endpoint(websocket)`` is an ``async def``.
 
     >>> WebSocketRoute("/ws/generate", generate_ws)
+    WebSocketRoute(path='/ws/generate', name='generate_ws')
     """
 
     def __init__(self, path: str, endpoint: WebSocketEndpoint, *, name: str | None = None) -> None:
@@ -149,6 +151,7 @@ class Mount:
     ``request.route.name``.
 
     >>> Mount("/api/v2", api_v2_router, name="v2")
+    Mount(path='/api/v2', name='v2', app=<asgikit.routing.Router object at ...>)
     """
 
     def __init__(

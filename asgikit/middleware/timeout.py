@@ -50,7 +50,7 @@ class TimeoutMiddleware:
     has started is never cut: a stream may run as long as it likes once its headers are
     out. Only ``http`` scopes are timed.
 
-    >>> Router(middleware=[Middleware(TimeoutMiddleware, timeout=30.0)])
+    >>> app = Router(middleware=[Middleware(TimeoutMiddleware, timeout=30.0)])
     """
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
