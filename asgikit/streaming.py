@@ -15,6 +15,7 @@ connection) counts as a disconnect too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeAlias
@@ -85,6 +86,27 @@ class _ClientGone(Exception):
     """The client has gone: the server's ``send`` raised `OSError` (ASGI 2.4), or the
     listener saw ``http.disconnect``. Kept apart from an `OSError` raised by the iterator
     itself, which is an error like any other."""
+
+
+async def _end_body_after_error(scope: Scope, send: Send) -> None:
+    """After the body failed half-way, end it on a server that would not (daphne).
+
+    uvicorn, hypercorn and granian abort the connection when the application raises
+    after ``http.response.start``: the client sees an incomplete body (httpx:
+    ``RemoteProtocolError``), which is what the error then propagating gets. daphne
+    instead keeps the connection open with the response unfinished, so the client waits
+    for good (it has no response timeout by default), and its attempt to answer a 500
+    on a started response stops the task that logs and reaps its applications, for the
+    life of the process. daphne is the one server that announces no ASGI
+    ``spec_version``; there the body is ended first (the client promptly gets what was
+    sent so far) and the error still propagates, to be logged.
+    """
+    asgi = scope.get("asgi")
+    if asgi is None or "spec_version" in asgi:
+        return
+    # Best effort: if this fails too, the client has gone; the original error matters.
+    with contextlib.suppress(Exception):
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _send_message(send: Send, message: Message) -> None:
@@ -364,7 +386,11 @@ class StreamingResponse(Response):
         loop = asyncio._get_running_loop()
         task = None if loop is None else asyncio.current_task(loop)
         if task is None:
-            complete = await self._stream_anyio(send, _Watch(relay, None))
+            try:
+                complete = await self._stream_anyio(send, _Watch(relay, None))
+            except Exception:
+                await _end_body_after_error(scope, send)
+                raise
             if complete and self.background is not None:
                 await self.background()
             return
@@ -378,9 +404,11 @@ class StreamingResponse(Response):
                 watch.stop()
                 await self._close_iterator()
                 raise
-        except BaseException:
+        except BaseException as exc:
             watch.stop()
             await self._close_iterator()
+            if isinstance(exc, Exception):  # the iterator or an item's encoding failed
+                await _end_body_after_error(scope, send)
             raise
         else:
             # Servers report a disconnect once the response is complete: from here on
@@ -395,6 +423,7 @@ class StreamingResponse(Response):
         watch.stop()
         await self._close_iterator()
         if watch.error is not None:
+            await _end_body_after_error(scope, send)
             raise watch.error
 
     async def _stream_anyio(self, send: Send, watch: _Watch) -> bool:
