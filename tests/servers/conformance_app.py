@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -21,7 +21,9 @@ from asgikit import (
     EventSourceResponse,
     FileResponse,
     HTTPException,
+    JSONResponse,
     Middleware,
+    NDJSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Request,
@@ -276,6 +278,73 @@ async def file(request: Request) -> FileResponse:
 @router.get("/pathsends")
 async def pathsends(request: Request) -> dict[str, int]:
     return {"count": PATHSENDS[0]}
+
+
+@router.post("/echo/{writer}")
+async def echo_with(request: Request) -> StreamingResponse | JSONResponse:
+    """The request's JSON, written back by one of the three JSON writers."""
+    received = {"received": await request.json()}  # a 400 for what JSON cannot carry
+    writer = request.path_params["writer"]
+    if writer == "json":
+        return JSONResponse(received)
+    if writer == "ndjson":
+        return NDJSONResponse([received])
+    if writer == "sse":
+        return EventSourceResponse([received])
+    raise HTTPException(404, detail=f"no writer {writer!r}")
+
+
+class Unencodable:
+    """Nothing JSON can write."""
+
+
+def bad_item(kind: str) -> Any:
+    if kind == "nan":
+        return float("nan")
+    if kind == "object":
+        return Unencodable()
+    raise RuntimeError("model crashed")  # kind "raise": the iterator itself fails
+
+
+@router.get("/unencodable/{writer}/{source}/{kind}/{token}")
+async def unencodable(request: Request) -> StreamingResponse:
+    """Two good items, then one that cannot be written (or an error), then one more.
+
+    The generator's ``finally`` records ``closed``; the background task (which must not
+    run: the response was not delivered) records ``background ran`` under
+    ``{token}-background``.
+    """
+    writer, source, kind, token = (
+        request.path_params[key] for key in ("writer", "source", "kind", "token")
+    )
+
+    async def items() -> AsyncIterator[Any]:
+        try:
+            yield {"i": 0}
+            await anyio.sleep(0.01)  # the first item is on its way meanwhile
+            yield {"i": 1}
+            yield bad_item(kind)
+            yield {"i": 3}
+        finally:
+            ENDINGS[token] = "closed"
+
+    def sync_items() -> Iterator[Any]:  # iterated in the thread pool
+        try:
+            yield {"i": 0}
+            yield {"i": 1}
+            yield bad_item(kind)
+            yield {"i": 3}
+        finally:
+            ENDINGS[token] = "closed"
+
+    def record_background() -> None:
+        ENDINGS[f"{token}-background"] = "background ran"
+
+    content = items() if source == "async" else sync_items()
+    background = BackgroundTask(record_background)
+    if writer == "ndjson":
+        return NDJSONResponse(content, background=background)
+    return EventSourceResponse(content, background=background)
 
 
 api = Router()
