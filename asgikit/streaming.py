@@ -305,9 +305,11 @@ class StreamingResponse(Response):
     is closed (``aclose()``/``close()``) so a generator's ``finally`` runs at once, and
     ``background`` does **not** run (the response was not delivered; put cleanup that
     must always happen in the generator's ``finally``). An exception raised by the
-    iterator after the headers went out propagates (the server then aborts the
-    connection, so the client sees a truncated body rather than a complete one).
-    ``background`` runs after the last chunk.
+    iterator (or by encoding an item) after the headers went out closes the iterator
+    and propagates: the server then aborts the connection, so the client sees an
+    incomplete body rather than a complete one (daphne cannot abort: there the body is
+    ended first, so its client is not left waiting). ``background`` runs after the
+    last chunk.
 
     >>> async def tokens():
     ...     for token in model.generate(prompt):
