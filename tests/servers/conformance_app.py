@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -345,6 +347,29 @@ async def unencodable(request: Request) -> StreamingResponse:
     if writer == "ndjson":
         return NDJSONResponse(content, background=background)
     return EventSourceResponse(content, background=background)
+
+
+@router.get("/shutdown-stream/{seconds}/{token}")
+async def shutdown_stream(request: Request) -> StreamingResponse:
+    """Ticks for ``seconds``, then ``done``. How the generator ended (``completed`` or
+    ``cut``) goes to the file ``token`` in ``$CONFORMANCE_ENDINGS``: the server may be
+    gone by the time the test looks (tests/servers/test_shutdown_streams.py)."""
+    seconds = float(request.path_params["seconds"])
+    ending_file = Path(os.environ["CONFORMANCE_ENDINGS"], request.path_params["token"])
+
+    async def ticks() -> AsyncIterator[bytes]:
+        ending = "cut"
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                yield b"tick\n"
+                await anyio.sleep(0.01)
+            yield b"done\n"
+            ending = "completed"
+        finally:
+            ending_file.write_text(ending)
+
+    return StreamingResponse(ticks(), media_type="text/plain")
 
 
 api = Router()

@@ -1,0 +1,71 @@
+"""What SIGTERM does to a stream in flight, on every server started as the suite starts
+them (default settings; docs/streaming.md, "Disconnects and shutdown, server by server").
+
+uvicorn, granian and hypercorn let a stream that ends soon finish (uvicorn and granian
+wait for any stream, hypercorn for its ``--graceful-timeout``, 3 s by default); daphne
+cancels it at once. A stream that is cut still runs its generator's ``finally``, and the
+client sees an incomplete body. Each test starts its own server: SIGTERM ends it.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from _server import SERVER_COMMANDS, RunningServer, serving
+
+DEADLINE = 10.0  # seconds a server may take to exit (a hang detector, not a timing claim)
+SHORT = 1.0  # seconds: a stream that ends within every grace period
+LONG = 60.0  # seconds: a stream that outlasts hypercorn's 3 s default grace
+CUT_AT_ONCE = {"daphne"}  # no grace period at all
+
+
+def stream_through_sigterm(server: RunningServer, seconds: float) -> tuple[str, bytes]:
+    """Start a stream, SIGTERM the server once the first chunk arrived, read the rest.
+
+    Returns ``complete`` or ``cut`` (the body ended without its chunked terminator)
+    and the body read."""
+    with (
+        httpx.Client(base_url=server.url, timeout=DEADLINE) as client,
+        client.stream("GET", f"/shutdown-stream/{seconds}/stream") as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.iter_bytes()
+        body = next(chunks)
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            for chunk in chunks:
+                body += chunk
+        except httpx.RemoteProtocolError:
+            return "cut", body
+        return "complete", body
+
+
+@pytest.mark.parametrize("name", sorted(SERVER_COMMANDS))
+def test_a_stream_ending_within_the_grace_period(name: str, tmp_path: Path) -> None:
+    env = {"CONFORMANCE_ENDINGS": str(tmp_path)}
+    with serving(name, "conformance_app:app", tmp_dir=tmp_path, env=env) as server:
+        outcome, body = stream_through_sigterm(server, SHORT)
+        server.process.wait(timeout=DEADLINE)
+    ending = (tmp_path / "stream").read_text()
+    if name in CUT_AT_ONCE:
+        assert (outcome, ending) == ("cut", "cut")  # cancelled; its finally ran
+        assert not body.endswith(b"done\n")
+    else:
+        assert (outcome, ending) == ("complete", "completed")
+        assert body.endswith(b"tick\ndone\n")
+
+
+@pytest.mark.parametrize("name", ["daphne", "hypercorn"])
+def test_a_stream_outlasting_the_grace_period_is_cut_and_its_finally_runs(
+    name: str, tmp_path: Path
+) -> None:
+    # (uvicorn and granian, by default, wait for such a stream however long it runs.)
+    env = {"CONFORMANCE_ENDINGS": str(tmp_path)}
+    with serving(name, "conformance_app:app", tmp_dir=tmp_path, env=env) as server:
+        outcome, body = stream_through_sigterm(server, LONG)
+        server.process.wait(timeout=DEADLINE)
+    assert outcome == "cut" and not body.endswith(b"done\n")
+    assert (tmp_path / "stream").read_text() == "cut"  # cancelled; its finally ran
