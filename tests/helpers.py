@@ -106,18 +106,52 @@ async def never_disconnects() -> Message:
     raise AssertionError("unreachable")
 
 
-def receive_body(*chunks: bytes) -> Receive:
-    """A ``receive`` that gives ``chunks`` as ``http.request`` messages (one empty
-    message if none), then blocks until cancelled, like a server whose client waits."""
-    messages: list[Message] = [
+async def client_gone() -> Message:
+    """A ``receive`` whose client has already left: ``http.disconnect`` on every call."""
+    return {"type": "http.disconnect"}
+
+
+def request_messages(*chunks: bytes) -> list[Message]:
+    """``chunks`` as the ``http.request`` messages of one body (one empty message if
+    none): ``more_body`` is true on all but the last."""
+    return [
         {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
         for index, chunk in enumerate(chunks or (b"",))
     ]
+
+
+def receive_body(*chunks: bytes) -> Receive:
+    """A ``receive`` that gives ``chunks`` as ``http.request`` messages (one empty
+    message if none), then blocks until cancelled, like a server whose client waits."""
+    messages = request_messages(*chunks)
 
     async def receive() -> Message:
         if messages:
             return messages.pop(0)
         return await never_disconnects()
+
+    return receive
+
+
+def receive_then_disconnect(*chunks: bytes) -> Receive:
+    """A ``receive`` that gives ``chunks`` as ``http.request`` messages (one empty
+    message if none), then ``http.disconnect`` on every later call: a client that sent
+    its body and left."""
+    return receive_messages(request_messages(*chunks))
+
+
+def receive_messages(messages: list[Message], gone: anyio.Event | None = None) -> Receive:
+    """A server's ``receive`` scripted by ``messages``: each call takes the first one
+    out of the list (so a test can see how many were never read); once the list is
+    empty it reports ``http.disconnect``, after waiting for ``gone`` if one is given
+    (like a server, it waits only when nothing is ready)."""
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        if gone is not None and not gone.is_set():  # no checkpoint once it is set
+            await gone.wait()
+        return {"type": "http.disconnect"}
 
     return receive
 
