@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import Recorder, http_scope, receive_then_disconnect
 
 from asgikit import FormData, Request, Router, UploadFile
 from asgikit.testing import TestClient
@@ -505,37 +506,15 @@ async def test_uploadfile_write_read_seek_and_spooling() -> None:
 
 async def call_raw(body_chunks: list[bytes], content_length: int) -> list[Message]:
     """POST /form straight through the router with a declared Content-Length."""
-    messages: list[Message] = [
-        {"type": "http.request", "body": chunk, "more_body": index < len(body_chunks) - 1}
-        for index, chunk in enumerate(body_chunks)
+    send = Recorder()
+    headers = [
+        (b"host", b"test"),
+        (b"content-type", MULTIPART.encode()),
+        (b"content-length", str(content_length).encode()),
     ]
-    feed = iter(messages)
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return next(feed, {"type": "http.disconnect"})
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/form",
-        "raw_path": b"/form",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"test"),
-            (b"content-type", MULTIPART.encode()),
-            (b"content-length", str(content_length).encode()),
-        ],
-    }
-    await router(scope, receive, send)
-    return sent
+    scope = http_scope("/form", method="POST", headers=headers)
+    await router(scope, receive_then_disconnect(*body_chunks), send)
+    return send.messages
 
 
 @pytest.mark.anyio
