@@ -20,12 +20,15 @@ def http_scope(
     query_string: bytes = b"",
     root_path: str = "",
     scheme: str = "http",
+    spec_version: str = "2.3",
     **extra: Any,
 ) -> Scope:
-    """An ``http`` scope as uvicorn builds it (ASGI spec 2.3); ``extra`` keys are added."""
+    """An ``http`` scope as uvicorn builds it (ASGI spec 2.3 unless ``spec_version`` says
+    otherwise: from "2.4" a server's ``send`` raises `OSError` once the client has gone);
+    ``extra`` keys are added."""
     scope: Scope = {
         "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "asgi": {"version": "3.0", "spec_version": spec_version},
         "http_version": "1.1",
         "method": method,
         "scheme": scheme,
@@ -81,13 +84,18 @@ class Recorder:
         return None
 
     @property
-    def body(self) -> bytes:
-        """Every body chunk sent, joined."""
-        return b"".join(
+    def bodies(self) -> list[bytes]:
+        """Each body chunk sent, in order (empty ones too)."""
+        return [
             message.get("body", b"")
             for message in self.messages
             if message["type"] == "http.response.body"
-        )
+        ]
+
+    @property
+    def body(self) -> bytes:
+        """Every body chunk sent, joined."""
+        return b"".join(self.bodies)
 
 
 async def receive_nothing() -> Message:

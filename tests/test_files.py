@@ -17,7 +17,6 @@ from asgikit.testing import AsyncTestClient, TestClient
 from asgikit.types import Message
 
 DATA = bytes(range(256)) * 4000  # 1,024,000 bytes: several chunks
-ASGI_2_4 = {"version": "3.0", "spec_version": "2.4"}  # send raises OSError once the client left
 
 
 @pytest.fixture
@@ -283,7 +282,7 @@ async def call_raw(
     app: Any, *, method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None, **extra: Any
 ) -> list[Message]:
     send = Recorder()
-    scope = http_scope(method=method, headers=headers or [], asgi=ASGI_2_4, **extra)
+    scope = http_scope(method=method, headers=headers or [], spec_version="2.4", **extra)
     await app(scope, receive_body(), send)
     return send.messages
 
@@ -332,7 +331,7 @@ async def test_streams_in_chunks_and_stops_when_the_client_leaves(big: Path) -> 
 async def test_old_servers_get_a_disconnect_watcher(big: Path) -> None:
     """Before ASGI 2.4, send does not fail on disconnect: http.disconnect must stop it."""
     send = Recorder()
-    scope = http_scope(asgi={"version": "3.0", "spec_version": "2.1"})
+    scope = http_scope(spec_version="2.1")
     await FileResponse(big)(scope, client_gone, send)
     assert len(send.body) < len(DATA)
 
