@@ -70,11 +70,11 @@ async def test_disconnect_closes_the_generator() -> None:
 
         return NDJSONResponse(items())
 
-    async with AsyncTestClient(router) as client:
-        async with client.stream("GET", "/rows") as response:
-            async for _ in response.aiter_lines():
-                break
-        with anyio.fail_after(5):
+    with anyio.fail_after(5):
+        async with AsyncTestClient(router) as client:
+            async with client.stream("GET", "/rows") as response:
+                async for _ in response.aiter_lines():
+                    break
             await closed.wait()
 
 
