@@ -4,11 +4,12 @@ use these instead of writing scope dicts and recorders by hand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import anyio
 
+from asgikit import Request, Router, StreamingResponse
 from asgikit.types import Message, Receive, Scope, Send
 
 
@@ -167,3 +168,23 @@ def receive_messages(messages: list[Message], gone: anyio.Event | None = None) -
 async def never_called(scope: Scope, receive: Receive, send: Send) -> None:
     """An ASGI app that must not be reached."""
     raise AssertionError("the app must not be called")
+
+
+def echo_router(*, check_connected: bool = False) -> Router:
+    """A `Router` whose ``POST /echo`` streams the request body straight back, chunk by
+    chunk, so the body reader and the response's disconnect listener share ``receive``.
+    With ``check_connected`` it also asserts `Request.is_disconnected` is false after
+    each chunk."""
+    router = Router()
+
+    @router.post("/echo")
+    async def echo(request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                yield chunk
+                if check_connected:
+                    assert not await request.is_disconnected()
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    return router

@@ -11,6 +11,7 @@ import pytest
 from helpers import (
     Recorder,
     client_gone,
+    echo_router,
     http_scope,
     receive_messages,
     receive_then_disconnect,
@@ -297,24 +298,11 @@ def test_javascript_constants_are_not_json(body: bytes) -> None:
 
 
 def test_is_disconnected_while_streaming_the_body_loses_no_chunk() -> None:
-    from asgikit import StreamingResponse
-
-    router = Router()
-
-    @router.post("/echo")
-    async def echo(request: Request) -> StreamingResponse:
-        async def chunks() -> AsyncIterator[bytes]:
-            async for chunk in request.stream():
-                yield chunk
-                assert not await request.is_disconnected()
-
-        return StreamingResponse(chunks())
-
     def body() -> Iterator[bytes]:
         for index in range(20):
             yield b"%03d," % index
 
-    response = TestClient(router).post("/echo", content=body())
+    response = TestClient(echo_router(check_connected=True)).post("/echo", content=body())
     assert response.content == b"".join(b"%03d," % index for index in range(20))
 
 
