@@ -4,13 +4,13 @@ use these instead of writing scope dicts and recorders by hand."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import anyio
 
 from asgikit import Request, Router, StreamingResponse
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def http_scope(
@@ -188,3 +188,22 @@ def echo_router(*, check_connected: bool = False) -> Router:
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 
     return router
+
+
+class AppCalls:
+    """An ASGI app that records each call as ``(scope, receive, send)`` and does nothing
+    else: what a middleware handed on to the app it wraps."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Scope, Receive, Send]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls.append((scope, receive, send))
+
+
+async def assert_passes_through(wrap: Callable[[ASGIApp], ASGIApp], scope: Scope) -> None:
+    """Assert that the middleware ``wrap(app)`` hands ``scope``, ``receive`` and ``send``
+    on to its app unchanged (the same objects), once, receiving and sending nothing."""
+    app = AppCalls()
+    await wrap(app)(scope, receive_nothing, send_nothing)
+    assert app.calls == [(scope, receive_nothing, send_nothing)]
