@@ -149,18 +149,23 @@ def receive_then_disconnect(*chunks: bytes) -> Receive:
     return receive_messages(request_messages(*chunks))
 
 
-def receive_messages(messages: list[Message], gone: anyio.Event | None = None) -> Receive:
+def receive_messages(
+    messages: list[Message],
+    gone: anyio.Event | None = None,
+    *,
+    disconnect: Message | None = None,
+) -> Receive:
     """A server's ``receive`` scripted by ``messages``: each call takes the first one
     out of the list (so a test can see how many were never read); once the list is
-    empty it reports ``http.disconnect``, after waiting for ``gone`` if one is given
-    (like a server, it waits only when nothing is ready)."""
+    empty it reports ``disconnect`` (``http.disconnect`` unless given), after waiting
+    for ``gone`` if one is given (like a server, it waits only when nothing is ready)."""
 
     async def receive() -> Message:
         if messages:
             return messages.pop(0)
         if gone is not None and not gone.is_set():  # no checkpoint once it is set
             await gone.wait()
-        return {"type": "http.disconnect"}
+        return dict(disconnect or {"type": "http.disconnect"})
 
     return receive
 
