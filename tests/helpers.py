@@ -153,11 +153,11 @@ def receive_messages(
     messages: list[Message],
     gone: anyio.Event | None = None,
     *,
-    disconnect: Message | None = None,
+    then: Message | None = None,
 ) -> Receive:
     """A server's ``receive`` scripted by ``messages``: each call takes the first one
     out of the list (so a test can see how many were never read); once the list is
-    empty it reports ``disconnect`` (``http.disconnect`` unless given), after waiting
+    empty it reports ``then`` (``http.disconnect`` unless given), after waiting
     for ``gone`` if one is given (like a server, it waits only when nothing is ready)."""
 
     async def receive() -> Message:
@@ -165,9 +165,16 @@ def receive_messages(
             return messages.pop(0)
         if gone is not None and not gone.is_set():  # no checkpoint once it is set
             await gone.wait()
-        return dict(disconnect or {"type": "http.disconnect"})
+        return dict(then or {"type": "http.disconnect"})
 
     return receive
+
+
+def receive_lifespan(stop: anyio.Event | None = None) -> Receive:
+    """A server's ``receive`` for a ``lifespan`` scope: ``lifespan.startup``, then
+    ``lifespan.shutdown`` on every later call (once ``stop`` is set, if given)."""
+    startup: list[Message] = [{"type": "lifespan.startup"}]
+    return receive_messages(startup, stop, then={"type": "lifespan.shutdown"})
 
 
 async def never_called(scope: Scope, receive: Receive, send: Send) -> None:

@@ -421,7 +421,7 @@ CLIENT_LEFT = {"type": "websocket.disconnect", "code": 1006}
 def raw_websocket(send: Recorder) -> WebSocket:
     """A WebSocket over a scripted server without extensions: the client connects and
     then leaves; ``send`` records what the app sends."""
-    receive = receive_messages([{"type": "websocket.connect"}], disconnect=CLIENT_LEFT)
+    receive = receive_messages([{"type": "websocket.connect"}], then=CLIENT_LEFT)
     return WebSocket(websocket_scope(extensions={}), receive, send)
 
 
@@ -463,7 +463,7 @@ async def test_a_server_send_failure_becomes_a_disconnect() -> None:
             raise OSError("connection reset")
         accepted = True
 
-    receive = receive_messages([{"type": "websocket.connect"}], disconnect=CLIENT_LEFT)
+    receive = receive_messages([{"type": "websocket.connect"}], then=CLIENT_LEFT)
     websocket = WebSocket(websocket_scope(), receive, send)
     await websocket.accept()
     with pytest.raises(WebSocketDisconnect) as info:
