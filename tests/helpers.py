@@ -5,11 +5,13 @@ use these instead of writing scope dicts and recorders by hand."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
 from asgikit import Request, Router, StreamingResponse
+from asgikit.testing import AsyncTestClient
 from asgikit.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -219,3 +221,19 @@ async def assert_passes_through(wrap: Callable[[ASGIApp], ASGIApp], scope: Scope
     app = AppCalls()
     await wrap(app)(scope, receive_nothing, send_nothing)
     assert app.calls == [(scope, receive_nothing, send_nothing)]
+
+
+@asynccontextmanager
+async def left_mid_stream(
+    app: ASGIApp, path: str, until: Callable[[str], bool] = lambda line: True
+) -> AsyncIterator[None]:
+    """GET ``path`` from ``app`` through `AsyncTestClient`, read lines until ``until(line)``
+    is true (the first line by default), then close the response as a client that leaves
+    would. The body runs with the client still open, so what it sees is the app noticing
+    the disconnect, not the test client shutting down."""
+    async with AsyncTestClient(app) as client:
+        async with client.stream("GET", path) as response:
+            async for line in response.aiter_lines():
+                if until(line):
+                    break
+        yield

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import http_scope, never_disconnects
+from helpers import http_scope, left_mid_stream, never_disconnects
 
 from asgikit import EventSourceResponse, Request, Router, ServerSentEvent
 from asgikit._sse import encode_event
@@ -152,11 +152,7 @@ async def test_disconnect_stops_event_generation() -> None:
         return EventSourceResponse(items())
 
     with anyio.fail_after(5):
-        async with AsyncTestClient(router) as client:
-            async with client.stream("GET", "/events") as response:
-                async for line in response.aiter_lines():
-                    if line == "data: 3":
-                        break
+        async with left_mid_stream(router, "/events", until=lambda line: line == "data: 3"):
             await stopped.wait()
 
 

@@ -13,6 +13,7 @@ from helpers import (
     client_gone,
     echo_router,
     http_scope,
+    left_mid_stream,
     never_disconnects,
     request_messages,
 )
@@ -106,11 +107,8 @@ async def test_disconnect_closes_sync_generator() -> None:
     router = Router()
     router.add_route("/", lambda request: StreamingResponse(numbers()), methods=["GET"])
     with anyio.fail_after(5):
-        async with AsyncTestClient(router) as client:
-            async with client.stream("GET", "/") as response:
-                async for _line in response.aiter_lines():
-                    break
-            while not closed.is_set():
+        async with left_mid_stream(router, "/"):
+            while not closed.is_set():  # a threading.Event: polled
                 await anyio.sleep(0.01)
 
 
