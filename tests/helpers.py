@@ -1,6 +1,9 @@
-"""Helpers shared by the test suite: raw ASGI scopes, canned ``receive`` callables and a
-``send`` that records what an app sent. Tests that drive an app through raw ASGI calls
-use these instead of writing scope dicts and recorders by hand."""
+"""Helpers shared by the test suite: raw ASGI scopes, canned and scripted ``receive``
+callables, a ``send`` that records what an app sent, an app that records how it was
+called, and a few small apps and client steps that several test modules need. Tests that
+drive an app through raw ASGI calls use these instead of writing scope dicts and
+recorders by hand; a test keeps a hand-written one only where the point is a minimal or
+unusual scope or server, and says so."""
 
 from __future__ import annotations
 
