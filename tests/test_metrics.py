@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 from _uvicorn import run_uvicorn
+from helpers import Recorder, http_scope, never_disconnects, receive_body, send_nothing
 from prometheus_client import CollectorRegistry
 
 from asgikit import FileResponse, Middleware, Mount, Router, StreamingResponse
@@ -25,7 +26,7 @@ from asgikit.middleware.metrics import (
 )
 from asgikit.serving import Batcher, Overloaded
 from asgikit.testing import AsyncTestClient, TestClient
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Receive, Scope, Send
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,17 +159,8 @@ async def test_a_request_cancelled_before_answering_is_a_499() -> None:
         await anyio.sleep_forever()
 
     app = MetricsMiddleware(slow, registry=registry)
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
-
-    async def receive() -> Message:
-        await anyio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
-    async def send(message: Message) -> None:  # pragma: no cover - nothing is sent
-        raise AssertionError(message)
-
     async with anyio.create_task_group() as group:
-        group.start_soon(app, scope, receive, send)
+        group.start_soon(app, http_scope(), never_disconnects, send_nothing)
         await entered.wait()
         group.cancel_scope.cancel()
     labels = {"method": "GET", "route": "<unmatched>"}
@@ -410,30 +402,11 @@ async def test_a_file_the_server_sends_counts_its_size(tmp_path: Path) -> None:
     path = tmp_path / "weights.bin"
     path.write_bytes(b"w" * 1000)
     app = MetricsMiddleware(FileResponse(path), registry=registry)
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/weights.bin",
-        "headers": [],
-        "extensions": {"http.response.pathsend": {}},
-    }
-    received = False
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        nonlocal received
-        if not received:
-            received = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await anyio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
+    scope = http_scope("/weights.bin", extensions={"http.response.pathsend": {}})
+    send = Recorder()
     with anyio.fail_after(5):
-        await app(scope, receive, send)
-    assert [message["type"] for message in sent] == [
+        await app(scope, receive_body(), send)
+    assert send.types == [
         "http.response.start",
         "http.response.pathsend",
     ]
