@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_multipart.py
 	$(BIN)/python bench/bench_files.py
 	$(BIN)/python bench/bench_middleware.py
+
+# One model behind asgikit + Batcher, asgikit unbatched and LitServe, over real HTTP.
+bench-serving: $(VENV)/.bench-installed
+	$(BIN)/python bench/bench_serving_peers.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
