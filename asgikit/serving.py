@@ -348,7 +348,8 @@ class Batcher(Generic[T, R]):
 
     async def _next_batch(self, own: _Call[T, R]) -> list[_Call[T, R]]:
         """Wait until a batch may leave (see the class docstring), then take it out of
-        the queue. Returns [] when nothing is queued or ``own`` timed out meanwhile."""
+        the queue. Returns [] when nothing is queued, or when ``own`` was dispatched by
+        another runner or timed out meanwhile."""
         queue = self._queue
         while True:
             while queue and queue[0].state != _QUEUED:
@@ -367,7 +368,9 @@ class Batcher(Generic[T, R]):
                 self._wakeup = anyio.Event()
             with anyio.move_on_after(timeout):
                 await self._wakeup.wait()
-            if own.state == _QUEUED and self._expired(own, anyio.current_time()):
+            if own.state != _QUEUED:
+                return []  # another runner dispatched our item: let someone else wait
+            if self._expired(own, anyio.current_time()):
                 self._time_out(own)
                 return []
         now = anyio.current_time()
