@@ -409,6 +409,31 @@ async def bench(args: argparse.Namespace) -> None:
                 f"| {kind:<17} | {clients:>7} | {rps:>5,.0f} | {p50:>6.1f} | {p99:>6.1f} "
                 f"| {batch:>10.1f} | {busy:>10.0%} | {share:>14.0%} |"
             )
+    # Paired per-round comparisons: a busy machine slows every server of a round alike.
+    batched, unbatched, peer = SERVERS
+    most = max(client_counts)
+
+    def paired(kind: str, other: str, clients: int, figure: str) -> str:
+        if (kind, clients) not in results or (other, clients) not in results:
+            return "n/a"
+        ratios = [
+            mine[figure] / theirs[figure]
+            for mine, theirs in zip(
+                results[(kind, clients)], results[(other, clients)], strict=True
+            )
+        ]
+        rounds = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        return f"{statistics.median(ratios):.2f} (rounds: {rounds})"
+
+    least = min(client_counts)
+    print("\nPer-round ratios, median (each round's own figures compared):")
+    light = paired(batched, unbatched, least, "p50")
+    print(f"- {batched} / {unbatched} p50 at {least} client(s): {light}")
+    print(f"- {batched} / {peer} req/s at {most} clients: {paired(batched, peer, most, 'rps')}")
+    print(f"- {batched} / {peer} p99 at {most} clients: {paired(batched, peer, most, 'p99')}")
+    if (batched, most) in results:
+        shares = ", ".join(f"{r['share']:.0%}" for r in results[(batched, most)])
+        print(f"- {batched} at {most} clients, of the round's model limit: {shares}")
 
 
 def main() -> None:
