@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 import anyio
@@ -78,8 +78,8 @@ class BatcherStats:
     """A snapshot of a `Batcher`, taken by reading ``batcher.stats`` (for metrics).
 
     ``queued`` and ``running`` are the state now; the rest count since the batcher was
-    created. ``batch_sizes[n - 1]`` is how many batches held ``n`` items, so
-    ``items / batches`` is the mean batch size and the tuple is an exact histogram.
+    created. ``items / batches`` is the mean batch size, and ``batch_sizes`` the exact
+    histogram (``batch_sizes[n]``: how many batches held ``n`` items).
     """
 
     queued: int
@@ -100,8 +100,8 @@ class BatcherStats:
     """Batches whose function raised or returned the wrong number of results."""
     batch_seconds: float
     """Seconds spent in the batch function, summed over batches."""
-    batch_sizes: tuple[int, ...]
-    """``batch_sizes[n - 1]``: batches dispatched with ``n`` items."""
+    batch_sizes: Mapping[int, int]
+    """``batch_sizes[n]``: batches dispatched with ``n`` items (read-only; sizes seen only)."""
 
 
 # Call states: waiting in the queue, in a batch being run, result (or error) delivered.
@@ -225,7 +225,7 @@ class Batcher(Generic[T, R]):
         self._cancelled = 0
         self._failed_batches = 0
         self._batch_seconds = 0.0
-        self._batch_sizes = [0] * max_batch_size
+        self._batch_sizes: dict[int, int] = {}
 
     @property
     def queued(self) -> int:
@@ -245,7 +245,7 @@ class Batcher(Generic[T, R]):
             cancelled=self._cancelled,
             failed_batches=self._failed_batches,
             batch_seconds=self._batch_seconds,
-            batch_sizes=tuple(self._batch_sizes),
+            batch_sizes=MappingProxyType(dict(sorted(self._batch_sizes.items()))),
         )
 
     async def __call__(self, item: T) -> R:
@@ -394,7 +394,7 @@ class Batcher(Generic[T, R]):
         self._running += 1
         self._batches += 1
         self._items += len(batch)
-        self._batch_sizes[len(batch) - 1] += 1
+        self._batch_sizes[len(batch)] = self._batch_sizes.get(len(batch), 0) + 1
         began = anyio.current_time()
         error: BaseException | None = None
         results: Sequence[R] = ()

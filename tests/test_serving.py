@@ -177,7 +177,7 @@ async def test_full_batches_leave_in_order_when_the_model_is_free() -> None:
     assert model.batches == [["0"], ["1", "2", "3"], ["4", "5", "6"], ["7"]]
     assert callers.outcomes == {str(i): f"r{i}" for i in range(8)}
     stats = batcher.stats
-    assert (stats.batches, stats.items, stats.batch_sizes) == (4, 8, (2, 0, 2))
+    assert (stats.batches, stats.items, stats.batch_sizes) == (4, 8, {1: 2, 3: 2})
 
 
 async def test_failing_batch_fails_only_its_callers_and_batcher_keeps_serving() -> None:
@@ -375,7 +375,9 @@ async def test_stats_are_a_read_only_snapshot() -> None:
     assert await batcher(1) == 1
     assert isinstance(before, BatcherStats)
     assert (before.batches, batcher.stats.batches) == (0, 1)
-    assert batcher.stats.batch_sizes == (1, 0, 0, 0)
+    assert batcher.stats.batch_sizes == {1: 1}
+    with pytest.raises(TypeError):
+        batcher.stats.batch_sizes[2] = 1  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):
         batcher.stats.queued = 5  # type: ignore[misc]
     with pytest.raises(AttributeError):
