@@ -467,3 +467,39 @@ async def test_aclose_returns_after_every_caller_has_its_result() -> None:
             await until(lambda: batcher.stats.queued + batcher.stats.items == 50)
             await batcher.aclose()
             assert sorted(results) == [item * 2 for item in range(50)]
+
+
+async def test_sync_function_in_threads_with_two_slots_delivers_every_result() -> None:
+    running = 0
+    most_running = 0
+    lock = threading.Lock()
+    both_in = threading.Event()
+
+    def square(items: list[int]) -> list[int]:  # runs in the thread pool
+        nonlocal running, most_running
+        with lock:
+            running += 1
+            most_running = max(most_running, running)
+            if running == 2:
+                both_in.set()
+        both_in.wait(5)  # the first batch waits for a second one to run beside it
+        with lock:
+            running -= 1
+        return [item * item for item in items]
+
+    batcher = Batcher(square, max_batch_size=4, max_wait=0.001, max_concurrent_batches=2)
+    results: dict[int, int] = {}
+
+    async def call(item: int) -> None:
+        results[item] = await batcher(item)
+
+    with anyio.fail_after(10):
+        async with batcher, anyio.create_task_group() as group:
+            for item in range(200):
+                group.start_soon(call, item)
+    assert results == {item: item * item for item in range(200)}
+    stats = batcher.stats
+    assert stats.items == 200 and stats.queued == 0 and stats.running == 0
+    assert sum(size * count for size, count in stats.batch_sizes.items()) == 200
+    assert max(stats.batch_sizes) <= 4
+    assert most_running == 2
