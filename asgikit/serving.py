@@ -9,6 +9,8 @@ calls of one; `Overloaded` (503) and `QueueTimeout` (504) are how it sheds load,
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -22,6 +24,7 @@ import anyio.lowlevel
 from asgikit._concurrency import (
     iterate_in_threadpool,
     run_in_threadpool,
+    running_on_asyncio,
     set_threadpool_size,
     threadpool_limiter,
 )
@@ -134,9 +137,11 @@ class Batcher(Generic[T, R]):
     ``func(items)`` call.
 
     ``func(items: list[T]) -> list[R]`` may be ``async def`` or a plain function (then
-    run in the shared thread pool). Results go back to their callers in order. Up to
-    ``max_concurrent_batches`` batches run at once (default 1); a batch holds at most
-    ``max_batch_size`` items, the oldest first. When a batch leaves:
+    run in a thread, holding a token of the shared thread-pool limiter; on asyncio the
+    thread is the event loop's default executor, started the moment the batch leaves).
+    Results go back to their callers in order. Up to ``max_concurrent_batches`` batches
+    run at once (default 1); a batch holds at most ``max_batch_size`` items, the oldest
+    first. When a batch leaves:
 
     - at once when no batch is running (the model is idle): a lone call is not delayed,
       and what queues while a batch runs becomes the next batch, so batches grow with the
@@ -405,7 +410,7 @@ class Batcher(Generic[T, R]):
                         items
                     )
                 else:
-                    results = await run_in_threadpool(
+                    results = await _start_in_thread(
                         cast(Callable[[list[T]], Sequence[R]], self.func), items
                     )
             except Exception as exc:
@@ -481,6 +486,33 @@ class Batcher(Generic[T, R]):
             f"max_concurrent_batches={self.max_concurrent_batches} queued={self._queued} "
             f"running={self._running}>"
         )
+
+
+async def _start_in_thread(func: Callable[[list[T]], Sequence[R]], items: list[T]) -> Sequence[R]:
+    """``run_in_threadpool(func, items)``, but on asyncio the thread starts before this
+    task yields. Call it shielded from cancellation.
+
+    ``anyio.to_thread`` first yields to the event loop, so every task woken before runs
+    first: the callers of the batch that just finished would send all their responses
+    (milliseconds for 32 of them) before the next batch reaches the model. Here the batch
+    goes to the loop's default executor at once, holding a token of the shared limiter;
+    with no token free (or on trio) it queues for the pool like any other hand-off.
+    """
+    if running_on_asyncio():
+        limiter = threadpool_limiter()
+        borrower = object()
+        try:
+            limiter.acquire_on_behalf_of_nowait(borrower)
+        except anyio.WouldBlock:
+            pass
+        else:
+            try:
+                context = contextvars.copy_context()
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(None, context.run, func, items)
+            finally:
+                limiter.release_on_behalf_of(borrower)
+    return await run_in_threadpool(func, items)
 
 
 def _name(func: Any) -> str:

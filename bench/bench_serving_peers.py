@@ -168,6 +168,12 @@ def serve(kind: str, port: int) -> None:
     else:
         import uvicorn
 
+        # The model thread shares the GIL with the event loop: with Python's default 5 ms
+        # switch interval it waits for the loop to finish sending a batch's responses
+        # before it can start the next batch (LitServe's model has a process of its own).
+        interval = float(os.environ.get("BENCH_SWITCH_INTERVAL", "0"))
+        if interval > 0:
+            sys.setswitchinterval(interval)
         app = asgikit_app(batched=kind == "asgikit+Batcher")
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -211,9 +217,14 @@ def pinned(cpus: set[int]) -> Any:
 
 
 @contextlib.contextmanager
-def running_server(kind: str, cpus: set[int], log: Path) -> Iterator[int]:
+def running_server(kind: str, cpus: set[int], log: Path, switch_interval: float) -> Iterator[int]:
     port = free_port()
-    env = {**os.environ, **ONE_THREAD, "BENCH_BATCH_LOG": str(log)}
+    env = {
+        **os.environ,
+        **ONE_THREAD,
+        "BENCH_BATCH_LOG": str(log),
+        "BENCH_SWITCH_INTERVAL": str(switch_interval),
+    }
     process = subprocess.Popen(
         [sys.executable, __file__, "serve", kind, str(port)],
         env=env,
@@ -352,7 +363,9 @@ async def bench(args: argparse.Namespace) -> None:
         logs: dict[str, Path] = {}
         for kind in args.servers.split(","):
             logs[kind] = Path(directory) / f"{len(logs)}.log"
-            ports[kind] = stack.enter_context(running_server(kind, server_cpus, logs[kind]))
+            ports[kind] = stack.enter_context(
+                running_server(kind, server_cpus, logs[kind], args.switch_interval)
+            )
             await load(ports[kind], expected, 16, args.warmup)
         for round_number in range(args.rounds):
             # The model alone, once per round: the machine may be busier in some rounds
@@ -386,6 +399,7 @@ async def bench(args: argparse.Namespace) -> None:
     )
     print(
         f"Servers on CPUs {sorted(server_cpus)}, clients on CPUs {sorted(client_cpus)}; "
+        f"asgikit switch interval {args.switch_interval or 0.005:g} s; "
         f"{args.rounds} interleaved rounds x {args.seconds:g} s; medians of the rounds.\n"
     )
     print(
@@ -449,6 +463,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--model-seconds", type=float, default=2.0)
     parser.add_argument("--clients", default="1,16,64")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.0005,
+        help="sys.setswitchinterval() in the asgikit servers (0: Python's default, 5 ms)",
+    )
     parser.add_argument("--servers", default=",".join(SERVERS))
     every = ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0)))
     parser.add_argument("--server-cpus", default=every, help="comma-separated CPU ids")

@@ -503,3 +503,44 @@ async def test_sync_function_in_threads_with_two_slots_delivers_every_result() -
     assert sum(size * count for size, count in stats.batch_sizes.items()) == 200
     assert max(stats.batch_sizes) <= 4
     assert most_running == 2
+
+
+async def test_sync_batches_hold_a_thread_pool_token_and_wait_when_the_pool_is_full() -> None:
+    limiter = threadpool_limiter()
+    seen: list[tuple[int, int]] = []
+
+    def record(items: list[int]) -> list[int]:  # runs in a worker thread
+        seen.append((threading.get_ident(), limiter.borrowed_tokens))
+        return items
+
+    occupied = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        occupied.set()
+        release.wait(5)
+
+    set_threadpool_size(1)
+    try:
+        batcher = Batcher(record, max_batch_size=4)
+        assert await batcher(1) == 1  # a free token: the batch takes it
+        results: list[int] = []
+
+        async def call(item: int) -> None:
+            results.append(await batcher(item))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_in_threadpool, hold)  # the only token is taken
+            with anyio.fail_after(5):
+                while not occupied.is_set():
+                    await anyio.sleep(0.001)
+                group.start_soon(call, 2)
+                while limiter.statistics().tasks_waiting < 1:  # the batch waits for it
+                    await anyio.sleep(0.001)
+                assert len(seen) == 1 and batcher.stats.running == 1
+                release.set()
+        assert results == [2]
+    finally:
+        set_threadpool_size(40)
+    assert [tokens for _, tokens in seen] == [1, 1]
+    assert all(thread != threading.get_ident() for thread, _ in seen)
