@@ -9,9 +9,10 @@ CR or LF in them would let a value inject a second event, so they raise `ValueEr
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from asgikit import _json
 
 __all__ = [
     "PING",
@@ -23,7 +24,6 @@ __all__ = [
 ]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 #: The keep-alive comment sent after ``ping`` seconds of silence.
 PING = b": ping\n\n"
@@ -38,16 +38,14 @@ def _field_lines(name: str, text: str) -> str:
 
 def encode_data(text: str) -> bytes:
     """One event whose data is ``text`` (several ``data:`` lines if it has line breaks)."""
-    if "\n" not in text and "\r" not in text:
-        return ("data: " + text + "\n\n").encode("utf-8")
-    return (_field_lines("data", text) + "\n").encode("utf-8")
+    return encode_event(str(text))
 
 
 def encode_json_data(value: Any) -> bytes:
     """One event whose data is ``value`` as compact JSON (`ValueError` for NaN/inf,
     `TypeError` for values JSON cannot represent)."""
     # JSON escapes control characters, so the document is a single line.
-    return ("data: " + _JSON.encode(value) + "\n\n").encode("utf-8")
+    return b"data: " + _json.encode(value) + b"\n\n"
 
 
 def encode_comment(text: str) -> bytes:
@@ -125,7 +123,7 @@ class ServerSentEvent:
             if isinstance(data, str):
                 parts.append(_field_lines("data", data))
             else:
-                parts.append("data: " + _JSON.encode(data) + "\n")
+                parts.append("data: " + _json.encode_text(data) + "\n")
         parts.append("\n")
         return "".join(parts).encode("utf-8")
 
@@ -151,13 +149,15 @@ class ServerSentEvent:
 def encode_event(item: Any) -> bytes:
     """Frame one item of an event stream: a `ServerSentEvent` as itself, a ``str`` as
     one data event, ``bytes`` as UTF-8 text data, anything else as JSON data."""
-    cls = item.__class__
-    if cls is str:
-        return encode_data(item)
+    if item.__class__ is str:  # the common case (tokens), framed without another call
+        text: str = item
+        if "\n" not in text and "\r" not in text:
+            return ("data: " + text + "\n\n").encode("utf-8")
+        return (_field_lines("data", text) + "\n").encode("utf-8")
     if isinstance(item, ServerSentEvent):
         return item.encode()
     if isinstance(item, str):
-        return encode_data(str(item))
+        return encode_event(str(item))
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return encode_data(bytes(item).decode("utf-8"))
+        return encode_event(bytes(item).decode("utf-8"))
     return encode_json_data(item)

@@ -11,10 +11,11 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from asgikit._concurrency import run_in_threadpool
+from asgikit._http import encode_header as encode_header  # where other modules find it
 from asgikit.types import Scope
 
 __all__ = [
@@ -28,28 +29,6 @@ __all__ = [
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
-
-
-def _check_header_text(text: str, what: str) -> None:
-    for char in _FORBIDDEN_IN_HEADERS:
-        if char in text:
-            raise ValueError(
-                f"header {what} {text!r} contains {char!r}; CR, LF and NUL are not allowed"
-            )
-
-
-def encode_header(name: str, value: str) -> tuple[bytes, bytes]:
-    """One raw header pair: lower-cased latin-1 name and latin-1 value, both checked.
-
-    Raises `ValueError` if either contains CR, LF or NUL (header injection) or is not
-    latin-1.
-    """
-    _check_header_text(name, "name")
-    _check_header_text(value, "value")
-    if not name or name.strip() != name or ":" in name:
-        raise ValueError(f"invalid header name {name!r}")
-    return name.lower().encode("latin-1"), value.encode("latin-1")
 
 
 class Headers(Mapping[str, str]):
@@ -203,14 +182,78 @@ class MutableHeaders(Headers):
         self["vary"] = ", ".join(existing)
 
 
-class QueryParams(Mapping[str, str]):
+_Value = TypeVar("_Value")
+
+
+class _MultiDict(Mapping[str, _Value], Generic[_Value]):
+    """The immutable multi-dict behind `QueryParams` and `FormData`.
+
+    ``d[key]`` and ``d.get(key)`` give the last value of a repeated key; ``getlist(key)``
+    all of them, in order; ``multi_items()`` every pair in order. ``len``, ``keys``,
+    ``values``, ``items`` and ``in`` see each key once (with its last value).
+
+    Equality, the one rule for both: two multi-dicts are equal when every key has the
+    same values in the same order, that is when ``getlist`` answers alike for every
+    key; the order between different keys does not count (``a=1&b=2`` equals
+    ``b=2&a=1``, ``a=1&a=2`` does not equal ``a=2&a=1``). Against a plain mapping, the
+    last value of each key is compared (``QueryParams("a=1&a=2") == {"a": "2"}``).
+    """
+
+    __slots__ = ("_dict", "_list")
+
+    _list: list[tuple[str, _Value]]
+    _dict: dict[str, _Value]
+
+    def _set_items(self, items: list[tuple[str, _Value]]) -> None:
+        self._list = items
+        self._dict = dict(items)
+
+    def getlist(self, key: str) -> list[_Value]:
+        """Every value of ``key``, in order (``[]`` when absent)."""
+        return [value for key_, value in self._list if key_ == key]
+
+    def multi_items(self) -> list[tuple[str, _Value]]:
+        """Every ``(key, value)`` pair, repeats included, in order."""
+        return list(self._list)
+
+    def __getitem__(self, key: str) -> _Value:
+        return self._dict[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    def _values_by_key(self) -> dict[str, list[_Value]]:
+        grouped: dict[str, list[_Value]] = {}
+        for key, value in self._list:
+            grouped.setdefault(key, []).append(value)
+        return grouped
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _MultiDict):
+            return self._values_by_key() == other._values_by_key()
+        if isinstance(other, Mapping):
+            return self._dict == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class QueryParams(_MultiDict[str]):
     """An immutable multi-dict of query parameters.
 
     ``params["q"]`` is the last value of ``q``; ``getlist("q")`` all of them, in order.
     Build from a query string (``str`` or ``bytes``), a mapping or a list of pairs.
+    Equal to another `QueryParams` (or `FormData`) with the same values, in the same
+    order, for every key; see `_MultiDict` for the rule.
     """
 
-    __slots__ = ("_dict", "_list")
+    __slots__ = ()
 
     def __init__(
         self, params: str | bytes | Mapping[str, str] | Iterable[tuple[str, str]] | None = None
@@ -225,37 +268,7 @@ class QueryParams(Mapping[str, str]):
             items = [(str(key), str(value)) for key, value in params.items()]
         else:
             items = [(str(key), str(value)) for key, value in params]
-        self._list = items
-        self._dict = dict(items)
-
-    def getlist(self, key: str) -> list[str]:
-        """Every value of ``key``, in order (``[]`` when absent)."""
-        return [value for key_, value in self._list if key_ == key]
-
-    def multi_items(self) -> list[tuple[str, str]]:
-        """Every ``(key, value)`` pair, repeats included, in order."""
-        return list(self._list)
-
-    def __getitem__(self, key: str) -> str:
-        return self._dict[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._dict
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._dict)
-
-    def __len__(self) -> int:
-        return len(self._dict)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, QueryParams):
-            return sorted(self._list) == sorted(other._list)
-        if isinstance(other, Mapping):
-            return self._dict == dict(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
+        self._set_items(items)
 
     def __str__(self) -> str:
         return urlencode(self._list)
@@ -267,8 +280,10 @@ class QueryParams(Mapping[str, str]):
 class URL:
     """A parsed URL: ``scheme netloc hostname port path query fragment``; ``str()`` gives it back.
 
-    Build from a string, or from an ASGI scope with ``URL(scope=scope)`` (the ``Host``
-    header wins over ``scope["server"]``).
+    Build from a string, or from an ASGI scope with ``URL(scope=scope)``: the ``Host``
+    header wins over ``scope["server"]`` when it is a plain ``host[:port]``; any other
+    ``Host`` (``evil.com/x``, ``a@b``, ``[::1``, ``a:99999``) is ignored, so the URL's
+    path is always the request's and its ``port`` never raises.
     """
 
     __slots__ = ("_parts", "_url")
@@ -383,28 +398,40 @@ def redirect_location(scope: Scope, path: str) -> str:
     only the path and query: the ``Host`` header is whatever the client sent, and a
     redirect must not point at ``evil.com/`` or ``x@evil.com``.
     """
-    host = None
-    for name, value in scope.get("headers", ()):
-        if name == b"host":
-            host = value.decode("latin-1")
-            break
     query_string: bytes = scope.get("query_string", b"")
     relative = path + ("?" + query_string.decode("latin-1") if query_string else "")
-    if host is not None and not _PLAIN_NETLOC.fullmatch(host):
+    if _host_header(scope) is _INVALID_HOST:
         return relative
     return str(URL(scope={**scope, "path": path}))
+
+
+_INVALID_HOST = "\0invalid"
+
+
+def _host_header(scope: Scope) -> str | None:
+    """The ``Host`` header when it is a plain ``host[:port]``; `_INVALID_HOST` for any
+    other text (``evil.com/x``, ``a@b``, ``[::1``, ``a:99999``); ``None`` when absent."""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            host: str = value.decode("latin-1")
+            if not _PLAIN_NETLOC.fullmatch(host):
+                return _INVALID_HOST
+            try:
+                _port = urlsplit(f"//{host}").port  # out of range, or brackets around a non-IP
+            except ValueError:
+                return _INVALID_HOST
+            return host
+    return None
 
 
 def _url_from_scope(scope: Scope) -> str:
     scheme = scope.get("scheme", "http")
     path = scope.get("path", "/")
     query_string: bytes = scope.get("query_string", b"")
-    host = None
-    for name, value in scope.get("headers", ()):
-        if name == b"host":
-            host = value.decode("latin-1")
-            break
-    if host is not None:
+    # A Host header that is not a plain host[:port] is ignored, as if absent: spliced
+    # into the URL, "evil.com/x?" would move the path into the query.
+    host = _host_header(scope)
+    if host is not None and host is not _INVALID_HOST:
         url = f"{scheme}://{host}{path}"
     elif scope.get("server"):
         server_host, port = scope["server"]
@@ -555,53 +582,24 @@ def _write_and_tell(file: IO[bytes], data: bytes) -> int:
     return file.tell()
 
 
-class FormData(Mapping[str, "str | UploadFile"]):
+class FormData(_MultiDict["str | UploadFile"]):
     """An immutable multi-dict of form fields: ``str`` values and `UploadFile` files.
 
     ``form["name"]`` and ``form.get("name")`` give the last value of a repeated name;
     ``getlist("name")`` all of them in order; ``multi_items()`` every pair. ``len``,
-    ``keys``, ``values``, ``items`` and ``in`` see each name once. `close` closes every
-    `UploadFile`; `Request.form` results are closed for you when the request ends.
+    ``keys``, ``values``, ``items`` and ``in`` see each name once. Equality follows the
+    one multi-dict rule (same values in the same order for every name; files compare
+    by identity). `close` closes every `UploadFile`; `Request.form` results are closed
+    for you when the request ends.
     """
 
-    __slots__ = ("_dict", "_list")
+    __slots__ = ()
 
     def __init__(
         self,
         items: Mapping[str, str | UploadFile] | Iterable[tuple[str, str | UploadFile]] = (),
     ) -> None:
-        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
-        self._list: list[tuple[str, str | UploadFile]] = pairs
-        self._dict: dict[str, str | UploadFile] = dict(pairs)
-
-    def getlist(self, key: str) -> list[str | UploadFile]:
-        """Every value of ``key``, in order (``[]`` when absent)."""
-        return [value for key_, value in self._list if key_ == key]
-
-    def multi_items(self) -> list[tuple[str, str | UploadFile]]:
-        """Every ``(name, value)`` pair, repeats included, in the order received."""
-        return list(self._list)
-
-    def __getitem__(self, key: str) -> str | UploadFile:
-        return self._dict[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._dict
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._dict)
-
-    def __len__(self) -> int:
-        return len(self._dict)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, FormData):
-            return self._list == other._list
-        if isinstance(other, Mapping):
-            return self._dict == dict(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
+        self._set_items(list(items.items()) if isinstance(items, Mapping) else list(items))
 
     async def close(self) -> None:
         """Close every `UploadFile` (deleting its temporary file). Closing twice is harmless."""

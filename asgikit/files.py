@@ -8,44 +8,38 @@ each in the pool, so the event loop never blocks on disk. What to answer (``200`
 
 from __future__ import annotations
 
-import errno
 import mimetypes
 import os
 import secrets
-import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 
 import anyio
 
 from asgikit._concurrency import run_in_threadpool
+from asgikit._fileplan import (
+    FilePlan,
+    FileUnavailable,
+    RequestConditions,
+    offers_pathsend,
+    open_regular_file,
+    plan_file_response,
+    read_exactly,
+    request_conditions,
+)
+from asgikit._http import content_type_header
 from asgikit._ranges import (
-    RangeNotSatisfiable,
     content_disposition,
     content_range,
-    format_http_date,
-    if_range_allows,
-    is_not_modified,
-    make_etag,
     multipart_byteranges_layout,
-    parse_range_header,
 )
 from asgikit._receive import ReceiveRelay
 from asgikit.background import BackgroundTask
 from asgikit.datastructures import encode_header
-from asgikit.responses import JSONResponse, Response, content_type_header, headers_to_raw
+from asgikit.responses import JSONResponse, Response, headers_to_raw
 from asgikit.types import Receive, Scope, Send
 
 __all__ = ["FileResponse", "guess_media_type"]
-
-_OPEN_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the open; it is refused below
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
-_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 _COMPRESSED_TYPES = {
     "gzip": "application/gzip",
@@ -74,178 +68,17 @@ def _media_type_for_suffixes(suffixes: str) -> str:
     return media_type or "application/octet-stream"
 
 
-class _FileUnavailable(Exception):
-    """The path names no readable regular file: answer with ``status`` (404 or 403)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-@dataclass
-class _Conditions:
-    """The request headers a file response looks at, gathered in one pass."""
-
-    method: str
-    range: str | None = None
-    if_range: str | None = None
-    if_none_match: str | None = None
-    if_modified_since: str | None = None
-
-
-def _request_conditions(scope: Scope) -> _Conditions:
-    conditions = _Conditions(scope.get("method", "GET"))
-    for name, value in scope["headers"]:
-        if name == b"range":
-            conditions.range = value.decode("latin-1")
-        elif name == b"if-none-match":
-            # Several If-None-Match lines form one list.
-            text = value.decode("latin-1")
-            previous = conditions.if_none_match
-            conditions.if_none_match = text if previous is None else f"{previous}, {text}"
-        elif name == b"if-modified-since":
-            conditions.if_modified_since = value.decode("latin-1")
-        elif name == b"if-range":
-            conditions.if_range = value.decode("latin-1")
-    return conditions
-
-
-@dataclass
-class _Plan:
-    """What to send for one request, decided from the file's metadata and the headers."""
-
-    status: int
-    size: int
-    etag: str
-    last_modified: str
-    ranges: list[tuple[int, int]]
-    fd: int | None = None  # still open: the body streams from it, the sender closes it
-    body: bytes | None = None  # the whole body, already read (small responses)
-    detail: str = ""
-
-
-def open_regular_file(path: str, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
-    """Open ``path`` read-only and ``fstat`` it; raise `_FileUnavailable` unless it is a
-    readable regular file. Blocking: call it in a worker thread."""
-    try:
-        fd = os.open(path, _OPEN_FLAGS if follow_symlinks else _OPEN_FLAGS | _NO_FOLLOW)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError):
-        # ValueError: a NUL byte, e.g. from a decoded "%00" in a path parameter.
-        raise _FileUnavailable(404, "File not found") from None
-    except PermissionError:
-        raise _FileUnavailable(403, "Permission denied") from None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):  # a symlink refused, a long name
-            raise _FileUnavailable(404, "File not found") from None
-        raise
-    try:
-        file_stat = os.fstat(fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    if not stat.S_ISREG(file_stat.st_mode):
-        os.close(fd)
-        raise _FileUnavailable(404, "File not found")
-    return fd, file_stat
-
-
-def _read_exactly(fd: int, start: int, stop: int) -> bytes:
-    length = stop - start
-    data = _read_at(fd, length, start)
-    if len(data) == length:
-        return data
-    pieces = [data]
-    offset = start + len(data)
-    while offset < stop:
-        if not data:
-            raise RuntimeError("the file got shorter while it was being sent")
-        data = _read_at(fd, stop - offset, offset)
-        pieces.append(data)
-        offset += len(data)
-    return b"".join(pieces)
-
-
-if hasattr(os, "pread"):
-    _read_at = os.pread
-else:  # pragma: no cover - Windows
-
-    def _read_at(fd: int, length: int, offset: int) -> bytes:
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.read(fd, length)
-
-
-def plan_file_response(
-    fd: int,
-    file_stat: os.stat_result,
-    conditions: _Conditions | None,
-    *,
-    read_limit: int,
-    send_body: bool = True,
-    pathsend: bool = False,
-) -> _Plan:
-    """Decide the status and ranges, and read the body now if it fits ``read_limit``.
-
-    ``conditions`` is ``None`` when the response must not be conditional (another
-    status than 200, or another method than GET/HEAD). No body is read for ``HEAD``
-    (``send_body=False``), nor for a whole-file 200 the server sends itself
-    (``pathsend=True``). Closes ``fd`` unless the plan keeps it for streaming.
-    Blocking: runs in a worker thread.
-    """
-    size = file_stat.st_size
-    etag = make_etag(size, file_stat.st_mtime_ns)
-    last_modified = format_http_date(file_stat.st_mtime)
-    plan = _Plan(200, size, etag, last_modified, [(0, size)])
-    try:
-        if conditions is not None:
-            if is_not_modified(
-                etag,
-                int(file_stat.st_mtime),
-                conditions.if_none_match,
-                conditions.if_modified_since,
-            ):
-                plan.status = 304
-            elif (
-                conditions.range is not None
-                and conditions.method == "GET"  # RFC 9110: Range is defined for GET only
-                and if_range_allows(conditions.if_range, etag, last_modified)
-            ):
-                try:
-                    ranges = parse_range_header(conditions.range, size)
-                except RangeNotSatisfiable as exc:
-                    plan.status, plan.detail = 416, f"Range Not Satisfiable: {exc}"
-                else:
-                    if ranges is not None:
-                        plan.status, plan.ranges = 206, ranges
-        needs_body = send_body and not (pathsend and plan.status == 200)
-        if needs_body and plan.status in (200, 206):
-            wanted = 0
-            for start, stop in plan.ranges:
-                wanted += stop - start
-            if wanted <= read_limit:
-                plan.body = b"".join(
-                    [_read_exactly(fd, start, stop) for start, stop in plan.ranges]
-                )
-            else:
-                plan.fd = fd
-    finally:
-        if plan.fd is None:
-            os.close(fd)
-    return plan
-
-
 def _prepare(
-    path: str, conditions: _Conditions | None, read_limit: int, send_body: bool, pathsend: bool
-) -> _Plan:
+    path: str,
+    conditions: RequestConditions | None,
+    read_limit: int,
+    send_body: bool,
+    pathsend: bool,
+) -> FilePlan:
     fd, file_stat = open_regular_file(path)
     return plan_file_response(
         fd, file_stat, conditions, read_limit=read_limit, send_body=send_body, pathsend=pathsend
     )
-
-
-def _offers_pathsend(scope: Scope) -> bool:
-    extensions = scope.get("extensions")
-    return extensions is not None and "http.response.pathsend" in extensions
 
 
 def _spec_version(scope: Scope) -> tuple[int, ...]:
@@ -282,7 +115,7 @@ class FileResponse(Response):
     sent. When the server offers the ``http.response.pathsend`` extension, whole-file
     ``200`` responses let the server send the file itself.
 
-    >>> FileResponse("cards/model-card.md", media_type="text/markdown")
+    >>> response = FileResponse("cards/model-card.md", media_type="text/markdown")
     """
 
     chunk_size = 256 * 1024
@@ -319,10 +152,10 @@ class FileResponse(Response):
             )
         self.raw_headers = raw
 
-    def _conditions(self, scope: Scope) -> _Conditions | None:
+    def _conditions(self, scope: Scope) -> RequestConditions | None:
         if self.status_code != 200 or scope.get("method", "GET") not in ("GET", "HEAD"):
             return None
-        return _request_conditions(scope)
+        return request_conditions(scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -332,9 +165,9 @@ class FileResponse(Response):
                 self._conditions(scope),
                 self.chunk_size,
                 scope.get("method") != "HEAD",
-                _offers_pathsend(scope),
+                offers_pathsend(scope),
             )
-        except _FileUnavailable as exc:
+        except FileUnavailable as exc:
             await JSONResponse({"detail": exc.detail}, status_code=exc.status)(scope, receive, send)
         else:
             await self.send_planned(plan, self.path, scope, receive, send)
@@ -342,7 +175,7 @@ class FileResponse(Response):
             await self.background()
 
     async def send_planned(
-        self, plan: _Plan, path: str, scope: Scope, receive: Receive, send: Send
+        self, plan: FilePlan, path: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Send what ``plan`` decided (used by `StaticFiles`, which plans in its own
         thread hand-off). Closes the plan's file descriptor."""
@@ -366,7 +199,7 @@ class FileResponse(Response):
                 os.close(plan.fd)
                 plan.fd = None
 
-    def _validator_headers(self, plan: _Plan) -> list[tuple[bytes, bytes]]:
+    def _validator_headers(self, plan: FilePlan) -> list[tuple[bytes, bytes]]:
         # The length and range are the file's own, whatever the caller passed.
         raw = [pair for pair in self.raw_headers if pair[0] not in _COMPUTED_HEADERS]
         given = {name for name, _ in raw}  # now, not at init: .headers may have changed
@@ -378,7 +211,7 @@ class FileResponse(Response):
             raw.append((b"accept-ranges", b"bytes"))
         return raw
 
-    async def _send_not_modified(self, plan: _Plan, send: Send) -> None:
+    async def _send_not_modified(self, plan: FilePlan, send: Send) -> None:
         raw = [(name, value) for name, value in self.raw_headers if name in _KEPT_BY_304]
         raw.append((b"last-modified", plan.last_modified.encode("latin-1")))
         raw.append((b"etag", plan.etag.encode("latin-1")))
@@ -386,7 +219,7 @@ class FileResponse(Response):
         await send({"type": "http.response.body", "body": b""})
 
     async def _send_single(
-        self, plan: _Plan, path: str, scope: Scope, receive: Receive, send: Send
+        self, plan: FilePlan, path: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         raw = self._validator_headers(plan)
         start, stop = plan.ranges[0]
@@ -401,13 +234,13 @@ class FileResponse(Response):
             await send({"type": "http.response.body", "body": plan.body})
         elif scope.get("method") == "HEAD" or stop == start:
             await send({"type": "http.response.body", "body": b""})
-        elif status != 206 and _offers_pathsend(scope):
+        elif status != 206 and offers_pathsend(scope):
             await send({"type": "http.response.pathsend", "path": os.path.abspath(path)})
         else:
             await self._stream(plan, [(b"", (start, stop))], scope, receive, send)
 
     async def _send_multipart(
-        self, plan: _Plan, scope: Scope, receive: Receive, send: Send
+        self, plan: FilePlan, scope: Scope, receive: Receive, send: Send
     ) -> None:
         boundary = secrets.token_hex(16)
         part_type = content_type_header(self.media_type or "application/octet-stream")
@@ -442,7 +275,7 @@ class FileResponse(Response):
 
     async def _stream(
         self,
-        plan: _Plan,
+        plan: FilePlan,
         parts: list[tuple[bytes, tuple[int, int]]],
         scope: Scope,
         receive: Receive,
@@ -461,7 +294,7 @@ class FileResponse(Response):
 
     async def _send_chunks(
         self,
-        plan: _Plan,
+        plan: FilePlan,
         parts: list[tuple[bytes, tuple[int, int]]],
         send: Send,
         tail: bytes,
@@ -476,7 +309,7 @@ class FileResponse(Response):
             offset = start
             while offset < stop:
                 end = min(offset + chunk_size, stop)
-                chunk = await run_in_threadpool(_read_exactly, fd, offset, end)
+                chunk = await run_in_threadpool(read_exactly, fd, offset, end)
                 offset = end
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": tail, "more_body": False})

@@ -6,40 +6,24 @@ endpoint pays only for what it uses.
 
 from __future__ import annotations
 
-import json
+from collections import deque
 from collections.abc import AsyncIterator
-from http.cookies import _unquote
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
+from asgikit import _json
+from asgikit._http import body_too_large, content_length
+from asgikit._http import parse_cookie_header as parse_cookie_header  # its old home
+from asgikit._lifespan import request_state
+from asgikit._matched import MatchedRoute
 from asgikit._receive import RELAY_KEY, ReceiveRelay
-from asgikit.datastructures import URL, Headers, QueryParams, State
+from asgikit.datastructures import URL, FormData, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
+from asgikit.forms import DEFAULT_LIMITS, form_limits, parse_form
 from asgikit.types import Message, Receive, Scope
 
-if TYPE_CHECKING:
-    from asgikit.datastructures import FormData
-
 __all__ = ["HTTPConnection", "Request", "parse_cookie_header"]
-
-
-def parse_cookie_header(header: str) -> dict[str, str]:
-    """Parse a ``Cookie`` request header into ``{name: value}``.
-
-    Lenient like browsers: pairs without ``=`` count as a value with an empty name,
-    quoted values are unquoted, and the last of repeated names wins.
-    """
-    cookies: dict[str, str] = {}
-    for chunk in header.split(";"):
-        if "=" in chunk:
-            key, value = chunk.split("=", 1)
-        else:
-            key, value = "", chunk
-        key, value = key.strip(), value.strip()
-        if key or value:
-            cookies[key] = _unquote(value)
-    return cookies
 
 
 async def _no_receive() -> Message:
@@ -121,16 +105,21 @@ class HTTPConnection:
 
     @property
     def state(self) -> State:
-        """Per-request state, seeded with what the lifespan yielded (``request.state.model``)."""
+        """Per-request state, seeded with what the lifespan yielded (``request.state.model``).
+
+        A missing attribute raises `AttributeError`; when the app's lifespan never ran
+        (a server without lifespan support), the error says so.
+        """
         if self._state is None:
-            scope = self.scope
-            state = scope.get("state")
-            if state is None:
-                router = scope.get("router")
-                fallback = getattr(router, "lifespan_state", None)
-                state = scope["state"] = dict(fallback) if fallback else {}
-            self._state = State(state)
+            self._state = request_state(self.scope)
         return self._state
+
+    @property
+    def route(self) -> MatchedRoute | None:
+        """The matched route (``.path_format``, ``.name``, ``.methods``), as the app the
+        server called names it; ``None`` when no route matched."""
+        route: MatchedRoute | None = self.scope.get("route")
+        return route
 
     @property
     def session(self) -> dict[str, Any]:
@@ -168,7 +157,10 @@ class Request(HTTPConnection):
     _form: FormData | None = None
     _stream_consumed = False
     _is_disconnected = False
-    _pending: Message | None = None
+    _body_complete = False  # the last body message has been received
+    # Body messages is_disconnected() received before stream() asked for them.
+    _pending: deque[Message] | None = None
+    _pending_bytes = 0
 
     def __init__(self, scope: Scope, receive: Receive = _no_receive) -> None:
         if scope["type"] != "http":
@@ -181,18 +173,6 @@ class Request(HTTPConnection):
         """The request method, upper case (``"GET"``)."""
         method: str = self.scope["method"]
         return method
-
-    def _content_length(self) -> int | None:
-        for name, value in self.scope["headers"]:
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise HTTPException(400, "Invalid Content-Length header") from None
-                if length < 0:
-                    raise HTTPException(400, "Invalid Content-Length header")
-                return length
-        return None
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Yield the body in chunks as they arrive.
@@ -212,13 +192,21 @@ class Request(HTTPConnection):
             )
         self._stream_consumed = True
         while True:
-            message = self._pending  # a chunk is_disconnected() picked up, if any
-            if message is None:
-                # A streaming response may be watching receive() for a disconnect
-                # meanwhile: then the body comes through its relay, in order.
-                message = await self._relayed_receive()()
+            pending = self._pending
+            if pending:  # chunks is_disconnected() picked up come first, in order
+                message = pending.popleft()
+                self._pending_bytes -= len(message.get("body", b""))
+            elif self._body_complete:
+                return
+            elif self._is_disconnected:
+                raise ClientDisconnect("the client disconnected while sending the request body")
             else:
-                self._pending = None
+                # A streaming response may be watching receive() for a disconnect
+                # meanwhile (even one started after this stream): then the body comes
+                # through its relay, in order.
+                message = await self._relayed_receive()()
+                if message["type"] == "http.request" and not message.get("more_body", False):
+                    self._body_complete = True
             message_type = message["type"]
             if message_type == "http.request":
                 chunk = message.get("body", b"")
@@ -246,18 +234,18 @@ class Request(HTTPConnection):
         """
         if self._body is not None:
             if max_size is not None and len(self._body) > max_size:
-                raise _too_large(max_size)
+                raise body_too_large(max_size)
             return self._body
         if max_size is not None:
-            length = self._content_length()
+            length = content_length(self.scope["headers"])
             if length is not None and length > max_size:
-                raise _too_large(max_size)
+                raise body_too_large(max_size)
         chunks: list[bytes] = []
         received = 0
         async for chunk in self.stream():
             received += len(chunk)
             if max_size is not None and received > max_size:
-                raise _too_large(max_size)
+                raise body_too_large(max_size)
             chunks.append(chunk)
         self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
@@ -271,49 +259,30 @@ class Request(HTTPConnection):
         if not self._has_json:
             body = await self.body(max_size=max_size)
             try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise HTTPException(
-                    400, f"Request body is not valid UTF-8 (byte {exc.start})"
-                ) from None
-            try:
-                self._json = json.loads(text, parse_constant=_refuse_constant)
-                self._has_json = True
-            except json.JSONDecodeError as exc:
-                raise HTTPException(
-                    400, f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-                ) from None
-            except RecursionError:
-                raise HTTPException(400, "Invalid JSON: nested too deeply") from None
-            except ValueError as exc:  # e.g. an integer of more digits than Python converts
+                self._json = _json.decode(body)
+            except _json.InvalidJSON as exc:
                 raise HTTPException(400, f"Invalid JSON: {exc}") from None
+            self._has_json = True
         return self._json
 
     async def form(
         self,
         *,
-        max_files: int = 1000,
-        max_fields: int = 1000,
-        max_part_size: int = 1_048_576,
-        max_file_size: int | None = None,
-        max_size: int | None = None,
+        max_files: int = DEFAULT_LIMITS.max_files,
+        max_fields: int = DEFAULT_LIMITS.max_fields,
+        max_part_size: int = DEFAULT_LIMITS.max_part_size,
+        max_file_size: int | None = DEFAULT_LIMITS.max_file_size,
+        max_size: int | None = DEFAULT_LIMITS.max_size,
     ) -> FormData:
         """Parse an urlencoded or multipart form (cached; see "Request bodies and uploads").
 
         Limits exceeded raise `HTTPException(413)`, a malformed body 400, another content
-        type 415. Uploaded files are closed and removed when the request ends.
+        type 415; a negative limit raises `ValueError`. Uploaded files are closed and
+        removed when the request ends.
         """
         if self._form is None:
-            from asgikit.forms import parse_form
-
-            self._form = await parse_form(
-                self,
-                max_files=max_files,
-                max_fields=max_fields,
-                max_part_size=max_part_size,
-                max_file_size=max_file_size,
-                max_size=max_size,
-            )
+            limits = form_limits(max_files, max_fields, max_part_size, max_file_size, max_size)
+            self._form = await parse_form(self.headers, self.stream(), limits)
         return self._form
 
     async def close(self) -> None:
@@ -324,34 +293,48 @@ class Request(HTTPConnection):
     async def is_disconnected(self) -> bool:
         """True once the client has gone away. Never blocks.
 
-        Useful in long loops that do not stream (stream responses notice disconnects
-        on their own).
+        Takes whatever messages the server has ready without waiting for one: body
+        chunks are kept, in order, for a later `body()`/`stream()`/`form()` (at most
+        about 1 MiB of an unread body: past that it stops reading ahead and answers
+        False until the body is read); a disconnect makes it True from then on. So it
+        turns True within a loop turn or two of the server reporting the disconnect,
+        whether or not the body was read. Useful in long loops that do not stream
+        (streaming responses notice disconnects on their own).
         """
         if self._is_disconnected:
             return True
-        if self._pending is not None:
-            return False
         relay: ReceiveRelay | None = self.scope.get(RELAY_KEY)
         if relay is not None and relay.disconnected:
             self._is_disconnected = True
             return True
         receive = self._relayed_receive()
-        message: Message | None = None
-        with anyio.CancelScope() as cancel_scope:
-            cancel_scope.cancel()
-            message = await receive()
-        if message is not None:
-            if message["type"] == "http.disconnect":
+        while self._pending_bytes <= _MAX_READ_AHEAD:
+            message: Message | None = None
+            with anyio.CancelScope() as cancel_scope:
+                cancel_scope.cancel()
+                # Returns a message the server has ready; would it have to wait, it is
+                # cancelled before it takes one (servers' receive() waits on an event
+                # or a queue, which a cancellation leaves as it was).
+                message = await receive()
+            if message is None:
+                return False
+            message_type = message["type"]
+            if message_type == "http.disconnect":
                 self._is_disconnected = True
-            elif message["type"] == "http.request":
-                self._pending = message  # a body chunk: keep it for stream()
-        return self._is_disconnected
+                return True
+            if message_type == "http.request" and not self._body_complete:
+                # A body chunk: keep it for whoever reads the body (stream() may be
+                # part-way through it: it takes the kept ones first).
+                if self._pending is None:
+                    self._pending = deque()
+                self._pending.append(message)
+                self._pending_bytes += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self._body_complete = True
+            else:
+                return False  # not body once the body is complete: dropped
+        return False
 
 
-def _refuse_constant(name: str) -> Any:
-    # NaN, Infinity and -Infinity are JavaScript, not JSON (RFC 8259).
-    raise HTTPException(400, f"Invalid JSON: {name} is not a JSON value")
-
-
-def _too_large(max_size: int) -> HTTPException:
-    return HTTPException(413, f"Request body is larger than the limit of {max_size} bytes")
+# How much of an unread body is_disconnected() keeps in memory while polling.
+_MAX_READ_AHEAD = 1024 * 1024

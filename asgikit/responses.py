@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -15,8 +14,11 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any, Literal
 from urllib.parse import quote
 
+from asgikit import _json
+from asgikit._http import content_type_header as content_type_header  # its old home
+from asgikit._http import encode_header
 from asgikit.background import BackgroundTask
-from asgikit.datastructures import MutableHeaders, encode_header
+from asgikit.datastructures import MutableHeaders
 from asgikit.types import Receive, Scope, Send
 
 __all__ = [
@@ -25,30 +27,13 @@ __all__ = [
     "PlainTextResponse",
     "RedirectResponse",
     "Response",
-    "content_type_header",
-    "headers_to_raw",
 ]
-
-_content_type_cache: dict[str, bytes] = {}
-
-
-def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:
-    """The ``Content-Type`` value for ``media_type``: text types get ``; charset=utf-8``."""
-    try:
-        return _content_type_cache[media_type]
-    except KeyError:
-        pass
-    value = media_type
-    if media_type.startswith("text/") and "charset=" not in media_type.lower():
-        value = f"{media_type}; charset={charset}"
-    encoded = encode_header("content-type", value)[1]
-    if len(_content_type_cache) < 256:
-        _content_type_cache[media_type] = encoded
-    return encoded
 
 
 def headers_to_raw(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
-    """Checked raw header pairs from a mapping (`ValueError` on CR, LF or NUL)."""
+    """Checked raw header pairs from a mapping (`ValueError` on CR, LF or NUL).
+
+    Internal (shared with the streaming and file responses), not in ``__all__``."""
     if not headers:
         return []
     if isinstance(headers, MutableHeaders):
@@ -70,7 +55,9 @@ class Response:
     ``Content-Length`` is set for you, and ``Content-Type`` from ``media_type`` (text
     types get ``; charset=utf-8``). ``background`` runs after the body is sent.
 
-    >>> Response(b"\\x89PNG...", media_type="image/png")
+    >>> response = Response(b"\\x89PNG...", media_type="image/png")
+    >>> response.headers["content-type"], response.headers["content-length"]
+    ('image/png', '7')
     """
 
     media_type: str | None = None
@@ -232,7 +219,8 @@ class Response:
 class PlainTextResponse(Response):
     """A ``text/plain; charset=utf-8`` response.
 
-    >>> PlainTextResponse("Hello, world!")
+    >>> PlainTextResponse("Hello, world!").headers["content-type"]
+    'text/plain; charset=utf-8'
     """
 
     media_type = "text/plain"
@@ -241,7 +229,8 @@ class PlainTextResponse(Response):
 class HTMLResponse(Response):
     """A ``text/html; charset=utf-8`` response.
 
-    >>> HTMLResponse("<h1>Model card</h1>")
+    >>> HTMLResponse("<h1>Model card</h1>").headers["content-type"]
+    'text/html; charset=utf-8'
     """
 
     media_type = "text/html"
@@ -252,27 +241,23 @@ class JSONResponse(Response):
 
     NaN and infinities raise `ValueError` (they are not JSON).
 
-    >>> JSONResponse({"label": "cat", "score": 0.97})
+    >>> JSONResponse({"label": "cat", "score": 0.97}).body
+    b'{"label":"cat","score":0.97}'
     """
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         """``content`` as compact UTF-8 JSON (`ValueError` for NaN or infinities)."""
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            # Lone surrogates ("\ud800", valid in a JSON escape) cannot be UTF-8: escape.
-            return json.dumps(
-                content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
-            ).encode("ascii")
+        return _json.encode(content)
 
 
 class RedirectResponse(Response):
     """A redirect to ``url`` (``307 Temporary Redirect`` by default) with an empty body.
 
-    >>> RedirectResponse("/login", status_code=303)
+    >>> response = RedirectResponse("/login", status_code=303)
+    >>> response.status_code, response.headers["location"]
+    (303, '/login')
     """
 
     def __init__(

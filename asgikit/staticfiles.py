@@ -11,26 +11,26 @@ from __future__ import annotations
 import os
 
 from asgikit._concurrency import run_in_threadpool
-from asgikit._matcher import route_path
-from asgikit.datastructures import redirect_location
-from asgikit.files import (
-    FileResponse,
-    _Conditions,
-    _FileUnavailable,
-    _offers_pathsend,
-    _Plan,
-    _request_conditions,
+from asgikit._fileplan import (
+    FilePlan,
+    FileUnavailable,
+    RequestConditions,
+    offers_pathsend,
     open_regular_file,
     plan_file_response,
+    request_conditions,
 )
+from asgikit._matcher import route_path
+from asgikit.datastructures import redirect_location
+from asgikit.files import FileResponse
 from asgikit.responses import JSONResponse, RedirectResponse
 from asgikit.types import Receive, Scope, Send
 
 __all__ = ["StaticFiles"]
 
 
-def _not_found() -> _FileUnavailable:
-    return _FileUnavailable(404, "Not Found")
+def _not_found() -> FileUnavailable:
+    return FileUnavailable(404, "Not Found")
 
 
 class _Found:
@@ -38,7 +38,7 @@ class _Found:
 
     __slots__ = ("path", "plan", "status")
 
-    def __init__(self, path: str, plan: _Plan, status: int = 200) -> None:
+    def __init__(self, path: str, plan: FilePlan, status: int = 200) -> None:
         self.path = path
         self.plan = plan
         self.status = status
@@ -118,11 +118,11 @@ class StaticFiles:
                 self._lookup,
                 parts,
                 path.endswith("/"),
-                _request_conditions(scope),
+                request_conditions(scope),
                 method == "GET",
-                _offers_pathsend(scope),
+                offers_pathsend(scope),
             )
-        except _FileUnavailable as exc:
+        except FileUnavailable as exc:
             await JSONResponse({"detail": exc.detail}, status_code=exc.status)(scope, receive, send)
             return
         if isinstance(found, _AddSlash):
@@ -146,7 +146,7 @@ class StaticFiles:
         self,
         full: str,
         status: int,
-        conditions: _Conditions,
+        conditions: RequestConditions,
         send_body: bool,
         pathsend: bool,
     ) -> _Found:
@@ -166,7 +166,7 @@ class StaticFiles:
         self,
         parts: list[str],
         trailing_slash: bool,
-        conditions: _Conditions,
+        conditions: RequestConditions,
         send_body: bool,
         pathsend: bool,
     ) -> _Found | _AddSlash:
@@ -175,7 +175,7 @@ class StaticFiles:
         try:
             try:
                 return self._open(full, 200, conditions, send_body, pathsend)
-            except _FileUnavailable as exc:
+            except FileUnavailable as exc:
                 if not (self.html and exc.status == 404 and os.path.isdir(self._resolve(full))):
                     raise
             if not trailing_slash and parts:
@@ -183,14 +183,14 @@ class StaticFiles:
             return self._open(
                 os.path.join(full, "index.html"), 200, conditions, send_body, pathsend
             )
-        except _FileUnavailable as exc:
+        except FileUnavailable as exc:
             if not self.html or exc.status != 404:
                 raise
             try:
                 return self._open(
                     os.path.join(self.directory, "404.html"), 404, conditions, send_body, pathsend
                 )
-            except _FileUnavailable:
+            except FileUnavailable:
                 raise _not_found() from None
 
     async def _not_http(self, scope_type: str, receive: Receive, send: Send) -> None:

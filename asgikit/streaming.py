@@ -14,19 +14,22 @@ connection) counts as a disconnect too.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeAlias
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
-from asgikit._concurrency import HelperTasks, iterate_in_threadpool
+from asgikit import _json
+from asgikit._concurrency import iterate_in_threadpool
+from asgikit._http import content_type_header
 from asgikit._receive import ReceiveRelay
 from asgikit._sse import PING, ServerSentEvent, encode_event
 from asgikit.background import BackgroundTask
-from asgikit.responses import Response, content_type_header, headers_to_raw
+from asgikit.responses import Response, headers_to_raw
 from asgikit.types import Message, Receive, Scope, Send
 
 __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "StreamingResponse"]
@@ -34,7 +37,11 @@ __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "Streamin
 Content: TypeAlias = AsyncIterable[Any] | Iterable[Any]
 
 _LISTEN_AFTER = 0.001  # seconds of streaming before the disconnect listener starts
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# A stream that never suspends gives the loop a turn after this long or this many
+# chunks, whichever comes first (one turn costs a few microseconds).
+_TURN_EVERY = 0.001
+_TURN_CHUNKS = 1024
+_CHECK_EVERY = 32  # chunks between two looks at the clock (a few us of streaming)
 
 
 async def _iterate_sequence(items: list[Any] | tuple[Any, ...]) -> AsyncIterator[Any]:
@@ -70,42 +77,198 @@ def _chunk_to_bytes(chunk: Any) -> bytes:
     raise TypeError(f"streamed chunks must be bytes or str, not {type(chunk).__name__}")
 
 
-class _SendFailed(Exception):
-    """The server's ``send`` raised `OSError` (ASGI 2.4: the client has gone). Kept apart
-    from an `OSError` raised by the iterator itself, which is an error like any other."""
+class _NeverReady:
+    """No item is of this type: every item of an NDJSON or SSE stream is encoded."""
 
 
-class _Disconnect:
-    """Shared by the streaming loop and its helper tasks (disconnect listener, pinger).
+class _ClientGone(Exception):
+    """The client has gone: the server's ``send`` raised `OSError` (ASGI 2.4), or the
+    listener saw ``http.disconnect``. Kept apart from an `OSError` raised by the iterator
+    itself, which is an error like any other."""
 
-    ``client_left()`` cancels the streaming loop's scope; ``error`` keeps an unexpected
-    exception from a helper so the streaming loop can re-raise it.
+
+async def _send_message(send: Send, message: Message) -> None:
+    """``send(message)``; a failing server ``send`` (`OSError`) becomes `_ClientGone`."""
+    try:
+        await send(message)
+    except OSError:
+        raise _ClientGone from None
+
+
+class _Watch:
+    """Notices the client leaving while one response streams, and stops the stream.
+
+    Theory of operation. A disconnect reaches the stream in one of three ways:
+
+    - the server's ``send`` raises `OSError` (ASGI spec 2.4 servers): `_ClientGone`;
+    - the listener task reads ``http.disconnect`` from ``receive`` (through the request's
+      `ReceiveRelay`, so body messages the endpoint still wants are kept) and cancels the
+      streaming task, which stops the iterator wherever it awaits;
+    - a stream that never suspends (a list, rows in memory, a full queue, a server whose
+      ``send`` returns at once) gives the loop a turn at `checkpoint` at least every
+      `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, so the listener and every other
+      request get to run, and it stops within a few turns of a disconnect.
+
+    The listener starts only once the stream has run for `_LISTEN_AFTER` seconds: a
+    short response never pays for a task (a disconnect is then noticed that much later).
+
+    On asyncio the listener is a plain task that cancels the streaming task (no anyio
+    cancel scope or task group per response: they cost more than a whole short stream);
+    the cancellation it caused is taken back (``Task.uncancel``) so it cannot leak to the
+    caller. Elsewhere (trio) the same steps run in an anyio cancel scope and task group.
     """
 
-    __slots__ = ("cancel_scope", "error", "happened")
+    # Rarely set, so class-level defaults (no per-response store): the anyio path's
+    # scope and group, a failed helper's error, the SSE pinger, the helper tasks.
+    cancel_scope: anyio.CancelScope | None = None
+    task_group: anyio.abc.TaskGroup | None = None
+    error: Exception | None = None
+    pinger: _Pinger | None = None
+    helpers: list[asyncio.Task[None]] | None = None
+    listening: _Listening | None = None  # waiting there for the listener to start
+    disconnected = False
+    cancel_requested = False
+    streaming = True  # the streaming task may still be interrupted
 
-    def __init__(self, cancel_scope: anyio.CancelScope) -> None:
-        self.cancel_scope = cancel_scope
-        self.happened = False
-        self.error: Exception | None = None
+    def __init__(
+        self,
+        relay: ReceiveRelay,
+        task: asyncio.Task[Any] | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.relay = relay
+        self.task = task
+        self.started = now = time.monotonic()
+        self.next_turn = now + _TURN_EVERY
+        self.checks = _TURN_CHUNKS // _CHECK_EVERY
+        if loop is not None:  # asyncio: the loop's _Listening starts the listener
+            global _listening
+            listening = _listening
+            if listening is None or listening.loop is not loop:
+                listening = _listening = _Listening(loop)
+            listening.pending[self] = None
+            self.listening = listening
+            if listening.timer is None:
+                listening.timer = loop.call_later(_LISTEN_AFTER, listening.start_due)
 
+    # -- both backends -------------------------------------------------------------------
     def client_left(self) -> None:
-        self.happened = True
-        self.cancel_scope.cancel()
+        self.disconnected = True
+        self._interrupt()
 
     def helper_failed(self, error: Exception) -> None:
         self.error = error
-        self.cancel_scope.cancel()
+        self._interrupt()
 
-    async def listen(self, relay: ReceiveRelay) -> None:
-        """Wait for ``http.disconnect``. The relay keeps request body messages for the
-        endpoint, which may still be reading the body while the response streams."""
+    def _interrupt(self) -> None:
+        if not self.streaming:
+            return
+        if self.task is not None:
+            if not self.cancel_requested:
+                self.cancel_requested = True
+                self.task.cancel()
+        elif self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+    async def listen(self) -> None:
+        """Wait for ``http.disconnect`` (body messages stay in the relay for readers)."""
         try:
-            await relay.watch()
+            await self.relay.watch()
         except Exception as exc:
             self.helper_failed(exc)
         else:
             self.client_left()
+
+    async def checkpoint(self) -> None:
+        """Called every `_CHECK_EVERY` chunks: give the event loop a turn when the stream
+        has held it for `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, whichever comes
+        first, and stop the stream if the client has gone meanwhile."""
+        now = time.monotonic()
+        self.checks -= 1
+        if now < self.next_turn and self.checks:
+            return
+        self.next_turn = now + _TURN_EVERY
+        self.checks = _TURN_CHUNKS // _CHECK_EVERY
+        if self.task is not None:
+            if self.listening is not None:  # held the loop past _LISTEN_AFTER: listen now
+                self.listening.pending.pop(self, None)
+                self.start_listening()
+            await asyncio.sleep(0)
+        else:
+            await anyio.lowlevel.checkpoint()
+        if self.disconnected or self.error is not None:
+            # The helper's interruption was swallowed by the iterator: stop here.
+            raise _ClientGone
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        if self.task is not None:
+            helper = self.task.get_loop().create_task(func(*args))
+            helper.add_done_callback(_consume_result)
+            if self.helpers is None:
+                self.helpers = []
+            self.helpers.append(helper)
+        else:
+            assert self.task_group is not None
+            self.task_group.start_soon(func, *args)
+
+    def start_listening(self) -> None:
+        """Start the helpers a stream needs once it has run for `_LISTEN_AFTER` (asyncio;
+        the anyio path starts them at once): the listener, and the SSE pinger."""
+        self.listening = None
+        self.start_soon(self.listen)
+        if self.pinger is not None:
+            self.start_soon(self.pinger.run)
+
+    # -- asyncio -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """No interruption from here on; stop the helpers without waiting for them."""
+        self.streaming = False
+        if self.listening is not None:
+            self.listening.pending.pop(self, None)
+        if self.helpers is not None:
+            for helper in self.helpers:
+                helper.cancel()
+
+    def take_back_cancel(self) -> bool:
+        """Undo the cancellation the listener asked for; False if someone else also
+        cancelled the task (then the `CancelledError` must propagate)."""
+        assert self.task is not None
+        uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+
+        return uncancel is None or uncancel() == 0
+
+
+class _Listening:
+    """Starts the listeners of the streams of one asyncio loop that have run for
+    `_LISTEN_AFTER` seconds: one timer per loop, not one per response (a timer costs
+    about as much as the rest of a short stream's bookkeeping)."""
+
+    __slots__ = ("loop", "pending", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: dict[_Watch, None] = {}  # in the order the streams started
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start_due(self) -> None:
+        self.timer = None
+        due = time.monotonic() - _LISTEN_AFTER
+        pending = self.pending
+        for watch in list(pending):
+            if watch.started > due:  # the rest started later still
+                self.timer = self.loop.call_later(watch.started - due + 0.0001, self.start_due)
+                return
+            del pending[watch]
+            watch.start_listening()
+
+
+_listening: _Listening | None = None  # the current asyncio loop's (see _Watch.__init__)
+
+
+def _consume_result(task: asyncio.Task[None]) -> None:
+    # Helpers catch their errors; this only keeps asyncio from warning about a task
+    # cancelled before it ever ran.
+    if not task.cancelled():
+        task.exception()
 
 
 class StreamingResponse(Response):
@@ -127,7 +290,9 @@ class StreamingResponse(Response):
     >>> async def tokens():
     ...     for token in model.generate(prompt):
     ...         yield token
-    >>> StreamingResponse(tokens(), media_type="text/plain")
+    >>> response = StreamingResponse(tokens(), media_type="text/plain")
+    >>> response.headers["content-type"]
+    'text/plain; charset=utf-8'
     """
 
     def __init__(
@@ -143,22 +308,32 @@ class StreamingResponse(Response):
             self.media_type = media_type
         self.background = background
         self.body = b""
-        self.body_iterator = _as_async_iterator(content, type(self).__name__)
+        aiter = getattr(content, "__aiter__", None)  # the common case, without a call
+        self.body_iterator = (
+            aiter() if aiter is not None else _as_async_iterator(content, type(self).__name__)
+        )
         self.raw_headers = self._build_headers(headers)
 
     def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
-        raw = headers_to_raw(headers)
+        raw = headers_to_raw(headers) if headers else []
         if self.media_type is not None:
             for key, _ in raw:
                 if key == b"content-type":
                     break
             else:
-                raw.append(self._streaming_content_type())
+                raw.append(
+                    self._fixed_content_type
+                    or (b"content-type", content_type_header(self.media_type, self.charset))
+                )
         return raw
 
-    def _streaming_content_type(self) -> tuple[bytes, bytes]:
-        assert self.media_type is not None
-        return (b"content-type", content_type_header(self.media_type, self.charset))
+    _fixed_content_type: tuple[bytes, bytes] | None = None  # a subclass's own header
+
+    # How items become body bytes: items of exactly `_ready_type` go out as they are,
+    # others through `_encode` (here: str as UTF-8; NDJSON lines and SSE framing in
+    # the subclasses, whose items are never sent as they are).
+    _ready_type: type = bytes
+    _encode: Callable[[Any], bytes] = staticmethod(_chunk_to_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message = {
@@ -178,36 +353,71 @@ class StreamingResponse(Response):
         except OSError:
             await self._close_iterator()
             return
-        # A send wrapper that only watches for the start (the router's, TimeoutMiddleware's)
-        # may offer the send behind it for the body: one coroutine call less per chunk.
+        # A send wrapper that only watches for the start (a `StartTrackingSend`: the
+        # router's, TimeoutMiddleware's) offers the send behind it for the body: one
+        # coroutine call less per chunk. (getattr, not isinstance: a runtime protocol
+        # check costs more than a short stream.)
         send = getattr(send, "send_after_start", send)
-        if await self._stream(scope, receive, send) and self.background is not None:
-            await self.background()
+        # The body, while watching for a disconnect (see _Watch). On trio no asyncio
+        # loop runs in this thread (anyio decides the same way): the anyio path.
+        relay = ReceiveRelay.of(scope, receive)
+        loop = asyncio._get_running_loop()
+        task = None if loop is None else asyncio.current_task(loop)
+        if task is None:
+            complete = await self._stream_anyio(send, _Watch(relay, None))
+            if complete and self.background is not None:
+                await self.background()
+            return
+        watch = _Watch(relay, task, loop)
+        try:
+            await self._send_body(send, watch)
+        except _ClientGone:
+            watch.disconnected = watch.error is None
+        except asyncio.CancelledError:
+            if not (watch.cancel_requested and watch.take_back_cancel()):
+                watch.stop()
+                await self._close_iterator()
+                raise
+        except BaseException:
+            watch.stop()
+            await self._close_iterator()
+            raise
+        else:
+            # Servers report a disconnect once the response is complete: from here on
+            # it no longer means the client left early.
+            watch.stop()
+            if watch.cancel_requested and not watch.take_back_cancel():
+                raise asyncio.CancelledError  # pragma: no cover - a second canceller
+            if self.background is not None:
+                await self.background()
+            return
+        # The client has gone (or a helper failed): no background.
+        watch.stop()
+        await self._close_iterator()
+        if watch.error is not None:
+            raise watch.error
 
-    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Send the body while listening for a disconnect; True if it was all sent."""
+    async def _stream_anyio(self, send: Send, watch: _Watch) -> bool:
         error: Exception | None = None
         complete = False
         with anyio.CancelScope() as cancel_scope:
-            disconnect = _Disconnect(cancel_scope)
-            async with HelperTasks() as helpers:
-                # Listening costs a task; a stream done within a millisecond never
-                # needs it (a disconnect is then noticed a millisecond late at most).
-                relay = ReceiveRelay.of(scope, receive)
-                helpers.start_after(_LISTEN_AFTER, disconnect.listen, relay)
+            watch.cancel_scope = cancel_scope
+            async with anyio.create_task_group() as task_group:
+                watch.task_group = task_group
+                task_group.start_soon(watch.listen)
                 try:
-                    await self._send_body(send, helpers, disconnect)
-                    # Servers report a disconnect once the response is complete: from
-                    # here on it no longer means the client left early.
+                    await self._send_body(send, watch)
                     complete = True
-                except _SendFailed:  # the server's send failed: the client has gone
-                    disconnect.client_left()
+                except _ClientGone:
+                    watch.disconnected = watch.error is None
                 except Exception as exc:
                     error = exc
                 finally:
+                    watch.streaming = False
+                    task_group.cancel_scope.cancel()
                     await self._close_iterator()
         if error is None and not complete:
-            error = disconnect.error
+            error = watch.error
         if error is not None:
             raise error
         return complete
@@ -219,19 +429,31 @@ class StreamingResponse(Response):
             with anyio.CancelScope(shield=True):
                 await aclose()
 
-    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
-        # The hot loop: one dict per chunk, no other allocation for bytes chunks.
-        async for chunk in self.body_iterator:
-            if chunk.__class__ is not bytes:
-                chunk = _chunk_to_bytes(chunk)
+    async def _send_body(self, send: Send, watch: _Watch) -> None:
+        """The one send loop (every streaming response): encode, send, and every
+        `_CHECK_EVERY` chunks let `_Watch.checkpoint` give the loop a turn if due."""
+        encode = self._encode
+        ready = self._ready_type
+        countdown = _CHECK_EVERY
+        # The hot loop: one type test, one dict per chunk; bytes chunks of a plain
+        # stream go out as they are.
+        async for item in self.body_iterator:
+            if item.__class__ is not ready:
+                item = encode(item)
             try:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": item, "more_body": True})
             except OSError:
-                raise _SendFailed from None
+                raise _ClientGone from None
+            countdown -= 1
+            if not countdown:
+                countdown = _CHECK_EVERY
+                await watch.checkpoint()
+        if watch.pinger is not None:
+            await watch.pinger.finish()
         try:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
-            raise _SendFailed from None
+            raise _ClientGone from None
 
 
 class NDJSONResponse(StreamingResponse):
@@ -240,10 +462,14 @@ class NDJSONResponse(StreamingResponse):
     ``application/x-ndjson``. Items must be JSON-serialisable (NaN and infinities raise
     `ValueError`). Disconnect-aware and ``background`` as `StreamingResponse`.
 
-    >>> NDJSONResponse({"token": t} for t in model.generate(prompt))
+    >>> response = NDJSONResponse({"token": t} for t in model.generate(prompt))
+    >>> response.headers["content-type"]
+    'application/x-ndjson'
     """
 
     media_type = "application/x-ndjson"
+    _ready_type = _NeverReady
+    _encode = staticmethod(_json.encode_line)
 
     def __init__(
         self,
@@ -255,35 +481,80 @@ class NDJSONResponse(StreamingResponse):
     ) -> None:
         super().__init__(content, status_code=status_code, headers=headers, background=background)
 
-    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
-        encode: Callable[[Any], str] = _JSON.encode
-        async for item in self.body_iterator:
-            line = (encode(item) + "\n").encode("utf-8")
-            try:
-                await send({"type": "http.response.body", "body": line, "more_body": True})
-            except OSError:
-                raise _SendFailed from None
-        try:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            raise _SendFailed from None
 
+class _Pinger:
+    """The keep-alive pinger of one event stream: ``: ping`` after ``interval`` seconds
+    without an event.
 
-class _PingState:
-    """What the keep-alive pinger shares with the event loop.
-
-    ``last`` is the last event body sent: one reference store per event is the whole
-    cost, and the pinger notices progress by identity (every body is a new bytes
-    object). ``closed`` and ``ping_sent`` (set while a ping is being sent) keep a ping
-    from following the final message.
+    `encode` frames each event and keeps a reference to its bytes in ``last``: one store
+    per event is the whole cost, and the pinger notices progress by identity (every body
+    is a new bytes object). ``closed`` and ``ping_sent`` (set while a ping is being sent)
+    keep a ping from following the final message.
     """
 
-    __slots__ = ("closed", "last", "ping_sent")
+    __slots__ = ("closed", "interval", "last", "ping_sent", "send", "watch")
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self.last: bytes | None = None
         self.closed = False
         self.ping_sent: anyio.Event | None = None
+
+    def encode(self, item: Any) -> bytes:
+        self.last = body = encode_event(item)
+        return body
+
+    def start(self, send: Send, watch: _Watch) -> None:
+        self.send = send
+        self.watch = watch
+        watch.pinger = self
+        if watch.task is None:  # anyio: now; asyncio: with the listener (start_listening)
+            watch.start_soon(self.run)
+
+    async def finish(self) -> None:
+        """No ping starts after this; wait for one under way."""
+        self.closed = True
+        if self.ping_sent is not None:
+            await self.ping_sent.wait()
+
+    async def run(self) -> None:
+        """Send ``: ping`` once ``interval`` seconds passed without an event.
+
+        The pinger looks for a new event four times per interval, so a ping goes out
+        after between 1 and 1.25 intervals of silence. (A ping may go out while an event
+        that has waited a whole interval for a slow client is still being sent: each is
+        a complete message, so the stream stays well formed.)
+        """
+        interval = self.interval
+        step = interval / 4
+        seen = self.last
+        silent_since = time.monotonic()
+        while True:
+            await anyio.sleep(step)
+            now = time.monotonic()
+            if self.last is not seen:
+                seen = self.last
+                silent_since = now
+                continue
+            if now - silent_since < interval:
+                continue
+            if self.closed:
+                return
+            sent = self.ping_sent = anyio.Event()
+            try:
+                await _send_message(
+                    self.send, {"type": "http.response.body", "body": PING, "more_body": True}
+                )
+            except _ClientGone:
+                self.watch.client_left()
+                return
+            except Exception as exc:
+                self.watch.helper_failed(exc)
+                return
+            finally:
+                self.ping_sent = None
+                sent.set()
+            silent_since = time.monotonic()
 
 
 class EventSourceResponse(StreamingResponse):
@@ -303,10 +574,14 @@ class EventSourceResponse(StreamingResponse):
     >>> async def tokens():
     ...     async for token in model.stream(prompt):
     ...         yield ServerSentEvent({"token": token}, event="token")
-    >>> EventSourceResponse(tokens())
+    >>> response = EventSourceResponse(tokens())
+    >>> response.headers["cache-control"]
+    'no-cache'
     """
 
     media_type = "text/event-stream"
+    _ready_type = _NeverReady
+    _encode = staticmethod(encode_event)
 
     def __init__(
         self,
@@ -331,78 +606,12 @@ class EventSourceResponse(StreamingResponse):
             raw.append((b"x-accel-buffering", b"no"))
         return raw
 
-    def _streaming_content_type(self) -> tuple[bytes, bytes]:
-        # The format is always UTF-8; no charset parameter needed.
-        return (b"content-type", b"text/event-stream")
+    # The format is always UTF-8; no charset parameter needed.
+    _fixed_content_type = (b"content-type", b"text/event-stream")
 
-    async def _send_body(self, send: Send, helpers: HelperTasks, disconnect: _Disconnect) -> None:
-        # Plain one-line str items (tokens) are framed inline: no call per event.
-        if self.ping is None:
-            async for item in self.body_iterator:
-                if item.__class__ is str and "\n" not in item and "\r" not in item:
-                    body = ("data: " + item + "\n\n").encode()
-                else:
-                    body = encode_event(item)
-                try:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                except OSError:
-                    raise _SendFailed from None
-        else:
-            state = _PingState()
-            helpers.start_soon(self._keep_alive, send, state, self.ping, disconnect)
-            async for item in self.body_iterator:
-                if item.__class__ is str and "\n" not in item and "\r" not in item:
-                    body = ("data: " + item + "\n\n").encode()
-                else:
-                    body = encode_event(item)
-                state.last = body
-                try:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                except OSError:
-                    raise _SendFailed from None
-            state.closed = True  # no ping starts after this; wait for one under way
-            if state.ping_sent is not None:
-                await state.ping_sent.wait()
-        try:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            raise _SendFailed from None
-
-    @staticmethod
-    async def _keep_alive(
-        send: Send, state: _PingState, interval: float, disconnect: _Disconnect
-    ) -> None:
-        """Send ``: ping`` once ``interval`` seconds passed without an event.
-
-        The pinger looks for a new event four times per interval, so a ping goes out
-        after between 1 and 1.25 intervals of silence. (A ping may go out while an event
-        that has waited a whole interval for a slow client is still being sent: each is
-        a complete message, so the stream stays well formed.)
-        """
-        step = interval / 4
-        seen = state.last
-        silent_since = time.monotonic()
-        while True:
-            await anyio.sleep(step)
-            now = time.monotonic()
-            if state.last is not seen:
-                seen = state.last
-                silent_since = now
-                continue
-            if now - silent_since < interval:
-                continue
-            if state.closed:
-                return
-            sent = state.ping_sent = anyio.Event()
-            try:
-                await send({"type": "http.response.body", "body": PING, "more_body": True})
-            except OSError:
-                disconnect.client_left()
-                return
-            except Exception as exc:
-                disconnect.helper_failed(exc)
-                return
-            finally:
-                state.ping_sent = None
-                sent.set()
-            silent_since = time.monotonic()
+    async def _send_body(self, send: Send, watch: _Watch) -> None:
+        if self.ping is not None:
+            pinger = _Pinger(self.ping)
+            self._encode = pinger.encode
+            pinger.start(send, watch)
+        await super()._send_body(send, watch)

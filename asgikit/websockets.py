@@ -1,4 +1,4 @@
-"""WebSocket connections: `WebSocket`, `WebSocketDisconnect` and `close_after_error`.
+"""WebSocket connections: `WebSocket` and `WebSocketDisconnect`.
 
 A `WebSocket` is the connection attributes of `HTTPConnection` plus a small state
 machine over the ASGI ``websocket`` messages: ``accept()`` once, then send and receive
@@ -9,47 +9,20 @@ end of the endpoint.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, NoReturn
 
+from asgikit import _json
 from asgikit.datastructures import encode_header
-from asgikit.exceptions import AsgikitError
+from asgikit.exceptions import WebSocketDisconnect
 from asgikit.requests import HTTPConnection
 from asgikit.responses import JSONResponse, Response
 from asgikit.types import Message, Receive, Scope, Send
 
-__all__ = ["WebSocket", "WebSocketDisconnect", "close_after_error"]
+__all__ = ["WebSocket", "WebSocketDisconnect"]
 
 _CONNECTING, _CONNECTED, _CLOSED = 0, 1, 2
 _HTTP_RESPONSE = "websocket.http.response"
-
-
-class WebSocketDisconnect(AsgikitError):
-    """The WebSocket connection is over: the client closed it (``code``, ``reason``),
-    or it went away without a close frame (``1006``).
-
-    Raised by the receive methods, and by the send methods once the client has gone.
-    The router ends the endpoint quietly when it escapes.
-    """
-
-    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason or ""
-
-    def __str__(self) -> str:
-        return f"WebSocket closed with code {self.code}" + (
-            f": {self.reason}" if self.reason else ""
-        )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
-
-
-def _refuse_constant(name: str) -> Any:
-    # NaN, Infinity and -Infinity are JavaScript, not JSON (RFC 8259).
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _handshake_headers(
@@ -206,20 +179,10 @@ class WebSocket(HTTPConnection):
         """
         message = await self.receive_message()
         text = message.get("text")
-        if text is None:
-            try:
-                text = bytes(message.get("bytes") or b"").decode("utf-8")
-            except UnicodeDecodeError as exc:
-                await self._reject_payload(1007, f"message is not valid UTF-8 (byte {exc.start})")
         try:
-            return json.loads(text, parse_constant=_refuse_constant)
-        except json.JSONDecodeError as exc:
-            reason = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-            await self._reject_payload(1007, reason[:120])  # close reasons max 123 bytes
-        except ValueError as exc:  # NaN / Infinity
-            await self._reject_payload(1007, f"invalid JSON: {exc}"[:120])
-        except RecursionError:
-            await self._reject_payload(1007, "invalid JSON: nested too deeply")
+            return _json.decode(bytes(message.get("bytes") or b"") if text is None else text)
+        except _json.InvalidJSON as exc:
+            await self._reject_payload(1007, f"invalid JSON: {exc}"[:120])  # reasons: <= 123 B
 
     async def iter_text(self) -> AsyncIterator[str]:
         """Yield text messages until the client closes (then stop quietly)."""
@@ -279,7 +242,7 @@ class WebSocket(HTTPConnection):
         """Send ``data`` as compact JSON, as a text message (or binary with
         ``mode="binary"``)."""
         self._check_can_send()
-        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _json.encode_text(data)
         if mode == "text":
             await self._send({"type": "websocket.send", "text": text})
         elif mode == "binary":
@@ -329,7 +292,8 @@ class WebSocket(HTTPConnection):
 async def close_after_error(websocket: WebSocket) -> None:
     """End a connection whose endpoint raised: ``1011`` once accepted, a refused
     handshake (HTTP 500 where the server allows it, else 403) before, nothing once
-    closed. Used by the router; never raises for a client that has gone."""
+    closed. Used by the router (internal, not in ``__all__``); never raises for a
+    client that has gone."""
     if websocket.closed:
         return
     try:

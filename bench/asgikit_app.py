@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
+import scenarios
 from scenarios import HELLO_BODY, JSON_DOC, N_DECOYS, ROUTE_TEMPLATE, decoy_templates
 
-from asgikit import JSONResponse, PlainTextResponse, Request, Router
+from asgikit import (
+    EventSourceResponse,
+    JSONResponse,
+    NDJSONResponse,
+    PlainTextResponse,
+    Request,
+    Router,
+    StreamingResponse,
+)
 
 HELLO_TEXT = HELLO_BODY.decode()
 
@@ -26,6 +38,36 @@ async def decoy(request: Request) -> PlainTextResponse:
     return PlainTextResponse("decoy")
 
 
+async def _chunks() -> AsyncIterator[bytes]:
+    stream_chunk = scenarios.stream_chunk
+    for i in range(scenarios.STREAM_CHUNKS):
+        yield stream_chunk(i)
+
+
+async def stream(request: Request) -> StreamingResponse:
+    return StreamingResponse(_chunks(), media_type="text/plain")
+
+
+async def _tokens() -> AsyncIterator[str]:
+    # scenarios.SSE_TOKENS: looked up per request, so the shared harness (whose
+    # scenarios module has only the stream) can import this module too.
+    for token in scenarios.SSE_TOKENS:
+        yield token
+
+
+async def sse(request: Request) -> EventSourceResponse:
+    return EventSourceResponse(_tokens())
+
+
+async def _rows() -> AsyncIterator[Any]:
+    for row in scenarios.NDJSON_ROWS:
+        yield row
+
+
+async def ndjson(request: Request) -> NDJSONResponse:
+    return NDJSONResponse(_rows())
+
+
 def _add_decoys(router: Router, count: int) -> None:
     for template in decoy_templates(count):
         router.add_route(template, decoy)
@@ -34,6 +76,9 @@ def _add_decoys(router: Router, count: int) -> None:
 app = Router()
 app.add_route("/hello", hello)
 app.add_route("/json", json_doc)
+app.add_route("/stream", stream)
+app.add_route("/sse", sse)
+app.add_route("/ndjson", ndjson)
 _add_decoys(app, N_DECOYS)
 app.add_route(ROUTE_TEMPLATE, user_item)
 

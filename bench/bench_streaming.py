@@ -1,5 +1,5 @@
 """Streaming 1,000 small chunks and 1,000 SSE events: asgikit vs Starlette vs sse-starlette
-vs raw ASGI, in process.
+vs raw ASGI, in process; then GET /hello latency beside never-awaiting streams (uvicorn).
 
 Every app is driven through its own router (asgikit `Router`, Starlette `Starlette`) with a
 uvicorn-like scope (ASGI spec 2.3, so Starlette listens for disconnects as asgikit always
@@ -8,16 +8,27 @@ round yields one chunks-per-second figure per app, and the table reports the med
 per-round ratios (absolute speed drifts on shared machines, ratios measured in one run do
 not).
 
-    .venv/bin/python bench/bench_streaming.py [--rounds 15] [--requests 20]
+Last, ``hello_beside_streams``: uvicorn (one worker, 127.0.0.1, a free port, stopped by
+its PID) serves bench/busy_app.py; four client threads keep reading NDJSON streams over
+100,000 in-memory rows (an iterator that never awaits) while one client times sequential
+``GET /hello`` requests. Reported: /hello p50/p99 alone and beside the four streams.
+
+    .venv/bin/python bench/bench_streaming.py [--rounds 15] [--requests 20] [--hellos 400]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import socket
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse as SSEStarletteResponse
@@ -27,6 +38,7 @@ from starlette.routing import Route as StarletteRoute
 
 from asgikit import EventSourceResponse, Router, StreamingResponse
 
+BENCH = Path(__file__).resolve().parent
 CHUNKS = 1000
 CHUNK = b"token "
 TOKEN = "token"
@@ -146,10 +158,107 @@ async def bench(path: str, apps: dict[str, App], rounds: int, requests: int) -> 
         print(f"| {name:<14} | {statistics.median(values):>17,.0f} | {ratio:>30.2f}x |")
 
 
+def start_uvicorn(app: str) -> tuple[subprocess.Popen[str], str]:
+    """uvicorn serving ``app`` from bench/ on a free port of 127.0.0.1, and its URL."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(BENCH),
+            app,
+            "--port",
+            "0",
+            "--no-access-log",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            return process, found.group(1)
+    process.wait()
+    raise RuntimeError("uvicorn did not start")
+
+
+def hello_latencies(url: str, count: int) -> list[float]:
+    """Seconds per sequential GET /hello on one keep-alive connection."""
+    import httpx
+
+    latencies = []
+    with httpx.Client(base_url=url) as client:
+        client.get("/hello")
+        for _ in range(count):
+            started = time.perf_counter()
+            response = client.get("/hello")
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 200
+    return latencies
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def hello_beside_streams(hellos: int, streams: int = 4) -> None:
+
+    process, url = start_uvicorn("busy_app:router")
+    stop = threading.Event()
+    streamed = [0] * streams
+
+    host, port = url.removeprefix("http://").split(":")
+    request = b"GET /rows HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+
+    def keep_streaming(index: int) -> None:
+        # Plain sockets (recv releases the GIL): the readers cost the timing client little.
+        while not stop.is_set():
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(request)
+                while data := sock.recv(1 << 20):
+                    streamed[index] += len(data)
+                    if stop.is_set():
+                        break
+
+    try:
+        alone = hello_latencies(url, hellos)
+        readers = [threading.Thread(target=keep_streaming, args=(i,)) for i in range(streams)]
+        for reader in readers:
+            reader.start()
+        while min(streamed) == 0:  # every stream is under way
+            time.sleep(0.01)
+        beside = hello_latencies(url, hellos)
+        stop.set()
+        for reader in readers:
+            reader.join(60)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    print(f"\nGET /hello on one uvicorn worker, {hellos} sequential requests")
+    print("| situation | p50 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|")
+    for label, values in (("alone", alone), (f"beside {streams} NDJSON streams", beside)):
+        print(
+            f"| {label} | {percentile(values, 0.5) * 1e3:.2f} | "
+            f"{percentile(values, 0.99) * 1e3:.2f} | {max(values) * 1e3:.2f} |"
+        )
+    print(f"(the streams moved {sum(streamed) / 2**20:,.0f} MiB meanwhile)")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--hellos", type=int, default=400, help="0 skips the uvicorn part")
     args = parser.parse_args()
     await bench(
         "/stream",
@@ -163,6 +272,8 @@ async def main() -> None:
         args.rounds,
         args.requests,
     )
+    if args.hellos:
+        await asyncio.to_thread(hello_beside_streams, args.hellos)
 
 
 if __name__ == "__main__":

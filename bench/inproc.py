@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios
 
-APPS = ("raw_app", "starlette_app", "asgikit_app")
+APPS = ("raw_app", "starlette_app", "falcon_app", "asgikit_app")
 
 
 def make_scope(
@@ -116,6 +116,9 @@ SCENARIOS: dict[str, tuple[Sequence[str], Callable[[str], bytes]]] = {
     ),
     "route": ((scenarios.ROUTE_PATH,), scenarios.route_body),
     "route-varied": (scenarios.ROUTE_VARIED_PATHS, scenarios.route_body),
+    "stream": (("/stream",), lambda path: scenarios.STREAM_BODY),
+    "sse": (("/sse",), lambda path: scenarios.SSE_BODY),
+    "ndjson": (("/ndjson",), lambda path: scenarios.NDJSON_BODY),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import scenarios
 from scenarios import HELLO_BODY, JSON_DOC
 
 TEXT = b"text/plain; charset=utf-8"
@@ -44,7 +45,42 @@ async def user_item(send: Any, user: str, item: str) -> None:
     await _respond(send, 200, TEXT, f"user {user} item {item}".encode())
 
 
-HANDLERS = {("GET", "/hello"): hello, ("GET", "/json"): json_doc}
+async def stream(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", TEXT)]})
+    stream_chunk = scenarios.stream_chunk
+    for i in range(scenarios.STREAM_CHUNKS):
+        await send({"type": "http.response.body", "body": stream_chunk(i), "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+
+async def sse(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    for token in scenarios.SSE_TOKENS:
+        body = ("data: " + token + "\n\n").encode()
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def ndjson(scope: Any, receive: Any, send: Any) -> None:
+    headers = [(b"content-type", b"application/x-ndjson")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+    for row in scenarios.NDJSON_ROWS:
+        body = dumps(row).encode() + b"\n"
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+HANDLERS = {
+    ("GET", "/hello"): hello,
+    ("GET", "/json"): json_doc,
+    ("GET", "/stream"): stream,
+    ("GET", "/sse"): sse,
+    ("GET", "/ndjson"): ndjson,
+}
 PATHS = {path for _, path in HANDLERS}
 
 

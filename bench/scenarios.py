@@ -1,7 +1,7 @@
 """The benchmark scenarios, shared by every app module in this folder.
 
-Each app (``raw_app``, ``starlette_app``, ``asgikit_app``) serves the same paths with
-the same answers, so ``inproc.py`` can run them side by side and check each answer
+Each app (``raw_app``, ``starlette_app``, ``falcon_app``, ``asgikit_app``) serves the
+same paths with the same answers, so ``inproc.py`` can run them side by side and check each answer
 before timing it.
 """
 
@@ -38,3 +38,23 @@ def route_body(path: str) -> bytes:
     """The answer to a GET of ``/users/{id}/items/{item}``."""
     _, _, user, _, item = path.split("/")
     return f"user {user} item {item}".encode()
+
+
+# Streaming scenarios (the shared harness's "stream", plus SSE and NDJSON of the same size).
+STREAM_CHUNKS = 100
+
+
+def stream_chunk(i: int) -> bytes:
+    """Chunk ``i`` of the stream scenario: 16 bytes (``b"chunk 000000042\\n"``)."""
+    return b"chunk %09d\n" % i
+
+
+STREAM_BODY = b"".join(stream_chunk(i) for i in range(STREAM_CHUNKS))
+# SSE: one event per token, ``data: token 042\n\n``.
+SSE_TOKENS = tuple(f"token {i:03d}" for i in range(STREAM_CHUNKS))
+SSE_BODY = b"".join(b"data: " + token.encode() + b"\n\n" for token in SSE_TOKENS)
+# NDJSON: one compact JSON document per row.
+NDJSON_ROWS = tuple({"i": i, "token": f"token {i:03d}"} for i in range(STREAM_CHUNKS))
+NDJSON_BODY = b"".join(
+    b'{"i":%d,"token":"token %03d"}\n' % (row["i"], row["i"]) for row in NDJSON_ROWS
+)

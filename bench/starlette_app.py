@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
+import scenarios
 from scenarios import HELLO_BODY, JSON_DOC, N_DECOYS, ROUTE_TEMPLATE, decoy_templates
+from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 HELLO_TEXT = HELLO_BODY.decode()
@@ -28,6 +33,35 @@ async def decoy(request: Request) -> PlainTextResponse:
     return PlainTextResponse("decoy")
 
 
+async def _chunks() -> AsyncIterator[bytes]:
+    stream_chunk = scenarios.stream_chunk
+    for i in range(scenarios.STREAM_CHUNKS):
+        yield stream_chunk(i)
+
+
+async def stream(request: Request) -> StreamingResponse:
+    return StreamingResponse(_chunks(), media_type="text/plain; charset=utf-8")
+
+
+async def _tokens() -> AsyncIterator[str]:
+    for token in scenarios.SSE_TOKENS:
+        yield token
+
+
+async def sse(request: Request) -> EventSourceResponse:
+    # sse-starlette: the SSE package Starlette users install (no pings within the bench).
+    return EventSourceResponse(_tokens(), sep="\n")
+
+
+async def _lines() -> AsyncIterator[bytes]:
+    for row in scenarios.NDJSON_ROWS:
+        yield json.dumps(row, separators=(",", ":")).encode() + b"\n"
+
+
+async def ndjson(request: Request) -> StreamingResponse:
+    return StreamingResponse(_lines(), media_type="application/x-ndjson")
+
+
 def _decoys(count: int) -> list[Route]:
     return [Route(template, decoy) for template in decoy_templates(count)]
 
@@ -36,6 +70,9 @@ app = Starlette(
     routes=[
         Route("/hello", hello),
         Route("/json", json_doc),
+        Route("/stream", stream),
+        Route("/sse", sse),
+        Route("/ndjson", ndjson),
         *_decoys(N_DECOYS),
         Route(ROUTE_TEMPLATE, user_item),
     ]

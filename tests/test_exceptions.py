@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import Recorder, http_scope, receive_body
 
 from asgikit import (
     HTTPException,
@@ -142,22 +143,14 @@ def test_exception_after_response_start_never_sends_a_second_start() -> None:
     async def half(request: Request) -> Any:
         return HalfResponse()
 
-    sent: list[Message] = []
+    sent = Recorder()
 
     async def main() -> None:
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b""}
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
         with pytest.raises(RuntimeError, match="mid-stream"):
-            await router(
-                {"type": "http", "method": "GET", "path": "/half", "headers": []}, receive, send
-            )
+            await router(http_scope("/half"), receive_body(), sent)
 
     anyio.run(main)
-    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+    assert sent.types == ["http.response.start", "http.response.body"]
 
 
 def test_background_error_is_logged_and_the_response_kept(
@@ -174,20 +167,14 @@ def test_background_error_is_logged_and_the_response_kept(
     async def endpoint(request: Request) -> Response:
         return PlainTextResponse("done", background=BackgroundTask(explode))
 
-    sent: list[Message] = []
+    sent = Recorder()
 
     async def main() -> None:
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b""}
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        await router({"type": "http", "method": "GET", "path": "/", "headers": []}, receive, send)
+        await router(http_scope("/"), receive_body(), sent)
 
     with caplog.at_level(logging.ERROR, logger="asgikit"):
         anyio.run(main)
-    assert [message.get("status") for message in sent] == [200, None]
+    assert sent.status == 200 and sent.body == b"done"
     assert any(
         "background failed" in str(record.exc_info[1])
         for record in caplog.records

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import http_scope, receive_body
 
 from asgikit import Mount, Request, Router
 from asgikit.testing import AsyncTestClient, TestClient
@@ -199,15 +200,11 @@ def test_state_without_server_state_support_falls_back_to_router() -> None:
 
         async with anyio.create_task_group() as group:
             group.start_soon(router, {"type": "lifespan"}, receive, send)  # no "state" key
-            while not sent:
-                await anyio.sleep(0)
+            with anyio.fail_after(5):
+                while not sent:
+                    await anyio.sleep(0)
 
-            async def http_receive() -> Message:
-                return {"type": "http.request", "body": b""}
-
-            await router(
-                {"type": "http", "method": "GET", "path": "/", "headers": []}, http_receive, send
-            )
+            await router(http_scope("/"), receive_body(), send)
             stop.set()
 
     anyio.run(main)

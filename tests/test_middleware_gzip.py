@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import receive_nothing
 
 from asgikit import Middleware, PlainTextResponse, Request, Response, Router, StreamingResponse
 from asgikit.middleware import GZipMiddleware
@@ -256,10 +257,6 @@ async def test_streamed_event_stream_passes_through_unbuffered() -> None:
 
 
 # ------------------------------------------------------------------ other scopes
-
-
-async def receive_nothing() -> Message:
-    raise AssertionError("not expected to receive")
 
 
 @pytest.mark.anyio

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import Recorder, never_called, receive_nothing
 
 from asgikit import Middleware, Request, Router
 from asgikit.middleware import HTTPSRedirectMiddleware
 from asgikit.middleware.httpsredirect import https_url
 from asgikit.testing import TestClient
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Receive, Scope, Send
 
 
 def make_client(base_url: str, **options: Any) -> TestClient:
@@ -92,22 +93,6 @@ def test_https_url(scope: Scope, url: str) -> None:
 
 
 # ------------------------------------------------------------------ raw ASGI scopes
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def __call__(self, message: Message) -> None:
-        self.messages.append(message)
-
-
-async def receive_nothing() -> Message:
-    raise AssertionError("not expected to receive")
-
-
-async def never_called(scope: Scope, receive: Receive, send: Send) -> None:
-    raise AssertionError("the app must not be called")
 
 
 def websocket_scope(scheme: str, extensions: dict[str, Any] | None = None) -> Scope:

@@ -6,12 +6,13 @@ import time
 from typing import Any
 
 import pytest
+from helpers import receive_nothing, send_nothing
 
 from asgikit import Middleware, Request, Router
 from asgikit.middleware import SessionMiddleware
 from asgikit.middleware.sessions import sign_session, unsign_session
 from asgikit.testing import TestClient
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Receive, Scope, Send
 
 SECRET = "test-secret-key"
 
@@ -219,14 +220,6 @@ def test_bad_options_raise_value_error(options: dict[str, Any], error: str) -> N
 
 
 # ------------------------------------------------------------------ other scopes
-
-
-async def receive_nothing() -> Message:
-    raise AssertionError("not expected to receive")
-
-
-async def send_nothing(message: Message) -> None:
-    raise AssertionError("not expected to send")
 
 
 @pytest.mark.anyio

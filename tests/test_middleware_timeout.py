@@ -9,31 +9,13 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import http_scope, never_disconnects
 
 from asgikit import Middleware, Request, Router, StreamingResponse
 from asgikit.middleware import TimeoutMiddleware
 from asgikit.testing import AsyncTestClient
 
 pytestmark = pytest.mark.anyio
-
-
-def http_scope(path: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "method": "GET",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [],
-        "scheme": "http",
-        "server": ("test", 80),
-    }
-
-
-async def never_disconnects() -> dict[str, Any]:
-    await anyio.sleep_forever()
-    raise AssertionError("unreachable")
 
 
 async def test_slow_handler_gets_504_and_is_cancelled() -> None:

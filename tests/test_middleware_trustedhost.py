@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import Recorder, receive_nothing
 
 from asgikit import Middleware, Request, Router
 from asgikit.middleware import TrustedHostMiddleware
 from asgikit.middleware.trustedhost import host_without_port
 from asgikit.testing import TestClient
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Receive, Scope, Send
 
 
 def make_client(base_url: str = "http://testserver", **options: Any) -> TestClient:
@@ -127,18 +128,6 @@ def test_invalid_patterns_raise_value_error(pattern: str) -> None:
 
 
 # ------------------------------------------------------------------ raw ASGI scopes
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def __call__(self, message: Message) -> None:
-        self.messages.append(message)
-
-
-async def receive_nothing() -> Message:
-    raise AssertionError("not expected to receive")
 
 
 def websocket_scope(host: bytes, extensions: dict[str, Any] | None = None) -> Scope:

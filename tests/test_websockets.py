@@ -18,9 +18,8 @@ from asgikit import (
     WebSocketDisconnect,
     WebSocketRoute,
 )
-from asgikit._testing_websocket import WebSocketDenialResponse
 from asgikit.middleware import CORSMiddleware, GZipMiddleware
-from asgikit.testing import AsyncTestClient, TestClient
+from asgikit.testing import AsyncTestClient, TestClient, WebSocketDenialResponse
 from asgikit.types import Receive, Scope, Send
 from asgikit.websockets import close_after_error
 

@@ -8,6 +8,7 @@ from asgikit.middleware.concurrency import ConcurrencyLimitMiddleware
 from asgikit.middleware.cors import CORSMiddleware
 from asgikit.middleware.gzip import GZipMiddleware
 from asgikit.middleware.httpsredirect import HTTPSRedirectMiddleware
+from asgikit.middleware.metrics import MetricsMiddleware
 from asgikit.middleware.sessions import SessionMiddleware
 from asgikit.middleware.timeout import TimeoutMiddleware
 from asgikit.middleware.trustedhost import TrustedHostMiddleware
@@ -17,6 +18,7 @@ __all__ = [
     "ConcurrencyLimitMiddleware",
     "GZipMiddleware",
     "HTTPSRedirectMiddleware",
+    "MetricsMiddleware",
     "Middleware",
     "SessionMiddleware",
     "TimeoutMiddleware",

@@ -80,7 +80,7 @@ class CORSMiddleware:
       except "any origin, no credentials", which answers ``*``).
     - Requests without ``Origin``, WebSocket and ``lifespan`` scopes pass through.
 
-    >>> Router(routes, middleware=[Middleware(
+    >>> app = Router(routes, middleware=[Middleware(
     ...     CORSMiddleware, allow_origins=["https://app.example.com"],
     ...     allow_methods=["GET", "POST"], allow_headers=["Authorization"])])
     """

@@ -72,7 +72,7 @@ class HTTPSRedirectMiddleware:
     Behind a TLS-terminating proxy, let the server apply ``X-Forwarded-Proto`` first
     (``uvicorn --proxy-headers``), or every request looks like ``http``.
 
-    >>> Router(routes, middleware=[Middleware(HTTPSRedirectMiddleware)])
+    >>> app = Router(routes, middleware=[Middleware(HTTPSRedirectMiddleware)])
     """
 
     __slots__ = ("app", "status_code")

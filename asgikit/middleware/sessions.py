@@ -120,7 +120,7 @@ class SessionMiddleware:
     - WebSocket handshakes get the session too (read-only: changes are not saved).
       ``lifespan`` passes through.
 
-    >>> Router(routes, middleware=[Middleware(SessionMiddleware, secret_key=SECRET)])
+    >>> app = Router(routes, middleware=[Middleware(SessionMiddleware, secret_key=SECRET)])
     """
 
     __slots__ = (

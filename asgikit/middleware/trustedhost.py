@@ -74,7 +74,7 @@ class TrustedHostMiddleware:
       ``websocket.http.response`` extension when the server has it, else a close before
       acceptance). ``lifespan`` passes through.
 
-    >>> Router(routes, middleware=[
+    >>> app = Router(routes, middleware=[
     ...     Middleware(TrustedHostMiddleware, allowed_hosts=["example.com", "*.example.com"]),
     ... ])
     """

@@ -11,11 +11,9 @@ surfaces as `WebSocketDenialResponse`, a `WebSocketDisconnect` carrying the resp
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import math
-import os
 from types import TracebackType
 from typing import Any
 
@@ -25,7 +23,7 @@ import anyio.from_thread
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from asgikit._testing_scope import connection_scope
+from asgikit.testing._exchange import ClientGone
 from asgikit.types import ASGIApp, Message, Scope
 from asgikit.websockets import WebSocketDisconnect
 
@@ -33,7 +31,6 @@ __all__ = [
     "AsyncWebSocketTestSession",
     "WebSocketDenialResponse",
     "WebSocketTestSession",
-    "websocket_scope",
 ]
 
 # After a server close with 1011 the app is about to re-raise its error: wait this
@@ -62,46 +59,6 @@ class WebSocketDenialResponse(WebSocketDisconnect):
     def json(self) -> Any:
         """The response body parsed as JSON."""
         return json.loads(self.content)
-
-
-class _ClientGone(OSError):
-    """What the app's ``send`` raises once the test closed the connection or response
-    (ASGI 2.4); shared by the HTTP and WebSocket test clients."""
-
-
-def websocket_scope(
-    request: httpx.Request,
-    *,
-    root_path: str,
-    client: tuple[str, int],
-    state: dict[str, Any] | None,
-    subprotocols: list[str] | None,
-) -> Scope:
-    """The ASGI ``websocket`` scope for a handshake built as an httpx ``request``
-    (so the client's base URL, default headers and cookies apply)."""
-    url = request.url
-    scheme = {"http": "ws", "https": "wss"}.get(url.scheme, url.scheme)
-    headers = [(key.lower(), value) for key, value in request.headers.raw]
-    headers += [
-        (b"connection", b"upgrade"),
-        (b"upgrade", b"websocket"),
-        (b"sec-websocket-version", b"13"),
-        (b"sec-websocket-key", base64.b64encode(os.urandom(16))),
-    ]
-    if subprotocols:
-        headers.append((b"sec-websocket-protocol", ", ".join(subprotocols).encode("latin-1")))
-    scope = connection_scope(
-        request,
-        scope_type="websocket",
-        scheme=scheme,
-        headers=headers,
-        root_path=root_path,
-        client=client,
-        state=state,
-    )
-    scope["subprotocols"] = list(subprotocols or [])
-    scope["extensions"] = {"websocket.http.response": {}}
-    return scope
 
 
 class AsyncWebSocketTestSession:
@@ -169,7 +126,7 @@ class AsyncWebSocketTestSession:
 
     async def _app_send(self, message: Message) -> None:
         if self._client_closed or self._disconnect is not None:
-            raise _ClientGone("the test client closed the WebSocket")
+            raise ClientGone("the test client closed the WebSocket")
         message_type = message["type"]
         if message_type == "websocket.close":
             # Like a server: complete the close handshake for the app.

@@ -1,0 +1,152 @@
+"""HTTP header rules shared by requests, forms and responses: pure functions over values.
+
+Nothing here awaits or touches a scope: each function takes the header text (or bytes)
+and returns a value or raises, so the rules are tested exhaustively on their own
+(tests/test_http.py) and every caller applies the very same ones.
+
+- ``Content-Length`` (`parse_content_length`): ASCII digits only. ``int()`` would also
+  take ``+1``, ``1_0`` or `` 1``; a request that says its
+  length in any of those is a 400, never a length. One 413 wording
+  (`body_too_large`) for every body limit: `Request.body`, `Request.json`, the forms.
+- Header encoding (`encode_header`, `content_type_header`): latin-1, lower-case names,
+  CR/LF/NUL refused so no response can smuggle a header.
+- ``Cookie`` (`parse_cookie_header`): lenient like browsers, never raises.
+"""
+
+from __future__ import annotations
+
+from http.cookies import _unquote
+
+from asgikit.exceptions import HTTPException
+
+__all__ = [
+    "MAX_CONTENT_LENGTH_DIGITS",
+    "body_too_large",
+    "content_length",
+    "content_type_header",
+    "encode_header",
+    "parse_content_length",
+    "parse_cookie_header",
+]
+
+MAX_CONTENT_LENGTH_DIGITS = 20
+"""Longest ``Content-Length`` taken (a zettabyte); longer is a 400, not a huge int."""
+
+_DIGITS = frozenset(b"0123456789")
+_FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
+
+
+# --------------------------------------------------------------------------- Content-Length
+
+
+def parse_content_length(value: bytes | str) -> int:
+    """The body length a ``Content-Length`` value announces.
+
+    RFC 9110 section 8.6: one or more ASCII digits, nothing else (servers strip the
+    surrounding whitespace before the application sees it). Raises
+    `HTTPException(400)` naming the value otherwise (``+1``, ``1_0``, `` 1``, ``-1``,
+    ``""``, ``1,1``), and for more than `MAX_CONTENT_LENGTH_DIGITS` digits.
+
+    >>> parse_content_length(b"42")
+    42
+    """
+    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+    if not raw or len(raw) > MAX_CONTENT_LENGTH_DIGITS or not _DIGITS.issuperset(raw):
+        shown = raw[:40].decode("latin-1")
+        raise HTTPException(400, f"Invalid Content-Length header {shown!r}")
+    return int(raw)
+
+
+def content_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The ``Content-Length`` of raw ASGI headers, ``None`` when absent.
+
+    Several ``Content-Length`` headers must agree (RFC 9110), else `HTTPException(400)`;
+    an invalid value is a 400 as for `parse_content_length`.
+    """
+    length: int | None = None
+    for name, value in raw_headers:
+        if name == b"content-length":
+            parsed = parse_content_length(value)
+            if length is not None and parsed != length:
+                raise HTTPException(400, "Conflicting Content-Length headers")
+            length = parsed
+    return length
+
+
+def body_too_large(max_size: int) -> HTTPException:
+    """The 413 for a body over ``max_size`` bytes (the one wording every body reader uses)."""
+    return HTTPException(413, f"Request body is larger than max_size={max_size} bytes")
+
+
+# --------------------------------------------------------------------------- header encoding
+
+
+def _check_header_text(text: str, what: str) -> None:
+    for char in _FORBIDDEN_IN_HEADERS:
+        if char in text:
+            raise ValueError(
+                f"header {what} {text!r} contains {char!r}; CR, LF and NUL are not allowed"
+            )
+
+
+def encode_header(name: str, value: str) -> tuple[bytes, bytes]:
+    """One raw header pair: lower-cased latin-1 name and latin-1 value, both checked.
+
+    Raises `ValueError` if either contains CR, LF or NUL (header injection), if the name
+    is empty, has surrounding spaces or a colon, or if either is not latin-1.
+
+    >>> encode_header("Content-Type", "text/plain")
+    (b'content-type', b'text/plain')
+    """
+    _check_header_text(name, "name")
+    _check_header_text(value, "value")
+    if not name or name.strip() != name or ":" in name:
+        raise ValueError(f"invalid header name {name!r}")
+    return name.lower().encode("latin-1"), value.encode("latin-1")
+
+
+_content_type_cache: dict[tuple[str, str], bytes] = {}
+
+
+def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:
+    """The ``Content-Type`` value for ``media_type``: text types get ``; charset=utf-8``.
+
+    >>> content_type_header("text/html")
+    b'text/html; charset=utf-8'
+    """
+    key = (media_type, charset)
+    try:
+        return _content_type_cache[key]
+    except KeyError:
+        pass
+    value = media_type
+    if media_type.startswith("text/") and "charset=" not in media_type.lower():
+        value = f"{media_type}; charset={charset}"
+    encoded = encode_header("content-type", value)[1]
+    if len(_content_type_cache) < 256:  # bounded: media types come from code, not clients
+        _content_type_cache[key] = encoded
+    return encoded
+
+
+# --------------------------------------------------------------------------- cookies
+
+
+def parse_cookie_header(header: str) -> dict[str, str]:
+    """Parse a ``Cookie`` request header into ``{name: value}``. Never raises.
+
+    Lenient like browsers: pairs without ``=`` count as a value with an empty name,
+    quoted values are unquoted, and the last of repeated names wins.
+
+    >>> parse_cookie_header('a=1; b="x y"; a=2')
+    {'a': '2', 'b': 'x y'}
+    """
+    cookies: dict[str, str] = {}
+    for chunk in header.split(";"):
+        if "=" in chunk:
+            key, value = chunk.split("=", 1)
+        else:
+            key, value = "", chunk
+        key, value = key.strip(), value.strip()
+        if key or value:
+            cookies[key] = _unquote(value)
+    return cookies

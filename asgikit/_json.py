@@ -1,0 +1,101 @@
+"""The one JSON codec: every body asgikit writes or reads as JSON goes through here.
+
+Output (`encode`, `encode_text`) is compact UTF-8 (``separators=(",", ":")``, no ASCII
+escaping) and always valid: NaN and infinities raise `ValueError` (they are not JSON,
+RFC 8259), and a lone surrogate such as ``"\\ud800"``, which a Python ``str`` may hold but
+UTF-8 cannot carry, is written as its ``\\ud800`` escape instead of failing half-way
+through a response.
+
+Input (`decode`) is strict RFC 8259: ``NaN``, ``Infinity``, ``-Infinity`` and numbers
+that overflow a float (``1e400``) are refused, as are invalid UTF-8, nesting deeper than
+the interpreter can follow and integers longer than Python converts. Every refusal is an
+`InvalidJSON` whose message says what is wrong and where; callers turn it into a 400
+(`Request.json`) or a 1007 close (`WebSocket.receive_json`). So a value that a request
+was allowed to carry can always be written back out.
+
+Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+__all__ = ["InvalidJSON", "decode", "encode", "encode_line", "encode_text"]
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def encode(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON bytes.
+
+    `ValueError` for NaN or an infinity, `TypeError` for a value JSON cannot represent.
+    Lone surrogates are escaped (``\\ud800``), so the result is always valid UTF-8.
+    """
+    text = _ENCODER.encode(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Only a lone surrogate makes this fail: escape everything non-ASCII instead.
+        return _ASCII_ENCODER.encode(value).encode("ascii")
+
+
+def encode_line(value: Any) -> bytes:
+    """`encode` plus ``\\n``: one line of NDJSON (one call per row, not two)."""
+    text = _ENCODER.encode(value)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode(value).encode("ascii") + b"\n"
+
+
+def encode_text(value: Any) -> str:
+    """`encode` as a ``str`` (for WebSocket text frames): valid UTF-8 when encoded."""
+    text = _ENCODER.encode(value)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode(value)
+    return text
+
+
+class InvalidJSON(ValueError):
+    """A document `decode` refuses; the message says what is wrong and where."""
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are JavaScript, not JSON (RFC 8259).
+    raise InvalidJSON(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # 1e400 parses to inf, which no JSON encoder can write back.
+        raise InvalidJSON(f"the number {text[:40]} is too large for a float")
+    return value
+
+
+def decode(data: bytes | str) -> Any:
+    """Parse one JSON document (``bytes`` must be UTF-8); `InvalidJSON` if it is not one."""
+    if isinstance(data, str):
+        text = data
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidJSON(f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except InvalidJSON:
+        raise
+    except json.JSONDecodeError as exc:
+        raise InvalidJSON(f"{exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise InvalidJSON("nested too deeply") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise InvalidJSON(str(exc)) from None

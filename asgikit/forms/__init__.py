@@ -1,0 +1,90 @@
+"""Form bodies: ``application/x-www-form-urlencoded`` and ``multipart/form-data``.
+
+`parse_form` is what `Request.form` runs: it takes the request headers, the body stream
+and one `FormLimits`, and knows nothing else of the request (so forms and requests do
+not import each other). Both formats are parsed incrementally, chunk by chunk as the
+body arrives, so memory stays bounded whatever the body size:
+
+- `asgikit.forms._urlencoded`: split on ``&`` as chunks arrive, strict WHATWG decoding.
+- `asgikit.forms._multipart`: the `multipart` package's sans-I/O push parser; text
+  fields in memory, files in `UploadFile`\\ s spooled to disk past 1 MiB.
+- `asgikit.forms._disk_writer`: file chunks go to disk in batches of at least 1 MiB,
+  written by one worker thread per form with one ``writev`` while the loop parses the
+  next MiB (Starlette pays one thread hand-off per 64 KiB message).
+- `asgikit.forms._limits`: `FormLimits`, the limits and their defaults, written once.
+
+Every limit exceeded answers 413 with the limit's name in ``detail``; a malformed body
+answers 400; another content type 415. Whatever ends the parse early (a limit, bad input,
+a client disconnect, cancellation), the files opened so far are closed and deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from multipart import parse_options_header  # type: ignore[import-untyped]
+
+from asgikit._http import body_too_large, content_length
+from asgikit.datastructures import FormData, Headers
+from asgikit.exceptions import HTTPException
+from asgikit.forms._limits import DEFAULT_LIMITS, FormLimits, form_limits
+from asgikit.forms._multipart import (
+    IN_MEMORY_FILES_BUDGET,
+    MAX_PART_HEADER_SIZE,
+    MAX_PART_HEADERS,
+    MultipartReader,
+    decode_rfc5987,
+    multipart_parser,
+)
+from asgikit.forms._urlencoded import decode_urlencoded_pair, read_urlencoded
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "IN_MEMORY_FILES_BUDGET",
+    "MAX_PART_HEADERS",
+    "MAX_PART_HEADER_SIZE",
+    "FormLimits",
+    "decode_rfc5987",
+    "decode_urlencoded_pair",
+    "form_limits",
+    "parse_form",
+]
+
+_URLENCODED = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+
+
+async def parse_form(
+    headers: Headers, body: AsyncIterator[bytes], limits: FormLimits = DEFAULT_LIMITS
+) -> FormData:
+    """Read ``body`` (the request body's chunks) as the form its ``headers`` announce.
+
+    ``limits.max_size`` is checked against ``Content-Length`` first and then against
+    the bytes received. Exceeding any limit raises `HTTPException(413)` naming it; a
+    malformed body or ``Content-Length`` raises 400; a body that is neither form type
+    415. Whatever ``body`` raises (`ClientDisconnect`) propagates; no temp file survives
+    it. ``body`` is closed (``aclose()``) when the parse ends, however it ends.
+    """
+    announced = content_length(headers.raw)
+    max_size = limits.max_size
+    if max_size is not None and announced is not None and announced > max_size:
+        raise body_too_large(max_size)
+    header = headers.get("content-type")
+    if header is None:
+        raise HTTPException(415, f"A form needs Content-Type {_URLENCODED} or {_MULTIPART}")
+    media_type, options = parse_options_header(header)
+    try:
+        if media_type == _MULTIPART:
+            parser = multipart_parser(
+                options.get("boundary"), announced, limits.max_files + limits.max_fields + 1
+            )
+            return await MultipartReader(limits).read(parser, body, max_size, announced)
+        if media_type == _URLENCODED:
+            return await read_urlencoded(body, limits)
+    finally:
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    raise HTTPException(
+        415, f"Unsupported form content type {media_type!r}: expected {_URLENCODED} or {_MULTIPART}"
+    )

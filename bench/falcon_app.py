@@ -1,0 +1,97 @@
+"""The scenarios written the way Falcon's (ASGI) documentation teaches.
+
+Falcon is the fastest pure-Python peer on streams in the shared harness
+(``../shared/bench``), so ``inproc.py`` runs it beside asgikit and Starlette.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import falcon
+import falcon.asgi
+import scenarios
+from falcon.asgi import Request, Response, SSEvent
+from scenarios import HELLO_BODY, JSON_DOC, N_DECOYS, ROUTE_TEMPLATE, decoy_templates
+
+HELLO_TEXT = HELLO_BODY.decode()
+
+
+class Hello:
+    async def on_get(self, req: Request, resp: Response) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = HELLO_TEXT
+
+
+class JsonDoc:
+    async def on_get(self, req: Request, resp: Response) -> None:
+        resp.media = JSON_DOC
+
+
+class UserItem:
+    async def on_get(self, req: Request, resp: Response, id: str, item: str) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = f"user {id} item {item}"
+
+
+class Decoy:
+    async def on_get(self, req: Request, resp: Response, id: str, item: str) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = "decoy"
+
+
+async def _chunks() -> AsyncIterator[bytes]:
+    stream_chunk = scenarios.stream_chunk
+    for i in range(scenarios.STREAM_CHUNKS):
+        yield stream_chunk(i)
+
+
+class Stream:
+    async def on_get(self, req: Request, resp: Response) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.stream = _chunks()
+
+
+async def _events() -> AsyncIterator[SSEvent]:
+    for token in scenarios.SSE_TOKENS:
+        yield SSEvent(text=token)
+
+
+class Sse:
+    async def on_get(self, req: Request, resp: Response) -> None:
+        resp.sse = _events()
+
+
+async def _lines() -> AsyncIterator[bytes]:
+    for row in scenarios.NDJSON_ROWS:
+        yield json.dumps(row, separators=(",", ":")).encode() + b"\n"
+
+
+class Ndjson:
+    async def on_get(self, req: Request, resp: Response) -> None:
+        resp.content_type = "application/x-ndjson"
+        resp.stream = _lines()
+
+
+def _add_decoys(app: falcon.asgi.App, count: int) -> None:
+    decoy = Decoy()
+    for template in decoy_templates(count):
+        app.add_route(template, decoy)
+
+
+app = falcon.asgi.App()
+app.add_route("/hello", Hello())
+app.add_route("/json", JsonDoc())
+app.add_route("/stream", Stream())
+app.add_route("/sse", Sse())
+app.add_route("/ndjson", Ndjson())
+_add_decoys(app, N_DECOYS)
+app.add_route(ROUTE_TEMPLATE, UserItem())
+
+
+def make_routing_app(n_routes: int) -> falcon.asgi.App:
+    routing_app = falcon.asgi.App()
+    _add_decoys(routing_app, n_routes - 1)
+    routing_app.add_route(ROUTE_TEMPLATE, UserItem())
+    return routing_app

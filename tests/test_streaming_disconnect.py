@@ -1,0 +1,281 @@
+"""A client that leaves stops every streaming response, even one that never awaits.
+
+Servers on ASGI spec 2.3 (uvicorn), hypercorn and granian report a disconnect through
+``receive`` only: their ``send`` keeps returning without raising. A stream whose
+iterator never suspends (a list, rows in memory, a full queue) must still give the
+event loop turns, notice the disconnect within a bounded number of chunks, run the
+iterator's ``finally`` and skip ``background``. Here the server side is scripted in
+process; tests/test_server_streaming.py does the same through uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from asgikit import (
+    BackgroundTask,
+    EventSourceResponse,
+    NDJSONResponse,
+    Response,
+    StreamingResponse,
+)
+from asgikit.types import Message, Scope
+
+pytestmark = pytest.mark.anyio
+
+TOTAL = 1_000_000  # far more chunks than a stopped stream may produce
+# A stopped stream gives the loop a turn at least every 1,024 chunks; the listener
+# needs a few turns to start, read the disconnect and interrupt. Generous, not timed.
+BOUND = 20_000
+
+
+def http_scope(method: str = "GET") -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": "/stream",
+        "raw_path": b"/stream",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
+class Spec23Server:
+    """The server's side of one request, as uvicorn (spec 2.3) behaves: ``receive``
+    hands over the empty body, then blocks until the client has left and reports
+    ``http.disconnect``; ``send`` never raises, it drops what comes after the client
+    left. The client leaves after ``leave_after`` body chunks."""
+
+    def __init__(self, leave_after: int) -> None:
+        self.leave_after = leave_after
+        self.body_given = False
+        self.left = anyio.Event()
+        self.chunks = 0
+        self.complete = False
+
+    async def receive(self) -> Message:
+        if not self.body_given:
+            self.body_given = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if message["type"] != "http.response.body":
+            return
+        if message.get("more_body", False):
+            self.chunks += 1
+            if self.chunks == self.leave_after:
+                self.left.set()
+        else:
+            self.complete = True
+
+
+class Finally:
+    """Counts how far an iterator got and whether its ``finally`` ran."""
+
+    def __init__(self, total: int = TOTAL) -> None:
+        self.total = total
+        self.produced = 0
+        self.closed = False
+
+    async def agen(self, item: Any) -> AsyncIterator[Any]:
+        try:
+            for _ in range(self.total):
+                self.produced += 1
+                yield item  # never awaits anything
+        finally:
+            self.closed = True
+
+    def gen(self, item: Any) -> Iterator[Any]:
+        try:
+            for _ in range(self.total):
+                self.produced += 1
+                yield item
+        finally:
+            self.closed = True
+
+
+def never_awaiting_streams(tracker: Finally) -> dict[str, Callable[[], Response]]:
+    return {
+        "streaming-async-gen": lambda: StreamingResponse(tracker.agen(b"x" * 16)),
+        "ndjson-async-gen": lambda: NDJSONResponse(tracker.agen({"token": "x"})),
+        "sse-async-gen": lambda: EventSourceResponse(tracker.agen("token")),
+        "sse-async-gen-no-ping": lambda: EventSourceResponse(tracker.agen("token"), ping=None),
+    }
+
+
+KINDS = sorted(never_awaiting_streams(Finally()))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_never_awaiting_stream_stops_after_disconnect(kind: str) -> None:
+    tracker = Finally()
+    background_ran = []
+    response = never_awaiting_streams(tracker)[kind]()
+    response.background = BackgroundTask(background_ran.append, True)
+    server = Spec23Server(leave_after=10)
+    with anyio.fail_after(30):
+        await response(http_scope(), server.receive, server.send)
+    assert tracker.closed, "the iterator's finally did not run"
+    assert tracker.produced < BOUND, f"{tracker.produced} items produced after the client left"
+    assert not server.complete
+    assert background_ran == []
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+@pytest.mark.parametrize("response_class", [StreamingResponse, NDJSONResponse, EventSourceResponse])
+async def test_in_memory_sequence_stops_after_disconnect(
+    container: Callable[[Any], Any], response_class: Callable[..., Response]
+) -> None:
+    item: Any = "line" if response_class is not StreamingResponse else b"line"
+    if response_class is NDJSONResponse:
+        item = {"row": 1}
+    background_ran = []
+    response = response_class(
+        container([item] * TOTAL), background=BackgroundTask(background_ran.append, True)
+    )
+    server = Spec23Server(leave_after=10)
+    with anyio.fail_after(30):
+        await response(http_scope(), server.receive, server.send)
+    assert server.chunks < BOUND
+    assert not server.complete
+    assert background_ran == []
+
+
+async def test_sync_generator_stops_after_disconnect() -> None:
+    # Iterated in the thread pool: every chunk awaits, the listener runs at once.
+    tracker = Finally()
+    background_ran = []
+    response = StreamingResponse(
+        tracker.gen(b"x"), background=BackgroundTask(background_ran.append, True)
+    )
+    server = Spec23Server(leave_after=10)
+    with anyio.fail_after(30):
+        await response(http_scope(), server.receive, server.send)
+    assert tracker.closed
+    assert tracker.produced < BOUND
+    assert background_ran == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_generator_over_a_full_queue_stops_after_disconnect() -> None:
+    # asyncio.Queue.get() returns at once while items are queued: it never suspends.
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for _ in range(200_000):
+        queue.put_nowait(b"token ")
+    closed = []
+
+    async def from_queue() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            closed.append(True)
+
+    background_ran = []
+    response = StreamingResponse(
+        from_queue(), background=BackgroundTask(background_ran.append, True)
+    )
+    server = Spec23Server(leave_after=10)
+    with anyio.fail_after(30):
+        await response(http_scope(), server.receive, server.send)
+    assert closed == [True]
+    assert queue.qsize() > 200_000 - BOUND
+    assert background_ran == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_other_tasks_run_while_a_never_awaiting_stream_is_written(kind: str) -> None:
+    """The stream gives the loop turns: a concurrent task (another request, say)
+    finishes while the stream is still far from its end."""
+    tracker = Finally(total=5 * BOUND)
+    response = never_awaiting_streams(tracker)[kind]()
+    server = Spec23Server(leave_after=TOTAL)  # the client stays
+    produced_when_other_finished: list[int] = []
+
+    async def other_request() -> None:
+        for _ in range(3):  # a few awaits, as a short request's handler would do
+            await anyio.lowlevel.checkpoint()
+        produced_when_other_finished.append(tracker.produced)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(response, http_scope(), server.receive, server.send)
+            task_group.start_soon(other_request)
+    assert server.complete
+    assert tracker.produced == 5 * BOUND
+    assert produced_when_other_finished and produced_when_other_finished[0] < BOUND
+
+
+async def test_client_leaving_while_the_iterator_waits_stops_it_at_once() -> None:
+    # The long-await case: the listener interrupts the generator where it waits.
+    closed = anyio.Event()
+    started = anyio.Event()
+
+    async def slow_model() -> AsyncIterator[str]:
+        try:
+            yield "first"
+            started.set()
+            await anyio.sleep_forever()
+            yield "never"  # pragma: no cover
+        finally:
+            closed.set()
+
+    server = Spec23Server(leave_after=TOTAL)
+    background_ran = []
+    response = StreamingResponse(
+        slow_model(), background=BackgroundTask(background_ran.append, True)
+    )
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(response, http_scope(), server.receive, server.send)
+            await started.wait()
+            server.left.set()
+            await closed.wait()
+    assert server.chunks == 1
+    assert background_ran == []
+
+
+async def test_an_outer_cancellation_still_propagates() -> None:
+    # The stream's own cancellation (the disconnect) is taken back; a deadline around
+    # the response is not swallowed.
+    closed = []
+
+    async def forever() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x"
+                await anyio.sleep(0.001)
+        finally:
+            closed.append(True)
+
+    server = Spec23Server(leave_after=TOTAL)
+    with anyio.move_on_after(0.05) as scope:
+        await StreamingResponse(forever())(http_scope(), server.receive, server.send)
+    assert scope.cancelled_caught
+    assert closed == [True]
+
+
+async def test_completed_stream_runs_background_and_is_not_cancelled_later() -> None:
+    background_ran = []
+    server = Spec23Server(leave_after=TOTAL)
+    response = StreamingResponse(
+        [b"a"] * 5000, background=BackgroundTask(background_ran.append, True)
+    )
+    await response(http_scope(), server.receive, server.send)
+    assert server.complete and server.chunks == 5000
+    assert background_ran == [True]
+    server.left.set()  # the server reports the end of the connection afterwards
+    await anyio.sleep(0.01)  # the task goes on awaiting: no stray cancellation arrives
