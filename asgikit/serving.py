@@ -28,8 +28,8 @@ from asgikit._concurrency import (
     set_threadpool_size,
     threadpool_limiter,
 )
-from asgikit.background import is_async_callable
-from asgikit.exceptions import HTTPException
+from asgikit._inspect import is_async_callable
+from asgikit.exceptions import Overloaded, QueueTimeout
 
 __all__ = [
     "Batcher",
@@ -46,34 +46,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BatchFunction = Callable[[list[T]], Sequence[R] | Awaitable[Sequence[R]]]
-
-
-class Overloaded(HTTPException):
-    """503 Service Unavailable with ``Retry-After``: the server sheds load.
-
-    Raised by `Batcher` when its queue is full; the router turns it into
-    ``503 {"detail": ...}`` with a ``Retry-After`` header (seconds).
-    """
-
-    def __init__(self, detail: str | None = None, retry_after: int = 1) -> None:
-        super().__init__(
-            503,
-            detail or "Server overloaded, retry later",
-            headers={"Retry-After": str(retry_after)},
-        )
-        self.retry_after = retry_after
-
-
-class QueueTimeout(HTTPException):
-    """504 Gateway Timeout: a call waited too long for its batch.
-
-    Raised by `Batcher` when a call has waited ``max_queue_wait`` seconds without being
-    dispatched; its item is never sent to the batch function. The router turns it into
-    ``504 {"detail": ...}``.
-    """
-
-    def __init__(self, detail: str | None = None) -> None:
-        super().__init__(504, detail or "Waited too long in the batch queue")
 
 
 @dataclass(frozen=True)
@@ -180,7 +152,7 @@ class Batcher(Generic[T, R]):
     new calls (`RuntimeError`).
 
     >>> batcher = Batcher(model.predict, max_batch_size=32, max_queue_wait=2.0)
-    >>> label = await batcher(features)
+    >>> label = await batcher("a text to classify")
     """
 
     def __init__(

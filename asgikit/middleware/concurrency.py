@@ -51,8 +51,8 @@ class ConcurrencyLimitMiddleware:
 
     Put it outermost, so shed requests cost almost nothing:
 
-    >>> Router(middleware=[Middleware(ConcurrencyLimitMiddleware, max_concurrency=8,
-    ...                               max_queue=32)])
+    >>> app = Router(middleware=[Middleware(ConcurrencyLimitMiddleware, max_concurrency=8,
+    ...                                     max_queue=32)])
     """
 
     def __init__(
