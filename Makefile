@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test test-ray lint format docs bench bench-why bench-shared clean soak bench-streams system-deps
+.PHONY: demo test test-ray lint format docs bench bench-why bench-shared bench-serving clean soak bench-streams system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ bench-why: $(VENV)/.bench-installed
 bench-shared: $(VENV)/.bench-installed
 	$(BIN)/python bench/shared_inproc.py --apps raw,falcon_app,starlette_app,asgikit_app \
 		--scenarios hello,json,route-varied,stream --no-routing
+
+# One model behind asgikit + Batcher, asgikit unbatched and LitServe, over real HTTP.
+bench-serving: $(VENV)/.bench-installed
+	$(BIN)/python bench/bench_serving_peers.py
 
 clean:
 	rm -rf $(VENV) site .coverage build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

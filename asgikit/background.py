@@ -9,7 +9,7 @@ from typing import Any
 from typing_extensions import ParamSpec
 
 from asgikit._concurrency import run_in_threadpool
-from asgikit._inspect import is_async_callable as is_async_callable  # for asgikit.serving
+from asgikit._inspect import is_async_callable
 
 __all__ = ["BackgroundTask", "BackgroundTasks"]
 

@@ -36,6 +36,8 @@ __all__ = [
     "HTTPException",
     "LifespanNotRunError",
     "NoMatchFound",
+    "Overloaded",
+    "QueueTimeout",
     "RangeNotSatisfiable",
     "WebSocketDisconnect",
 ]
@@ -84,6 +86,35 @@ class HTTPException(AsgikitError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
+
+
+class Overloaded(HTTPException):
+    """503 Service Unavailable with ``Retry-After``: the server sheds load.
+
+    Raised by `asgikit.serving.Batcher` when its queue is full (and by your own code to
+    shed load); the router turns it into ``503 {"detail": ...}`` with a ``Retry-After``
+    header (seconds).
+    """
+
+    def __init__(self, detail: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(
+            503,
+            detail or "Server overloaded, retry later",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
+
+
+class QueueTimeout(HTTPException):
+    """504 Gateway Timeout: a call waited too long for its batch.
+
+    Raised by `asgikit.serving.Batcher` when a call has waited ``max_queue_wait`` seconds
+    without being dispatched; its item is never sent to the batch function. The router
+    turns it into ``504 {"detail": ...}``.
+    """
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(504, detail or "Waited too long in the batch queue")
 
 
 class ClientDisconnect(AsgikitError):

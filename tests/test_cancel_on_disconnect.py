@@ -236,9 +236,12 @@ async def test_a_fast_endpoint_answers_without_any_watcher(anyio_backend: str) -
 
 async def test_an_awaited_batcher_call_is_withdrawn() -> None:
     batches: list[list[str]] = []
+    model_free = anyio.Event()
 
     async def predict(items: list[str]) -> list[str]:
         batches.append(items)
+        if "busy" in items:
+            await model_free.wait()  # a batch is running: the client's call queues
         return items
 
     batcher = Batcher(predict, max_batch_size=8, max_wait=60)
@@ -253,12 +256,20 @@ async def test_an_awaited_batcher_call_is_withdrawn() -> None:
     client = Client()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as task_group:
+            task_group.start_soon(batcher, "busy")
+            while not batches:
+                await anyio.sleep(0.001)
             task_group.start_soon(serve, router, client, http_scope())
             await entered.wait()
-            await anyio.sleep(0.01)
+            while batcher.stats.queued < 1:
+                await anyio.sleep(0.001)
             client.leave()
-        await batcher.aclose()  # runs whatever is still queued, at once
-    assert batches == []  # the withdrawn call never reached the model
+            while batcher.stats.queued:  # withdrawn from the queue
+                await anyio.sleep(0.001)
+            model_free.set()
+        await batcher.aclose()
+    assert batches == [["busy"]]  # the withdrawn call never reached the model
+    assert batcher.stats.cancelled == 1
     assert client.sent == []
 
 
