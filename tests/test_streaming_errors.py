@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import Recorder, http_scope, never_disconnects
 
 from asgikit import (
     BackgroundTask,
@@ -27,33 +28,12 @@ from asgikit.testing import AsyncTestClient
 
 pytestmark = pytest.mark.anyio
 
-SPEC_2_4 = {"version": "3.0", "spec_version": "2.4"}  # uvicorn, hypercorn, granian: some
-NO_SPEC_VERSION = {"version": "3.0"}  # what daphne announces
 
-
-def scope_of(asgi: dict[str, str]) -> dict[str, Any]:
-    return {"type": "http", "method": "GET", "path": "/", "headers": [], "asgi": asgi}
-
-
-class Recorder:
-    """A raw ASGI ``send`` that keeps every message; optionally fails once the body ended."""
-
-    def __init__(self, fail_on_end: bool = False) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.fail_on_end = fail_on_end
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        if self.fail_on_end and not message.get("more_body", True):
-            raise OSError("connection closed")
-        self.messages.append(message)
-
-    def bodies(self) -> list[bytes]:
-        return [m["body"] for m in self.messages if m["type"] == "http.response.body"]
-
-
-async def never_disconnects() -> dict[str, Any]:
-    await anyio.sleep_forever()
-    raise AssertionError("unreachable")
+def daphne_scope() -> dict[str, Any]:
+    """An ``http`` scope as daphne builds it: no ASGI ``spec_version`` (so hand-edited)."""
+    scope = http_scope()
+    scope["asgi"] = {"version": "3.0"}
+    return scope
 
 
 class Source:
@@ -113,8 +93,8 @@ async def test_unencodable_item_propagates_and_leaves_the_body_unfinished(
     source = Source(bad)
     send = Recorder()
     with pytest.raises(error):
-        await respond(kind, source, sync)(scope_of(SPEC_2_4), never_disconnects, send)
-    assert send.bodies() == (GOOD_NDJSON if kind == "ndjson" else GOOD_SSE)
+        await respond(kind, source, sync)(http_scope(), never_disconnects, send)
+    assert send.bodies == (GOOD_NDJSON if kind == "ndjson" else GOOD_SSE)
     assert send.messages[-1]["more_body"] is True  # unfinished: the server aborts it
     assert source.closed  # the iterator's finally ran
     assert not source.background_ran
@@ -129,9 +109,9 @@ async def test_without_a_spec_version_the_body_is_ended_before_the_error(
     source = Source(bad)
     send = Recorder()
     with pytest.raises(error):
-        await respond(kind, source, sync)(scope_of(NO_SPEC_VERSION), never_disconnects, send)
+        await respond(kind, source, sync)(daphne_scope(), never_disconnects, send)
     good = GOOD_NDJSON if kind == "ndjson" else GOOD_SSE
-    assert send.bodies() == [*good, b""]
+    assert send.bodies == [*good, b""]
     assert send.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
     assert source.closed
     assert not source.background_ran
@@ -142,10 +122,10 @@ async def test_a_failing_end_does_not_hide_the_error() -> None:
         yield b"partial"
         raise RuntimeError("model crashed")
 
-    send = Recorder(fail_on_end=True)  # the client left meanwhile
+    send = Recorder(fail_on_body=1)  # the end fails: the client left meanwhile
     with pytest.raises(RuntimeError, match="model crashed"):
-        await StreamingResponse(broken())(scope_of(NO_SPEC_VERSION), never_disconnects, send)
-    assert send.bodies() == [b"partial"]
+        await StreamingResponse(broken())(daphne_scope(), never_disconnects, send)
+    assert send.bodies == [b"partial"]
 
 
 async def test_an_iterator_error_through_the_router_and_the_test_client() -> None:
