@@ -1,0 +1,147 @@
+"""Streaming responses at their edges, against a scripted ASGI server.
+
+``HEAD`` never starts the inference, headers the caller set are kept, a chunk of the
+wrong type is a clear error, and a server whose ``send`` fails (the client has gone)
+stops the stream quietly: the generator's ``finally`` runs, ``background`` does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from asgikit import BackgroundTask, EventSourceResponse, NDJSONResponse, StreamingResponse
+from asgikit.types import Message
+
+pytestmark = pytest.mark.anyio
+
+
+class Server:
+    """Records what the app sends; ``send`` fails with OSError from message ``fail_at``."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.sent: list[Message] = []
+        self.fail_at = fail_at
+
+    async def receive(self) -> Message:
+        await anyio.sleep_forever()  # the client stays: no disconnect
+        raise AssertionError("unreachable")
+
+    async def send(self, message: Message) -> None:
+        if self.fail_at is not None and len(self.sent) >= self.fail_at:
+            raise OSError("connection reset by peer")
+        self.sent.append(message)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return list(self.sent[0]["headers"])
+
+
+def scope(method: str = "GET") -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": "/generate", "headers": []}
+
+
+class Tokens:
+    """A generator of tokens that records whether it started and whether it finished."""
+
+    def __init__(self, count: int = 3) -> None:
+        self.count = count
+        self.started = False
+        self.finalised = False
+
+    async def __call__(self) -> AsyncIterator[str]:
+        self.started = True
+        try:
+            for index in range(self.count):
+                yield f"token {index}\n"
+                await anyio.sleep(0)
+        finally:
+            self.finalised = True
+
+
+async def test_head_sends_headers_only_and_still_runs_background() -> None:
+    tokens = Tokens()
+    ran: list[str] = []
+    response = StreamingResponse(
+        tokens(), media_type="text/plain", background=BackgroundTask(ran.append, "logged")
+    )
+    server = Server()
+    await response(scope("HEAD"), server.receive, server.send)
+    assert not tokens.started  # the inference never runs for a HEAD
+    assert [m["type"] for m in server.sent] == ["http.response.start", "http.response.body"]
+    assert server.body == b""
+    assert ran == ["logged"]
+
+
+async def test_a_content_type_in_headers_wins_over_the_media_type() -> None:
+    response = StreamingResponse(
+        iter([b"{}"]),
+        media_type="text/plain",
+        headers={"Content-Type": "application/x-custom"},
+    )
+    server = Server()
+    await response(scope(), server.receive, server.send)
+    assert [value for name, value in server.headers if name == b"content-type"] == [
+        b"application/x-custom"
+    ]
+    assert server.body == b"{}"
+
+
+async def test_an_event_stream_keeps_the_callers_caching_headers() -> None:
+    response = EventSourceResponse(
+        iter(["hello"]), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "yes"}
+    )
+    server = Server()
+    await response(scope(), server.receive, server.send)
+    headers = server.headers
+    assert [v for n, v in headers if n == b"cache-control"] == [b"no-store"]
+    assert [v for n, v in headers if n == b"x-accel-buffering"] == [b"yes"]
+    assert server.body == b"data: hello\n\n"
+
+
+async def test_a_chunk_that_is_not_bytes_or_str_is_a_clear_error() -> None:
+    def chunks() -> Iterator[Any]:
+        yield b"ok"
+        yield 42
+
+    server = Server()
+    with pytest.raises(TypeError, match="bytes or str, not int"):
+        await StreamingResponse(chunks())(scope(), server.receive, server.send)
+
+
+@pytest.mark.parametrize("fail_at", [0, 1, 2, 4])
+async def test_a_failing_server_send_stops_the_stream_quietly(fail_at: int) -> None:
+    # 0: the start fails; 1, 2: a body chunk; 4: the final empty body.
+    tokens = Tokens(count=3)
+    ran: list[str] = []
+    response = StreamingResponse(tokens(), background=BackgroundTask(ran.append, "logged"))
+    server = Server(fail_at=fail_at)
+    with anyio.fail_after(5):
+        await response(scope(), server.receive, server.send)  # no exception escapes
+    assert len(server.sent) == fail_at
+    assert ran == []  # the response was not delivered: no background
+    assert tokens.finalised or not tokens.started
+
+
+async def test_ndjson_over_a_failing_send_closes_the_iterator() -> None:
+    closed: list[bool] = []
+
+    async def rows() -> AsyncIterator[dict[str, int]]:
+        try:
+            for index in range(1000):
+                yield {"row": index}
+        finally:
+            closed.append(True)
+
+    server = Server(fail_at=3)
+    with anyio.fail_after(5):
+        await NDJSONResponse(rows())(scope(), server.receive, server.send)
+    assert closed == [True]
+    assert server.body.splitlines()[0] == b'{"row":0}'
