@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from asgikit._sse import PING, ServerSentEvent, encode_comment, encode_data, encode_event
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass
@@ -225,3 +225,17 @@ def test_equal_events_encode_alike_and_repr_names_their_fields(
     shown = repr(first)
     assert shown.startswith("ServerSentEvent(") and f"data={fields['data']!r}" in shown
     assert ("retry=" in shown) is (retry is not None)
+
+
+class Token(str):
+    """A str subclass, as some tokenizers return."""
+
+
+@SETTINGS
+@given(text=breaky, as_bytes=st.booleans())
+def test_bytes_and_str_subclasses_are_text_data(text: str, as_bytes: bool) -> None:
+    value: Any = text.encode() if as_bytes else Token(text)
+    for encoded in (ServerSentEvent(value, event="token").encode(), encode_event(value)):
+        parsed = parse_stream(encoded)
+        assert parsed.blocks == 1
+        assert [event["data"] for event in parsed.events] == [normalised(text)]
