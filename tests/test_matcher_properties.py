@@ -269,3 +269,21 @@ def test_every_route_is_reachable_through_a_crowded_tree(
     assert expected_params(leaf, request_path) == matched
     if leaf == path:
         assert matched == params
+
+
+@SETTINGS
+@given(paths=st.lists(route_paths, min_size=1, max_size=4), request_path=st.text(max_size=10))
+def test_a_path_without_its_leading_slash_matches_nothing(
+    paths: list[str], request_path: str
+) -> None:
+    tree, _ = build(paths)
+    if not request_path.startswith("/"):
+        assert tree.find(request_path, take, None) is None
+
+
+def test_the_same_template_inserted_twice_shares_one_leaf() -> None:
+    tree: SegmentTree[list[str], None] = SegmentTree()
+    for path in ("/files/{rest:path}", "/models/{name}", "/health"):
+        first = tree.insert(compile_template(path), list)
+        second = tree.insert(compile_template(path), list)
+        assert first is second  # several methods on one path share the entry
