@@ -145,3 +145,27 @@ async def test_ndjson_over_a_failing_send_closes_the_iterator() -> None:
         await NDJSONResponse(rows())(scope(), server.receive, server.send)
     assert closed == [True]
     assert server.body.splitlines()[0] == b'{"row":0}'
+
+
+async def test_a_ping_that_cannot_be_sent_ends_a_silent_event_stream() -> None:
+    # The model is thinking (no event for a long time); the client has gone, and the
+    # keep-alive ping is the first send that notices.
+    finalised: list[bool] = []
+    ran: list[str] = []
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            await anyio.sleep(30)
+            yield "too late"
+        finally:
+            finalised.append(True)
+
+    server = Server(fail_at=1)  # the headers go out, nothing after them
+    response = EventSourceResponse(
+        events(), ping=0.02, background=BackgroundTask(ran.append, "logged")
+    )
+    with anyio.fail_after(10):
+        await response(scope(), server.receive, server.send)
+    assert finalised == [True]
+    assert ran == []
+    assert [m["type"] for m in server.sent] == ["http.response.start"]
