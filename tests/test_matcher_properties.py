@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from asgikit._matcher import SegmentTree, Template, compile_template
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # What each converter matches, written out here (not taken from the module under test).
 PATTERNS = {
