@@ -213,12 +213,10 @@ def test_the_sync_session_exposes_the_handshake_and_stops_the_app_on_failure() -
     assert stopped == [True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a client used without `async with` runs the session in a temporary task "
-    "group, so the denial arrives wrapped in an ExceptionGroup",
-)
 async def test_a_client_not_entered_raises_the_denial_itself() -> None:
+    # Regression: a client used without `async with` ran the session in a temporary
+    # task group, so the denial (and any error in the block) arrived wrapped in an
+    # ExceptionGroup, unlike the same call on an entered client.
     client = AsyncTestClient(
         app_sending(
             {"type": "websocket.http.response.start", "status": 403, "headers": []},
@@ -229,3 +227,10 @@ async def test_a_client_not_entered_raises_the_denial_itself() -> None:
     with pytest.raises(WebSocketDenialResponse):
         async with client.websocket_connect("/ws"):
             pass
+
+
+async def test_a_client_not_entered_raises_the_tests_own_error_itself() -> None:
+    client = AsyncTestClient(app_sending(ACCEPT))
+    with pytest.raises(KeyError, match="the test failed"):
+        async with client.websocket_connect("/ws"):
+            raise KeyError("the test failed")
