@@ -20,11 +20,13 @@ pytestmark = pytest.mark.anyio
 
 
 class Server:
-    """Records what the app sends; ``send`` fails with OSError from message ``fail_at``."""
+    """Records what the app sends; ``send`` fails with OSError from message ``fail_at``
+    on, or (``fail_final``) for the message that ends the body."""
 
-    def __init__(self, fail_at: int | None = None) -> None:
+    def __init__(self, fail_at: int | None = None, fail_final: bool = False) -> None:
         self.sent: list[Message] = []
         self.fail_at = fail_at
+        self.fail_final = fail_final
 
     async def receive(self) -> Message:
         await anyio.sleep_forever()  # the client stays: no disconnect
@@ -32,6 +34,9 @@ class Server:
 
     async def send(self, message: Message) -> None:
         if self.fail_at is not None and len(self.sent) >= self.fail_at:
+            raise OSError("connection reset by peer")
+        final = message["type"] == "http.response.body" and not message.get("more_body", False)
+        if self.fail_final and final:
             raise OSError("connection reset by peer")
         self.sent.append(message)
 
@@ -116,18 +121,22 @@ async def test_a_chunk_that_is_not_bytes_or_str_is_a_clear_error() -> None:
         await StreamingResponse(chunks())(scope(), server.receive, server.send)
 
 
-@pytest.mark.parametrize("fail_at", [0, 1, 2, 4])
-async def test_a_failing_server_send_stops_the_stream_quietly(fail_at: int) -> None:
-    # 0: the start fails; 1, 2: a body chunk; 4: the final empty body.
-    tokens = Tokens(count=3)
+@pytest.mark.parametrize(
+    "failure",
+    [{"fail_at": 0}, {"fail_at": 1}, {"fail_at": 2}, {"fail_final": True}],
+    ids=["start", "first-chunk", "later-chunk", "final-body"],
+)
+async def test_a_failing_server_send_stops_the_stream_quietly(failure: dict[str, Any]) -> None:
+    server = Server(**failure)
+    tokens = Tokens(count=5)
     ran: list[str] = []
     response = StreamingResponse(tokens(), background=BackgroundTask(ran.append, "logged"))
-    server = Server(fail_at=fail_at)
     with anyio.fail_after(5):
         await response(scope(), server.receive, server.send)  # no exception escapes
-    assert len(server.sent) == fail_at
     assert ran == []  # the response was not delivered: no background
     assert tokens.finalised or not tokens.started
+    if server.fail_at is not None:
+        assert len(server.sent) == server.fail_at
 
 
 async def test_ndjson_over_a_failing_send_closes_the_iterator() -> None:
