@@ -2,8 +2,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: demo test lint format docs bench bench-why bench-shared clean soak bench-streams
+.PHONY: demo test test-ray lint format docs bench bench-why bench-shared bench-serving clean soak bench-streams system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m uvicorn --app-dir examples ml_serving:router --host 127.0.0.1 --port 8000
+	$(BIN)/python -m uvicorn --app-dir examples ml_serving:router --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,14 +28,27 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Debian packages the tests use (nginx; chromium for the demo page's browser test, driven
+# by Playwright with no browser download), installed only when missing; CI runs as root.
+system-deps:
+	.ci/system-deps
+
 # Branch coverage of asgikit/ is printed (target: 95%; not a gate until it gets there).
-test: lint
+test: lint system-deps
 	$(BIN)/python -m pytest -q --cov=asgikit --cov-branch --cov-report=term
 	@echo "branch coverage target for asgikit/: 95% (printed above; not a CI gate yet)"
 	$(MAKE) docs
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The Ray Serve recipe: ray[serve] is heavy (ray alone is 240 MB), so it is not part of `make test`.
+$(VENV)/.ray-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	touch $(VENV)/.ray-installed
+
+test-ray: $(VENV)/.ray-installed
+	$(BIN)/python -m pytest -q -m ray tests/test_ray_serve.py
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
@@ -58,6 +73,10 @@ bench-why: $(VENV)/.bench-installed
 bench-shared: $(VENV)/.bench-installed
 	$(BIN)/python bench/shared_inproc.py --apps raw,falcon_app,starlette_app,asgikit_app \
 		--scenarios hello,json,route-varied,stream --no-routing
+
+# One model behind asgikit + Batcher, asgikit unbatched and LitServe, over real HTTP.
+bench-serving: $(VENV)/.bench-installed
+	$(BIN)/python bench/bench_serving_peers.py
 
 clean:
 	rm -rf $(VENV) site .coverage build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

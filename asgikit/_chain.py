@@ -16,7 +16,7 @@ class Middleware:
     A factory is usually a class with ``__init__(self, app, **options)`` and an async
     ``__call__(scope, receive, send)``. In a list, the first middleware is the outermost.
 
-    >>> Router(middleware=[Middleware(GZipMiddleware, minimum_size=1000)])
+    >>> app = Router(middleware=[Middleware(GZipMiddleware, minimum_size=1000)])
     """
 
     __slots__ = ("args", "factory", "options")

@@ -1,24 +1,28 @@
 """Exception handlers, and the responses that errors and return values become.
 
-The router decides *when* an error is answered; this module says *with what*: which
-registered handler fits an exception, the default JSON error bodies, the 500, and the
-conversion of an endpoint's return value into an ASGI callable.
+`asgikit._dispatch` decides *when* an error is answered; this module says *with what*:
+which registered handler fits an exception (`error_response`: this router's handlers,
+then those of the routers it is mounted in), the default JSON error bodies, the 500, and
+the conversion of an endpoint's return value into an ASGI callable.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import traceback
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeAlias
 
 from asgikit._concurrency import run_in_threadpool
-from asgikit.background import is_async_callable
+from asgikit._inspect import is_async_callable
 from asgikit.exceptions import HTTPException
 from asgikit.requests import Request
 from asgikit.responses import JSONResponse, PlainTextResponse, Response
 
 ExceptionHandler: TypeAlias = Callable[[Request, Any], Any]
+
+logger = logging.getLogger("asgikit")
 
 
 class ExceptionHandlers:
@@ -109,3 +113,66 @@ def to_response(result: Any) -> Any:
         f"an endpoint returned {type(result).__name__}; return a Response (or any ASGI app), "
         "a dict or list (JSON), str, bytes or None"
     )
+
+
+class ErrorPolicy(Protocol):
+    """What error resolution needs of a router: its handlers and its debug flag."""
+
+    debug: bool
+    _handlers: ExceptionHandlers
+
+
+def log_error(exc: BaseException) -> None:
+    """Log an error the server will also hear about (or that happened too late to answer)."""
+    logger.error("Exception in ASGI application", exc_info=exc)
+
+
+async def error_response(
+    request: Request, exc: Exception, routers: Sequence[ErrorPolicy]
+) -> tuple[Any, Exception | None]:
+    """The response for ``exc`` raised while answering ``request``, and the exception to
+    re-raise once it is sent (unhandled errors: the server must hear about them).
+
+    Handlers are looked up in ``routers`` in order (the router that matched, then the
+    routers it is mounted in, nearest first); within one router the most specific class
+    wins. An `HTTPException` nobody handles gets `default_error_response`; any other
+    unhandled error is logged and answered 500 (a ``500`` or ``Exception`` handler may
+    shape it), then re-raised.
+    """
+    handler: ExceptionHandler | None
+    if isinstance(exc, HTTPException):
+        for router in routers:
+            handler = router._handlers.for_http(exc)
+            if handler is not None:
+                return await _handled(handler, request, exc, None, routers)
+        return default_error_response(exc), None
+    for router in routers:
+        handler = router._handlers.for_class(exc)
+        if handler is not None:
+            return await _handled(handler, request, exc, None, routers)
+    log_error(exc)
+    for router in routers:
+        handler = router._handlers.for_unhandled()
+        if handler is not None:
+            return await _handled(handler, request, exc, exc, routers)
+    return server_error_response(exc, any_debug(routers)), exc
+
+
+async def _handled(
+    handler: ExceptionHandler,
+    request: Request,
+    exc: Exception,
+    reraise: Exception | None,
+    routers: Sequence[ErrorPolicy],
+) -> tuple[Any, Exception | None]:
+    """Run ``handler``; a handler that fails itself is logged and answered 500."""
+    try:
+        return await call_handler(handler, request, exc), reraise
+    except Exception as handler_exc:
+        log_error(handler_exc)
+        return server_error_response(handler_exc, any_debug(routers)), handler_exc
+
+
+def any_debug(routers: Sequence[ErrorPolicy]) -> bool:
+    """Whether any router handling the request is in debug mode."""
+    return any(router.debug for router in routers)

@@ -1,16 +1,31 @@
-"""The ASGI lifespan protocol around a list of lifespan context managers.
+"""The ASGI lifespan protocol around a list of lifespan context managers, and the
+per-request state it seeds.
 
 A router's lifespan and those of the routers mounted in it are entered in order (outer
-first) and exited in reverse; what they yield is merged into one state mapping.
+first) and exited in reverse; what they yield is merged into one state mapping. Each
+request's ``request.state`` starts from it (`request_state`): through the server's
+``scope["state"]`` (the ASGI lifespan state extension), else through the router's
+``lifespan_state`` copy. A server that never ran the lifespan (daphne) is reported once
+(`warn_lifespan_not_run`) and named by the error a missing state attribute raises.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeAlias
 
+from asgikit.datastructures import State
+from asgikit.exceptions import LifespanNotRunError
 from asgikit.types import Receive, Scope, Send
+
+logger = logging.getLogger("asgikit")
+
+_NOT_RUN = (
+    "the app has a lifespan but the lifespan did not run: does the server support "
+    "lifespan? (daphne does not; uvicorn needs --lifespan on or auto, hypercorn runs it)"
+)
 
 Lifespan: TypeAlias = Callable[
     [Any], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]
@@ -71,3 +86,46 @@ async def serve_lifespan(
             await send({"type": "lifespan.startup.failed", "message": text})
         raise
     await send({"type": "lifespan.shutdown.complete"})
+
+
+class _StateWithoutLifespan(State):
+    """`State` of an app whose lifespan should have filled it but did not run."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._state[name]
+        except KeyError:
+            message = f"request.state has no attribute {name!r}: {_NOT_RUN}"
+            raise LifespanNotRunError(message) from None
+
+
+def warn_lifespan_not_run() -> None:
+    """Log, once per app, that the server skipped the lifespan (called on the first request)."""
+    logger.warning("No lifespan startup before the first request: %s", _NOT_RUN)
+
+
+def request_state(scope: Scope) -> State:
+    """The state a request starts with: the server's ``scope["state"]`` when it holds
+    anything, else a copy of what the top router's lifespan yielded.
+
+    Servers without the lifespan state extension pass no ``state``; some (Ray Serve)
+    pass an empty one: both fall back on the router's ``lifespan_state``. When the
+    router has a lifespan that never ran, a missing attribute raises
+    `LifespanNotRunError` saying so.
+    """
+    state: dict[str, Any] | None = scope.get("state")
+    if state:
+        return State(state)
+    router = scope.get("router")
+    fallback: dict[str, Any] | None = getattr(router, "lifespan_state", None)
+    if state is None:
+        state = scope["state"] = dict(fallback) if fallback else {}
+    elif fallback:
+        state.update(fallback)
+    if not fallback:
+        lifespan_missing = getattr(router, "_lifespan_missing", None)
+        if lifespan_missing is not None and lifespan_missing():
+            return _StateWithoutLifespan(state)
+    return State(state)

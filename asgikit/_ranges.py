@@ -15,6 +15,8 @@ import unicodedata
 from email.utils import parsedate_tz
 from urllib.parse import quote
 
+from asgikit.exceptions import RangeNotSatisfiable
+
 __all__ = [
     "DEFAULT_MAX_RANGES",
     "RangeNotSatisfiable",
@@ -33,10 +35,6 @@ DEFAULT_MAX_RANGES = 16
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-class RangeNotSatisfiable(ValueError):
-    """The ``Range`` header cannot be served: answer ``416`` with ``bytes */size``."""
 
 
 def make_etag(size: int, mtime_ns: int) -> str:

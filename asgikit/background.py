@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,21 +9,12 @@ from typing import Any
 from typing_extensions import ParamSpec
 
 from asgikit._concurrency import run_in_threadpool
+from asgikit._inspect import is_async_callable
 
 __all__ = ["BackgroundTask", "BackgroundTasks"]
 
 P = ParamSpec("P")
 logger = logging.getLogger("asgikit")
-
-
-def is_async_callable(obj: object) -> bool:
-    """True for an ``async def`` function, a partial of one, or an object whose
-    ``__call__`` is ``async def``."""
-    while hasattr(obj, "func") and hasattr(obj, "args"):  # functools.partial
-        obj = obj.func
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
-        getattr(obj, "__call__", None)  # noqa: B004
-    )
 
 
 class BackgroundTask:
@@ -34,7 +24,7 @@ class BackgroundTask:
     An exception it raises is logged on the ``asgikit`` logger and goes no further: the
     response has already been sent, and the server has nothing to do about it.
 
-    >>> Response("queued", background=BackgroundTask(send_email, to="a@b.c"))
+    >>> response = Response("queued", background=BackgroundTask(send_email, to="a@b.c"))
     """
 
     def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:

@@ -115,7 +115,7 @@ class FileResponse(Response):
     sent. When the server offers the ``http.response.pathsend`` extension, whole-file
     ``200`` responses let the server send the file itself.
 
-    >>> FileResponse("cards/model-card.md", media_type="text/markdown")
+    >>> response = FileResponse("cards/model-card.md", media_type="text/markdown")
     """
 
     chunk_size = 256 * 1024

@@ -15,6 +15,8 @@ import anyio
 from asgikit import _json
 from asgikit._http import body_too_large, content_length
 from asgikit._http import parse_cookie_header as parse_cookie_header  # its old home
+from asgikit._lifespan import request_state
+from asgikit._matched import MatchedRoute
 from asgikit._receive import RELAY_KEY, ReceiveRelay
 from asgikit.datastructures import URL, FormData, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
@@ -103,16 +105,21 @@ class HTTPConnection:
 
     @property
     def state(self) -> State:
-        """Per-request state, seeded with what the lifespan yielded (``request.state.model``)."""
+        """Per-request state, seeded with what the lifespan yielded (``request.state.model``).
+
+        A missing attribute raises `AttributeError`; when the app's lifespan never ran
+        (a server without lifespan support), the error says so.
+        """
         if self._state is None:
-            scope = self.scope
-            state = scope.get("state")
-            if state is None:
-                router = scope.get("router")
-                fallback = getattr(router, "lifespan_state", None)
-                state = scope["state"] = dict(fallback) if fallback else {}
-            self._state = State(state)
+            self._state = request_state(self.scope)
         return self._state
+
+    @property
+    def route(self) -> MatchedRoute | None:
+        """The matched route (``.path_format``, ``.name``, ``.methods``), as the app the
+        server called names it; ``None`` when no route matched."""
+        route: MatchedRoute | None = self.scope.get("route")
+        return route
 
     @property
     def session(self) -> dict[str, Any]:

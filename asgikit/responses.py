@@ -55,7 +55,9 @@ class Response:
     ``Content-Length`` is set for you, and ``Content-Type`` from ``media_type`` (text
     types get ``; charset=utf-8``). ``background`` runs after the body is sent.
 
-    >>> Response(b"\\x89PNG...", media_type="image/png")
+    >>> response = Response(b"\\x89PNG...", media_type="image/png")
+    >>> response.headers["content-type"], response.headers["content-length"]
+    ('image/png', '7')
     """
 
     media_type: str | None = None
@@ -217,7 +219,8 @@ class Response:
 class PlainTextResponse(Response):
     """A ``text/plain; charset=utf-8`` response.
 
-    >>> PlainTextResponse("Hello, world!")
+    >>> PlainTextResponse("Hello, world!").headers["content-type"]
+    'text/plain; charset=utf-8'
     """
 
     media_type = "text/plain"
@@ -226,7 +229,8 @@ class PlainTextResponse(Response):
 class HTMLResponse(Response):
     """A ``text/html; charset=utf-8`` response.
 
-    >>> HTMLResponse("<h1>Model card</h1>")
+    >>> HTMLResponse("<h1>Model card</h1>").headers["content-type"]
+    'text/html; charset=utf-8'
     """
 
     media_type = "text/html"
@@ -237,7 +241,8 @@ class JSONResponse(Response):
 
     NaN and infinities raise `ValueError` (they are not JSON).
 
-    >>> JSONResponse({"label": "cat", "score": 0.97})
+    >>> JSONResponse({"label": "cat", "score": 0.97}).body
+    b'{"label":"cat","score":0.97}'
     """
 
     media_type = "application/json"
@@ -250,7 +255,9 @@ class JSONResponse(Response):
 class RedirectResponse(Response):
     """A redirect to ``url`` (``307 Temporary Redirect`` by default) with an empty body.
 
-    >>> RedirectResponse("/login", status_code=303)
+    >>> response = RedirectResponse("/login", status_code=303)
+    >>> response.status_code, response.headers["location"]
+    (303, '/login')
     """
 
     def __init__(

@@ -1,62 +1,87 @@
-"""The router: the ASGI application that dispatches to endpoints, mounts and websockets.
+"""The router: registration, URL reversal, and the switch on the ASGI scope type.
 
 `Router` is itself an ASGI callable handling ``http``, ``websocket`` and ``lifespan``
 scopes. Routes are kept in a segment tree (see `asgikit._matcher`), built as routes are
-added; the middleware chain is built once, on first use.
+added; the middleware chain is built once, on first use. Running a matched HTTP route
+(calling the endpoint, converting its result, errors, HEAD, release) is
+`asgikit._dispatch`'s job; which response an error becomes is `asgikit._errors`'.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Concatenate, TypeAlias, TypeVar
 
-import anyio
+from typing_extensions import ParamSpec
 
 from asgikit._chain import Middleware, build_chain
-from asgikit._concurrency import run_in_threadpool
-from asgikit._errors import (
-    ExceptionHandler,
-    ExceptionHandlers,
-    call_handler,
-    default_error_response,
-    server_error_response,
-    to_response,
-)
-from asgikit._lifespan import Lifespan, serve_lifespan
+from asgikit._dispatch import call_guarded, run_route, strip_body
+from asgikit._errors import ExceptionHandler, ExceptionHandlers, error_response, log_error
+from asgikit._inspect import is_async_callable
+from asgikit._lifespan import Lifespan, serve_lifespan, warn_lifespan_not_run
+from asgikit._matched import MatchedRoute, path_format
 from asgikit._matcher import SegmentTree, compile_template, route_path
-from asgikit.background import is_async_callable
 from asgikit.datastructures import redirect_location
-from asgikit.exceptions import ClientDisconnect, HTTPException, NoMatchFound
+from asgikit.exceptions import HTTPException, NoMatchFound
 from asgikit.requests import Request
-from asgikit.responses import RedirectResponse, Response
-from asgikit.types import ASGIApp, Message, Receive, Scope, Send
+from asgikit.responses import RedirectResponse
+from asgikit.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["Mount", "Route", "Router", "WebSocketRoute"]
+__all__ = ["MatchedRoute", "Mount", "Route", "Router", "WebSocketRoute"]
 
 logger = logging.getLogger("asgikit")
 
 Endpoint: TypeAlias = Callable[[Request], Any]
 WebSocketEndpoint: TypeAlias = Callable[[Any], Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+RouterT = TypeVar("RouterT")
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+
+# Keys a Router puts in the scope it hands a mounted app.
+_ROUTERS = "asgikit.routers"  # the routers it is mounted in, nearest first (error handlers)
+_MOUNTS = "asgikit.mounts"  # the mounts it was reached through, outermost first (identity)
+_OUTER_SCOPE = "asgikit.outer_scope"  # the scope the mounting router was called with
+_PAST_MIDDLEWARE = "asgikit.past_middleware"  # the router whose middleware already ran
 
 
 def _endpoint_name(endpoint: Callable[..., Any]) -> str:
     return getattr(endpoint, "__name__", type(endpoint).__name__)
 
 
-class Route:
+class _Identified:
+    """A route's `MatchedRoute`, built at registration, and its forms under mounts."""
+
+    identity: MatchedRoute
+    _identities: dict[tuple[Mount, ...], MatchedRoute]
+
+    def identity_under(self, mounts: tuple[Mount, ...]) -> MatchedRoute:
+        """The identity seen through ``mounts`` (outermost first); built once per chain."""
+        identity = self._identities.get(mounts)
+        if identity is None:
+            identity = self.identity
+            for mount in reversed(mounts):
+                identity = identity.under(mount.path_format, mount.name)
+            self._identities[mounts] = identity
+        return identity
+
+
+class Route(_Identified):
     """An HTTP route: ``path`` template, ``endpoint(request)``, allowed ``methods``.
 
     ``methods`` defaults to ``["GET"]``; ``GET`` also answers ``HEAD``. ``name`` (for
     `url_path_for`) defaults to the endpoint's ``__name__``. ``middleware`` wraps this
     route only. A plain ``def`` endpoint runs in the thread pool.
+    ``cancel_on_disconnect`` (``None``: the router's setting) cancels the endpoint when
+    the client disconnects before the response has started.
 
     >>> Route("/users/{user_id:int}", get_user, name="user")
+    Route(path='/users/{user_id:int}', name='user', methods=['GET', 'HEAD'])
     """
 
     def __init__(
@@ -67,6 +92,7 @@ class Route:
         methods: Sequence[str] | None = None,
         name: str | None = None,
         middleware: Sequence[Middleware] = (),
+        cancel_on_disconnect: bool | None = None,
     ) -> None:
         if not callable(endpoint):
             raise TypeError(f"route {path!r}: endpoint must be callable, not {endpoint!r}")
@@ -83,17 +109,23 @@ class Route:
             allowed.append("HEAD")
         self.methods = tuple(allowed)
         self.middleware = tuple(middleware)
+        self.cancel_on_disconnect = cancel_on_disconnect
+        # cancel_on_disconnect, or the router's setting once registered (None: off)
+        self.watch_disconnect = bool(cancel_on_disconnect)
         self.is_async = is_async_callable(endpoint)
         self.app: ASGIApp | None = None  # set by the router when the route has middleware
+        self.identity = MatchedRoute(path_format(path), self.name, self.methods)
+        self._identities = {}
 
     def __repr__(self) -> str:
         return f"Route(path={self.path!r}, name={self.name!r}, methods={list(self.methods)!r})"
 
 
-class WebSocketRoute:
+class WebSocketRoute(_Identified):
     """A WebSocket route: ``endpoint(websocket)`` is an ``async def``.
 
     >>> WebSocketRoute("/ws/generate", generate_ws)
+    WebSocketRoute(path='/ws/generate', name='generate_ws')
     """
 
     def __init__(self, path: str, endpoint: WebSocketEndpoint, *, name: str | None = None) -> None:
@@ -103,6 +135,8 @@ class WebSocketRoute:
         self.endpoint = endpoint
         self.name = _endpoint_name(endpoint) if name is None else name
         self.template = compile_template(path)
+        self.identity = MatchedRoute(path_format(path), self.name, None)
+        self._identities = {}
 
     def __repr__(self) -> str:
         return f"WebSocketRoute(path={self.path!r}, name={self.name!r})"
@@ -113,9 +147,11 @@ class Mount:
 
     The mounted app sees ``scope["root_path"]`` extended by the matched prefix and the
     full ``scope["path"]`` (ASGI spec), so it routes on the remainder. ``name`` prefixes
-    the mounted router's route names in `url_path_for` (``"v2:user"``).
+    the mounted router's route names in `url_path_for` (``"v2:user"``) and in
+    ``request.route.name``.
 
     >>> Mount("/api/v2", api_v2_router, name="v2")
+    Mount(path='/api/v2', name='v2', app=<asgikit.routing.Router object at ...>)
     """
 
     def __init__(
@@ -132,6 +168,7 @@ class Mount:
         self.app = app
         self.name = name
         self.template = compile_template(path, prefix=True)
+        self.path_format = path_format(self.path)
         self.middleware = tuple(middleware)
         self.handler: ASGIApp = build_chain(app, self.middleware) if self.middleware else app
 
@@ -193,42 +230,36 @@ class _Leaf(dict[str, "Route"]):
 _http_route = _Leaf.get  # accept for HTTP lookups: the route for a method, or None
 
 
-class _StartTracker:
-    """Forwards messages and remembers whether ``http.response.start`` went out."""
+def _for_method(
+    register: Callable[Concatenate[RouterT, str, P], R], method: str, doc: str
+) -> Callable[Concatenate[RouterT, P], R]:
+    """``register`` with its HTTP method fixed: one definition for `Router.get` & co."""
 
-    __slots__ = ("send", "started")
+    def decorator(self: RouterT, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return register(self, method, *args, **kwargs)
 
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.started = False
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-        await self.send(message)
-
-    @property
-    def send_after_start(self) -> Send:
-        """Where body messages may go directly once the start went out: nothing is left
-        to track then (streaming responses use it to skip this wrapper per chunk)."""
-        return self.send if self.started else self
+    decorator.__name__ = method.lower()
+    decorator.__qualname__ = f"Router.{method.lower()}"
+    decorator.__doc__ = doc
+    # What help() and runtime introspection show: register's parameters, minus method.
+    signature = inspect.signature(register)
+    parameters = list(signature.parameters.values())
+    del parameters[1]
+    decorator.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return decorator
 
 
-def _strip_body(send: Send) -> Send:
-    """A ``send`` for ``HEAD`` requests: headers go out unchanged, the body does not."""
-
-    async def send_head(message: Message) -> None:
-        if message["type"] == "http.response.body":
-            if message.get("more_body", False):
-                return
-            message = {"type": "http.response.body", "body": b""}
-        await send(message)
-
-    return send_head
-
-
-_PLAIN_CALL = Response.__call__
-_new_object = object.__new__
+def _note_route(scope: Scope, route: Route | WebSocketRoute) -> None:
+    """Store the route's identity in ``scope`` and every scope enclosing it (mounts)."""
+    mounts: tuple[Mount, ...] | None = scope.get(_MOUNTS)
+    if mounts is None:  # the top router: the server's own scope
+        scope["route"] = route.identity
+        return
+    identity = route.identity_under(mounts)
+    outer: Scope | None = scope
+    while outer is not None:
+        outer["route"] = identity
+        outer = outer.get(_OUTER_SCOPE)
 
 
 class Router:
@@ -237,7 +268,10 @@ class Router:
     An ordinary ASGI 3 callable (``uvicorn module:router`` serves it). Routes match by
     path segment in a tree; no path matches -> 404, path but not method -> 405 with
     ``Allow``; ``GET`` routes answer ``HEAD``. With ``redirect_slashes``, a path that only
-    matches with (or without) a trailing ``/`` gets a 307 to that form.
+    matches with (or without) a trailing ``/`` gets a 307 to that form. With
+    ``cancel_on_disconnect``, an endpoint still working when its client disconnects
+    (before the response started) is cancelled; routes may override it (the router's
+    setting is read when a route is registered).
 
     >>> router = Router()
     >>> @router.get("/hello")
@@ -253,13 +287,17 @@ class Router:
         exception_handlers: Mapping[int | type[BaseException], ExceptionHandler] | None = None,
         redirect_slashes: bool = True,
         debug: bool = False,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         self.routes: list[Route | Mount | WebSocketRoute] = []
         self.middleware = list(middleware)
         self.lifespan = lifespan
         self.redirect_slashes = redirect_slashes
         self.debug = debug
+        self.cancel_on_disconnect = cancel_on_disconnect
         self.lifespan_state: dict[str, Any] = {}
+        self._lifespan_ran = False  # set when this router served a lifespan startup
+        self._first_request_pending = True
         self._handlers = ExceptionHandlers()
         for key, handler in (exception_handlers or {}).items():
             self.add_exception_handler(key, handler)
@@ -285,8 +323,10 @@ class Router:
                     method == "HEAD" and existing.implicit_head and not route.implicit_head
                 ):
                     leaf[method] = route
+            if route.cancel_on_disconnect is None:
+                route.watch_disconnect = self.cancel_on_disconnect
             if route.middleware:
-                route.app = build_chain(functools.partial(self._run_route, route), route.middleware)
+                route.app = build_chain(functools.partial(run_route, route, self), route.middleware)
             self._names.setdefault(route.name, route)
         elif isinstance(route, WebSocketRoute):
             leaf = self._tree.insert(route.template, _Leaf)
@@ -304,9 +344,18 @@ class Router:
         methods: Sequence[str] | None = None,
         name: str | None = None,
         middleware: Sequence[Middleware] = (),
+        cancel_on_disconnect: bool | None = None,
     ) -> None:
         """Register ``endpoint`` for ``path`` and ``methods`` (default ``["GET"]``)."""
-        self._add(Route(path, endpoint, methods=methods, name=name, middleware=middleware))
+        route = Route(
+            path,
+            endpoint,
+            methods=methods,
+            name=name,
+            middleware=middleware,
+            cancel_on_disconnect=cancel_on_disconnect,
+        )
+        self._add(route)
 
     def add_websocket_route(
         self, path: str, endpoint: WebSocketEndpoint, name: str | None = None
@@ -330,61 +379,48 @@ class Router:
         methods: Sequence[str] | None = None,
         name: str | None = None,
         middleware: Sequence[Middleware] = (),
+        cancel_on_disconnect: bool | None = None,
     ) -> Callable[[F], F]:
         """Decorator form of `add_route`."""
 
         def decorator(endpoint: F) -> F:
-            self.add_route(path, endpoint, methods=methods, name=name, middleware=middleware)
+            self.add_route(
+                path,
+                endpoint,
+                methods=methods,
+                name=name,
+                middleware=middleware,
+                cancel_on_disconnect=cancel_on_disconnect,
+            )
             return endpoint
 
         return decorator
 
-    def _method_decorator(
-        self, method: str, path: str, name: str | None, middleware: Sequence[Middleware]
+    def _route_for_method(
+        self,
+        method: str,
+        path: str,
+        *,
+        name: str | None = None,
+        middleware: Sequence[Middleware] = (),
+        cancel_on_disconnect: bool | None = None,
     ) -> Callable[[F], F]:
-        return self.route(path, methods=[method], name=name, middleware=middleware)
+        # The one definition behind get/post/put/patch/delete/head/options.
+        return self.route(
+            path,
+            methods=[method],
+            name=name,
+            middleware=middleware,
+            cancel_on_disconnect=cancel_on_disconnect,
+        )
 
-    def get(
-        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
-    ) -> Callable[[F], F]:
-        """Register a ``GET`` (and ``HEAD``) endpoint."""
-        return self._method_decorator("GET", path, name, middleware)
-
-    def post(
-        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
-    ) -> Callable[[F], F]:
-        """Register a ``POST`` endpoint."""
-        return self._method_decorator("POST", path, name, middleware)
-
-    def put(
-        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
-    ) -> Callable[[F], F]:
-        """Register a ``PUT`` endpoint."""
-        return self._method_decorator("PUT", path, name, middleware)
-
-    def patch(
-        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
-    ) -> Callable[[F], F]:
-        """Register a ``PATCH`` endpoint."""
-        return self._method_decorator("PATCH", path, name, middleware)
-
-    def delete(
-        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
-    ) -> Callable[[F], F]:
-        """Register a ``DELETE`` endpoint."""
-        return self._method_decorator("DELETE", path, name, middleware)
-
-    def head(
-        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
-    ) -> Callable[[F], F]:
-        """Register a ``HEAD`` endpoint."""
-        return self._method_decorator("HEAD", path, name, middleware)
-
-    def options(
-        self, path: str, *, name: str | None = None, middleware: Sequence[Middleware] = ()
-    ) -> Callable[[F], F]:
-        """Register an ``OPTIONS`` endpoint."""
-        return self._method_decorator("OPTIONS", path, name, middleware)
+    get = _for_method(_route_for_method, "GET", "Register a ``GET`` (and ``HEAD``) endpoint.")
+    post = _for_method(_route_for_method, "POST", "Register a ``POST`` endpoint.")
+    put = _for_method(_route_for_method, "PUT", "Register a ``PUT`` endpoint.")
+    patch = _for_method(_route_for_method, "PATCH", "Register a ``PATCH`` endpoint.")
+    delete = _for_method(_route_for_method, "DELETE", "Register a ``DELETE`` endpoint.")
+    head = _for_method(_route_for_method, "HEAD", "Register a ``HEAD`` endpoint.")
+    options = _for_method(_route_for_method, "OPTIONS", "Register an ``OPTIONS`` endpoint.")
 
     def websocket(self, path: str, *, name: str | None = None) -> Callable[[F], F]:
         """Decorator form of `add_websocket_route`."""
@@ -427,60 +463,62 @@ class Router:
     # ------------------------------------------------------------------ ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The scope-type switch; for HTTP: match, then run the route (`run_route`)."""
         if "router" not in scope:
             scope["router"] = self  # the top router: request.url_for() resolves names here
-        if self.middleware:
+            if self._first_request_pending and scope["type"] != "lifespan":
+                self._first_request()
+        if self.middleware and scope.get(_PAST_MIDDLEWARE) is not self:
             app = self._app
             if app is None:
                 app = self._build_app()
-            await app(scope, receive, send)
+            await app(scope, receive, send)  # the chain ends in this router again
             return
-        # The hot path, inlined (no coroutine frames between the server and the
-        # endpoint): an HTTP route without route middleware, outside any mount.
-        # `_dispatch` and `_run_route` are the general form of the same steps.
-        if scope["type"] == "http" and not scope.get("root_path"):
-            method: str = scope["method"]
-            path: str = scope["path"]
-            route: Route | None = None
-            leaf = self._static.get(path)
-            if leaf is not None:
-                route = leaf.get(method)
-            elif method != "HEAD":
-                found = self._tree.find(path, _http_route, method)
-                if found is not None and found[0].__class__ is Route:
-                    route = found[0]
-                    if found[1]:
-                        scope["path_params"] = found[1]
-            if route is not None and route.app is None and method != "HEAD":
-                # Request(scope, receive) without re-checking the scope type.
-                request = _new_object(Request)
-                request.scope = scope
-                request.receive = receive
-                try:
-                    if route.is_async:
-                        result = await route.endpoint(request)
-                    else:
-                        result = await run_in_threadpool(route.endpoint, request)
-                except Exception as exc:
-                    await self._respond(request, None, exc, send)
-                    return
-                except BaseException:  # cancelled (timeout, shutdown): still release it
-                    await _release(request)
-                    raise
-                if result.__class__.__call__ is _PLAIN_CALL and request._form is None:
-                    try:
-                        await result(scope, receive, send)
-                    except Exception as exc:
-                        self._after_start(exc)
-                        raise
-                    return
-                await self._respond(request, result, None, send)
+        if scope["type"] != "http":
+            await self._dispatch_other(scope, receive, send)
+            return
+        path: str = scope["path"]
+        root_path = scope.get("root_path")
+        if root_path:
+            path = route_path(path, root_path)
+        method: str = scope["method"]
+        if method == "HEAD":
+            send = strip_body(send)
+        mounted = _MOUNTS in scope
+        route: Route | None = None
+        leaf = self._static.get(path)
+        if leaf is not None:
+            route = leaf.get(method)
+        if route is None:
+            found = self._tree.find(path, _http_route, method)
+            if found is None:
+                await self._no_route(path, method, scope, receive, send)
                 return
-        await self._dispatch(scope, receive, send)
+            target, params, consumed = found
+            if target.__class__ is not Route:
+                assert isinstance(target, Mount)
+                await self._run_mount(target, params, path[:consumed], scope, receive, send)
+                return
+            route = target
+            if params:
+                if mounted:  # keep the mount's own parameters
+                    params = {**scope.get("path_params", {}), **params}
+                scope["path_params"] = params
+        if mounted:
+            _note_route(scope, route)
+        else:  # the common case, inlined: the top router
+            scope["route"] = route.identity
+        if route.app is None:
+            await run_route(route, self, scope, receive, send)
+        else:
+            await call_guarded(route.app, self, scope, receive, send)
 
     def _build_app(self) -> ASGIApp:
-        """The middleware chain around the dispatcher, built once, on first use."""
-        app = self._guard(build_chain(self._dispatch, self.middleware))
+        """The middleware chain, built once, on first use, around the router itself:
+        `_guard` marks the scope, so the innermost call dispatches instead of entering
+        the chain again. Errors it raises before a response started are answered like
+        an endpoint's."""
+        app = self._guard(build_chain(self, self.middleware))
         self._app = app
         return app
 
@@ -489,81 +527,23 @@ class Router:
         before any response started are answered like an endpoint's."""
 
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            # When the chain calls the router back, dispatch (the middleware ran).
+            scope[_PAST_MIDDLEWARE] = self
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            await self._call_guarded(app, scope, receive, send)
+            await call_guarded(app, self, scope, receive, send)
 
         return guarded
 
-    async def _call_guarded(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        """Call ``app`` (middleware, a mounted app) for an HTTP request. An error it raises
-        before any response started is answered like an endpoint's: exception handlers,
-        else a 500 (logged, then re-raised to the server)."""
-        tracker = _StartTracker(send)
-        try:
-            await app(scope, receive, tracker)
-        except ClientDisconnect:
-            return
-        except Exception as exc:
-            if tracker.started:  # an inner layer answered (through this send) or it was cut
-                raise
-            response, unhandled = await self._error_response(Request(scope, receive), exc)
-            with contextlib.suppress(OSError):
-                await response(scope, receive, tracker)
-            if unhandled is None:
-                return
-            if unhandled is exc:
-                raise
-            raise unhandled from exc
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _dispatch_other(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
-        if scope_type == "http":
-            path: str = scope["path"]
-            root_path = scope.get("root_path")
-            if root_path:
-                path = route_path(path, root_path)
-            method: str = scope["method"]
-            if method == "HEAD":
-                send = _strip_body(send)
-            leaf = self._static.get(path)
-            if leaf is not None:
-                route = leaf.get(method)
-                if route is not None:
-                    if route.app is None:
-                        await self._run_route(route, scope, receive, send)
-                    else:
-                        await self._call_guarded(route.app, scope, receive, send)
-                    return
-            await self._dispatch_http(path, method, scope, receive, send)
-        elif scope_type == "websocket":
+        if scope_type == "websocket":
             await self._dispatch_websocket(scope, receive, send)
         elif scope_type == "lifespan":
             await self._run_lifespan(scope, receive, send)
         else:
             raise ValueError(f"unsupported ASGI scope type {scope_type!r}")
-
-    async def _dispatch_http(
-        self, path: str, method: str, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        found = self._tree.find(path, _http_route, method)
-        if found is None:
-            await self._no_route(path, method, scope, receive, send)
-            return
-        target, params, consumed = found
-        if isinstance(target, Route):
-            if params:
-                outer = scope.get("path_params")
-                scope["path_params"] = {**outer, **params} if outer else params
-            if target.app is None:
-                await self._run_route(target, scope, receive, send)
-            else:
-                await self._call_guarded(target.app, scope, receive, send)
-            return
-        # a mount
-        assert isinstance(target, Mount)
-        await self._run_mount(target, params, path[:consumed], scope, receive, send)
 
     async def _run_mount(
         self,
@@ -578,14 +558,17 @@ class Router:
         root_path = scope.get("root_path", "")
         child.setdefault("app_root_path", root_path)  # where the top router is served
         child["root_path"] = root_path + prefix
-        # Mounted routers fall back on the handlers of the routers they are mounted in.
-        child["asgikit.routers"] = (self, *scope.get("asgikit.routers", ()))
+        # Mounted routers fall back on the handlers of the routers they are mounted in,
+        # name their routes as seen from the top, and report the match outwards.
+        child[_ROUTERS] = (self, *scope.get(_ROUTERS, ()))
+        child[_MOUNTS] = (*scope.get(_MOUNTS, ()), mount)
+        child[_OUTER_SCOPE] = scope
         if params:
             child["path_params"] = {**scope.get("path_params", {}), **params}
         if scope["type"] != "http":
             await mount.handler(child, receive, send)
             return
-        await self._call_guarded(mount.handler, child, receive, send)
+        await call_guarded(mount.handler, self, child, receive, send)
 
     async def _no_route(
         self, path: str, method: str, scope: Scope, receive: Receive, send: Send
@@ -596,7 +579,9 @@ class Router:
             allow = ", ".join(sorted(allowed))
             exc = HTTPException(405, headers={"Allow": allow})
         else:
-            if self.redirect_slashes and path != "/" and path:
+            # "" is the root of a server-side route prefix (path == root_path): like a
+            # mount's prefix, it redirects to the prefix with a slash.
+            if self.redirect_slashes and path != "/":
                 other = path[:-1] if path.endswith("/") else path + "/"
                 if self._tree.find(other, _Leaf.any_http, None) is not None:
                     full: str = scope["path"]
@@ -604,118 +589,9 @@ class Router:
                     await RedirectResponse(location, status_code=307)(scope, receive, send)
                     return
             exc = HTTPException(404)
-        response, _ = await self._error_response(Request(scope, receive), exc)
+        routers = (self, *scope.get(_ROUTERS, ()))
+        response, _ = await error_response(Request(scope, receive), exc, routers)
         await response(scope, receive, send)
-
-    async def _run_route(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        try:
-            if route.is_async:
-                result = await route.endpoint(request)
-            else:
-                result = await run_in_threadpool(route.endpoint, request)
-        except Exception as exc:
-            await self._respond(request, None, exc, send)
-            return
-        except BaseException:  # cancelled (timeout, shutdown): still release it
-            await _release(request)
-            raise
-        await self._respond(request, result, None, send)
-
-    async def _respond(
-        self, request: Request, result: Any, error: Exception | None, send: Send
-    ) -> None:
-        """Send the endpoint's ``result`` (or the answer to its ``error``), then release
-        the request. Unhandled errors are re-raised once answered."""
-        scope, receive = request.scope, request.receive
-        unhandled: Exception | None = None
-        try:
-            if error is not None:
-                if isinstance(error, ClientDisconnect):
-                    return
-                response, unhandled = await self._error_response(request, error)
-            else:
-                try:
-                    response = result if isinstance(result, Response) else to_response(result)
-                except Exception as exc:
-                    response, unhandled = await self._error_response(request, exc)
-            if type(response).__call__ is _PLAIN_CALL:
-                # A complete body: anything raised from here on (send failing, a
-                # background task) happens after the response started.
-                try:
-                    await response(scope, receive, send)
-                except Exception as exc:
-                    self._after_start(exc)
-                    raise
-            else:
-                tracker = _StartTracker(send)
-                try:
-                    await response(scope, receive, tracker)
-                except ClientDisconnect:
-                    return
-                except Exception as exc:
-                    if isinstance(exc, OSError) and tracker.started:
-                        raise  # the server's send failed: the client has gone
-                    self._log(exc)
-                    if not tracker.started:
-                        with contextlib.suppress(OSError):
-                            await server_error_response(exc, self.debug)(scope, receive, tracker)
-                    raise
-            if unhandled is not None:
-                raise unhandled
-        finally:
-            await _release(request)
-
-    def _after_start(self, exc: Exception) -> None:
-        """Note an error raised once the response had started (no second start)."""
-        if not isinstance(exc, OSError):
-            self._log(exc)
-
-    async def _error_response(
-        self, request: Request, exc: Exception
-    ) -> tuple[Any, Exception | None]:
-        """The response for ``exc`` raised by an endpoint, and the exception to re-raise
-        once it is sent (unhandled errors: the server must hear about them).
-
-        Handlers are looked up in this router, then in the routers it is mounted in
-        (nearest first); within one router the most specific class wins.
-        """
-        routers: tuple[Router, ...] = (self, *request.scope.get("asgikit.routers", ()))
-        handler: ExceptionHandler | None
-        if isinstance(exc, HTTPException):
-            for router in routers:
-                handler = router._handlers.for_http(exc)
-                if handler is not None:
-                    return await self._handled(handler, request, exc, None, routers)
-            return default_error_response(exc), None
-        for router in routers:
-            handler = router._handlers.for_class(exc)
-            if handler is not None:
-                return await self._handled(handler, request, exc, None, routers)
-        # Unhandled: log, answer 500 (a 500 or Exception handler may shape it), re-raise.
-        self._log(exc)
-        for router in routers:
-            handler = router._handlers.for_unhandled()
-            if handler is not None:
-                return await self._handled(handler, request, exc, exc, routers)
-        return server_error_response(exc, _debug(routers)), exc
-
-    async def _handled(
-        self,
-        handler: ExceptionHandler,
-        request: Request,
-        exc: Exception,
-        reraise: Exception | None,
-        routers: tuple[Router, ...],
-    ) -> tuple[Any, Exception | None]:
-        try:
-            return await call_handler(handler, request, exc), reraise
-        except Exception as handler_exc:
-            self._log(handler_exc)
-            return server_error_response(handler_exc, _debug(routers)), handler_exc
-
-    def _log(self, exc: BaseException) -> None:
-        logger.error("Exception in ASGI application", exc_info=exc)
 
     # ------------------------------------------------------------------ websocket
 
@@ -738,6 +614,7 @@ class Router:
             scope["path_params"] = {**outer, **params} if outer else params
         elif "path_params" not in scope:
             scope["path_params"] = {}
+        _note_route(scope, target)
         from asgikit.websockets import WebSocket, close_after_error
 
         websocket = WebSocket(scope, receive, send)
@@ -748,7 +625,7 @@ class Router:
 
             if isinstance(exc, WebSocketDisconnect):
                 return
-            self._log(exc)
+            log_error(exc)
             await close_after_error(websocket)
             raise
 
@@ -764,20 +641,19 @@ class Router:
                 found.extend(route.app._lifespans())
         return found
 
+    def _lifespan_missing(self) -> bool:
+        """True when this router has lifespans to run and no lifespan startup ran."""
+        return not self._lifespan_ran and bool(self._lifespans())
+
+    def _first_request(self) -> None:
+        """Checked once, on the first request: warn if a lifespan should have run."""
+        self._first_request_pending = False
+        if self._lifespan_missing():
+            warn_lifespan_not_run()
+
     async def _run_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         def publish(state: dict[str, Any]) -> None:
             self.lifespan_state = state  # for servers without the lifespan state extension
+            self._lifespan_ran = True
 
         await serve_lifespan(self._lifespans(), scope, receive, send, publish)
-
-
-async def _release(request: Request) -> None:
-    """Close what the request holds (uploaded files), even inside a cancelled scope."""
-    if request._form is not None:
-        with anyio.CancelScope(shield=True):
-            await request.close()
-
-
-def _debug(routers: tuple[Router, ...]) -> bool:
-    """Whether any router handling the request is in debug mode."""
-    return any(router.debug for router in routers)

@@ -3,31 +3,39 @@
 `run_in_threadpool` and `iterate_in_threadpool` run blocking model code off the event
 loop, on one `anyio.CapacityLimiter` sized by `set_threadpool_size`. `Batcher` groups
 concurrent calls into batches, so a model evaluates 32 inputs in one call instead of 32
-calls of one; `Overloaded` is the 503 its full queue answers with.
+calls of one; `Overloaded` (503) and `QueueTimeout` (504) are how it sheds load, and
+`BatcherStats` is what it reports for metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 import anyio
+import anyio.lowlevel
 
 from asgikit._concurrency import (
     iterate_in_threadpool,
     run_in_threadpool,
+    running_on_asyncio,
     set_threadpool_size,
     threadpool_limiter,
 )
-from asgikit.background import is_async_callable
-from asgikit.exceptions import HTTPException
+from asgikit._inspect import is_async_callable
+from asgikit.exceptions import Overloaded, QueueTimeout
 
 __all__ = [
     "Batcher",
+    "BatcherStats",
     "Overloaded",
+    "QueueTimeout",
     "iterate_in_threadpool",
     "run_in_threadpool",
     "set_threadpool_size",
@@ -40,38 +48,54 @@ R = TypeVar("R")
 BatchFunction = Callable[[list[T]], Sequence[R] | Awaitable[Sequence[R]]]
 
 
-class Overloaded(HTTPException):
-    """503 Service Unavailable with ``Retry-After``: the server sheds load.
+@dataclass(frozen=True)
+class BatcherStats:
+    """A snapshot of a `Batcher`, taken by reading ``batcher.stats`` (for metrics).
 
-    Raised by `Batcher` when its queue is full; the router turns it into
-    ``503 {"detail": ...}`` with a ``Retry-After`` header (seconds).
+    ``queued`` and ``running`` are the state now; the rest count since the batcher was
+    created. ``items / batches`` is the mean batch size, and ``batch_sizes`` the exact
+    histogram (``batch_sizes[n]``: how many batches held ``n`` items).
     """
 
-    def __init__(self, detail: str | None = None, retry_after: int = 1) -> None:
-        super().__init__(
-            503,
-            detail or "Server overloaded, retry later",
-            headers={"Retry-After": str(retry_after)},
-        )
-        self.retry_after = retry_after
+    queued: int
+    """Calls waiting for their batch to be dispatched."""
+    running: int
+    """Batches in the batch function now (at most ``max_concurrent_batches``)."""
+    batches: int
+    """Batches dispatched to the batch function."""
+    items: int
+    """Items dispatched to the batch function."""
+    shed: int
+    """Calls refused with `Overloaded` because the queue was full."""
+    timed_out: int
+    """Calls that raised `QueueTimeout` (their items were never dispatched)."""
+    cancelled: int
+    """Calls cancelled (timeout, disconnect) before their items were dispatched."""
+    failed_batches: int
+    """Batches whose function raised or returned the wrong number of results."""
+    batch_seconds: float
+    """Seconds spent in the batch function, summed over batches."""
+    batch_sizes: Mapping[int, int]
+    """``batch_sizes[n]``: batches dispatched with ``n`` items (read-only; sizes seen only)."""
 
 
-# Call states.
-_QUEUED, _RUNNING, _DONE, _PROMOTED = range(4)
+# Call states: waiting in the queue, in a batch being run, result (or error) delivered.
+_QUEUED, _RUNNING, _DONE = range(3)
 
 
 class _Call(Generic[T, R]):
     """One caller's item, and where its result lands."""
 
-    __slots__ = ("arrived", "error", "event", "item", "result", "state")
+    __slots__ = ("arrived", "error", "event", "item", "result", "runner", "state")
 
     def __init__(self, item: T, arrived: float) -> None:
         self.item = item
         self.arrived = arrived
         self.state = _QUEUED
+        self.runner = False  # this caller's task dispatches batches (see Batcher)
         self.result: R | None = None
         self.error: BaseException | None = None
-        self.event = anyio.Event()
+        self.event = anyio.Event()  # set when done, or when made a runner
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         self.result = result
@@ -85,31 +109,50 @@ class Batcher(Generic[T, R]):
     ``func(items)`` call.
 
     ``func(items: list[T]) -> list[R]`` may be ``async def`` or a plain function (then
-    run in the shared thread pool). A batch is dispatched when it holds
-    ``max_batch_size`` items, or ``max_wait`` seconds after its first item arrived,
-    whichever comes first; one batch runs at a time, and items arriving meanwhile form
-    the next one. Results go back to their callers in order.
+    run in a thread, holding a token of the shared thread-pool limiter; on asyncio the
+    thread is the event loop's default executor, started the moment the batch leaves).
+    Results go back to their callers in order. Up to ``max_concurrent_batches`` batches
+    run at once (default 1); a batch holds at most ``max_batch_size`` items, the oldest
+    first. When a batch leaves:
+
+    - at once when no batch is running (the model is idle): a lone call is not delayed,
+      and what queues while a batch runs becomes the next batch, so batches grow with the
+      load by themselves;
+    - while another batch is running and a slot is free (``max_concurrent_batches`` > 1):
+      when it is full, or ``max_wait`` seconds after its oldest item arrived. ``max_wait``
+      never delays a batch when the model is idle, so with the default single slot it
+      has no effect;
+    - while every slot is busy: as soon as a batch finishes.
+
+    Errors and limits:
 
     - ``func`` raising, or returning a list of the wrong length, fails every caller of
       that batch with that error (a length mismatch raises `RuntimeError`); the batcher
       keeps serving.
     - An element of the returned list that is an `Exception` instance fails only its own
       caller: one bad input does not sink its batch.
-    - A caller cancelled before its batch is dispatched is removed from it.
+    - A caller cancelled (timeout, disconnect) before its item is dispatched is removed
+      from the queue; its item never reaches ``func``.
     - With ``max_queue``, a call that would make more than ``max_queue`` items wait raises
       `Overloaded` (503 with ``Retry-After``) at once.
+    - With ``max_queue_wait``, a call that has waited that many seconds without being
+      dispatched raises `QueueTimeout` (504); its item never reaches ``func``.
 
-    There is no background task: the batches are run by the task of one waiting caller
-    (the oldest one), which hands the job on when its own result is in. That caller's
-    cancellation while it runs a batch takes effect when the batch finishes, so the batch's
-    other callers still get their results.
+    ``stats`` is a `BatcherStats` snapshot for metrics (queue depth, batches in flight,
+    batch sizes, sheds, timeouts).
+
+    There is no background task: batches are dispatched by the tasks of waiting callers
+    (at most one per batch slot, the oldest), each until its own item is dispatched; it
+    then hands the job on to the next waiting caller before the batch's results go out.
+    A caller's cancellation while its task runs a batch takes effect when the batch
+    finishes, so the batch's other callers still get their results.
 
     Use it as ``async with Batcher(...) as batcher:`` (in a lifespan), or just call it;
-    ``await batcher.aclose()`` runs what is queued at once, waits for it and refuses new
-    calls (`RuntimeError`).
+    ``await batcher.aclose()`` dispatches what is queued at once, waits for it and refuses
+    new calls (`RuntimeError`).
 
-    >>> batcher = Batcher(model.predict, max_batch_size=32, max_wait=0.005)
-    >>> label = await batcher(features)
+    >>> batcher = Batcher(model.predict, max_batch_size=32, max_queue_wait=2.0)
+    >>> label = await batcher("a text to classify")
     """
 
     def __init__(
@@ -119,6 +162,8 @@ class Batcher(Generic[T, R]):
         max_batch_size: int = 32,
         max_wait: float = 0.005,
         max_queue: int | None = None,
+        max_concurrent_batches: int = 1,
+        max_queue_wait: float | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
@@ -126,132 +171,210 @@ class Batcher(Generic[T, R]):
             raise ValueError(f"max_wait must be a finite number of seconds >= 0, not {max_wait}")
         if max_queue is not None and max_queue < 1:
             raise ValueError(f"max_queue must be at least 1 or None, not {max_queue}")
+        if max_concurrent_batches < 1:
+            raise ValueError(
+                f"max_concurrent_batches must be at least 1, not {max_concurrent_batches}"
+            )
+        if max_queue_wait is not None and not max_queue_wait > 0:
+            raise ValueError(
+                f"max_queue_wait must be a number of seconds > 0 or None, not {max_queue_wait}"
+            )
         self.func = func
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self.max_queue = max_queue
+        self.max_concurrent_batches = max_concurrent_batches
+        self.max_queue_wait = max_queue_wait
         self._is_async = is_async_callable(func)
-        self._queue: deque[_Call[T, R]] = deque()
-        self._queued = 0  # live (not cancelled) calls in _queue
-        self._running = False  # some caller is running batches
+        self._queue: deque[_Call[T, R]] = deque()  # oldest first; finished calls skipped
+        self._queued = 0  # calls in _queue still waiting (state _QUEUED)
+        self._runners = 0  # callers whose tasks dispatch batches (<= max_concurrent_batches)
+        self._running = 0  # batches in func now
         self._flush = False  # dispatch without waiting (closing)
         self._closed = False
-        self._wakeup: anyio.Event | None = None  # set when a batch fills up
-        self._idle: anyio.Event | None = None  # set when the queue drains (aclose)
+        self._wakeup: anyio.Event | None = None  # wakes runners waiting for a batch to fill
         self._callers = 0  # calls that have not returned yet
         self._returned: anyio.Event | None = None  # set when they all have (aclose)
+        self._batches = 0
+        self._items = 0
+        self._shed = 0
+        self._timed_out = 0
+        self._cancelled = 0
+        self._failed_batches = 0
+        self._batch_seconds = 0.0
+        self._batch_sizes: dict[int, int] = {}
 
     @property
     def queued(self) -> int:
         """How many calls wait for their batch to be dispatched."""
         return self._queued
 
+    @property
+    def stats(self) -> BatcherStats:
+        """A `BatcherStats` snapshot: queue depth, batches running, counts since creation."""
+        return BatcherStats(
+            queued=self._queued,
+            running=self._running,
+            batches=self._batches,
+            items=self._items,
+            shed=self._shed,
+            timed_out=self._timed_out,
+            cancelled=self._cancelled,
+            failed_batches=self._failed_batches,
+            batch_seconds=self._batch_seconds,
+            batch_sizes=MappingProxyType(dict(sorted(self._batch_sizes.items()))),
+        )
+
     async def __call__(self, item: T) -> R:
         """Add ``item`` to the next batch and return its result.
 
         Raises what ``func`` raised for the batch (or the `Exception` returned for this
-        item), `Overloaded` when the queue is full, `RuntimeError` once closed.
+        item), `Overloaded` when the queue is full, `QueueTimeout` when the call waited
+        ``max_queue_wait`` seconds, `RuntimeError` once closed.
         """
         if self._closed:
             raise RuntimeError("Batcher is closed; it no longer accepts calls")
         if self.max_queue is not None and self._queued >= self.max_queue:
+            self._shed += 1
             raise Overloaded(f"Batch queue is full ({self.max_queue} waiting), retry later")
         call: _Call[T, R] = _Call(item, anyio.current_time())
         self._queue.append(call)
         self._queued += 1
-        if self._queued >= self.max_batch_size and self._wakeup is not None:
-            self._wakeup.set()
+        if self._queued >= self.max_batch_size:
+            self._wake()
+        if self._runners < self.max_concurrent_batches:
+            call.runner = True
+            self._runners += 1
         self._callers += 1
         try:
-            if not self._running:
-                self._running = True
-                return await self._run_batches(call)
-            try:
-                await call.event.wait()
-            except BaseException:
-                if call.state == _QUEUED:
-                    self._withdraw(call)
-                elif call.state == _PROMOTED:
-                    # Asked to run the batches just as we were cancelled: pass it on.
-                    self._withdraw(call)
-                    self._hand_over()
-                raise
-            if call.state == _PROMOTED:
-                return await self._run_batches(call)
-            return self._outcome(call)
+            return await self._serve(call)
         finally:
             self._callers -= 1
             if self._callers == 0 and self._returned is not None:
                 self._returned.set()
 
-    def _outcome(self, call: _Call[T, R]) -> R:
-        if call.error is not None:
-            raise call.error
-        return cast(R, call.result)
-
-    def _withdraw(self, call: _Call[T, R]) -> None:
-        """Take a cancelled caller's item out of the queue (it is skipped when popped)."""
-        call.state = _DONE
-        self._queued -= 1
-
-    async def _run_batches(self, own: _Call[T, R]) -> R:
-        """Run batches in this caller's task until its own result is in, then hand over."""
-        own.state = _QUEUED
-        try:
-            while own.state != _DONE:
-                batch = await self._next_batch()
-                if batch:
-                    await self._run(batch)
-        except BaseException:
-            if own.state == _QUEUED:
-                self._withdraw(own)
-            raise
-        finally:
-            self._hand_over()
-        return self._outcome(own)
-
-    def _hand_over(self) -> None:
-        """Make the oldest waiting caller run the batches, or mark the batcher idle."""
-        queue = self._queue
-        while queue:
-            call = queue[0]
-            if call.state == _QUEUED:
-                call.state = _PROMOTED
-                call.event.set()
-                return
-            queue.popleft()
-        self._running = False
-        if self._idle is not None:
-            self._idle.set()
-
-    async def _next_batch(self) -> list[_Call[T, R]]:
-        """Wait until a batch is full or due, then take it out of the queue."""
-        queue = self._queue
-        while queue and queue[0].state != _QUEUED and queue[0].state != _PROMOTED:
-            queue.popleft()
-        if not queue:
-            return []
-        if self._queued < self.max_batch_size and not self._flush:
-            deadline = queue[0].arrived + self.max_wait
-            wakeup = self._wakeup = anyio.Event()
+    async def _serve(self, call: _Call[T, R]) -> R:
+        """Wait for ``call``'s result, dispatching batches while this task is a runner."""
+        while True:
+            if call.runner:
+                try:
+                    batch = await self._next_batch(call)
+                    if batch:
+                        await self._run(batch, call)
+                        # The batch ran shielded: a cancellation meanwhile lands here.
+                        await anyio.lowlevel.checkpoint_if_cancelled()
+                except BaseException:
+                    self._leave(call)
+                    raise
+                if call.runner and call.state != _QUEUED:
+                    self._retire(call)
+                continue
+            if call.state == _DONE:
+                if call.error is not None:
+                    raise call.error
+                return cast(R, call.result)
+            if call.event.is_set():  # it woke us to make us a runner; that is over
+                call.event = anyio.Event()
+            timeout = None
+            if call.state == _QUEUED and self.max_queue_wait is not None:
+                timeout = call.arrived + self.max_queue_wait - anyio.current_time()
             try:
-                with anyio.move_on_after(deadline - anyio.current_time()):
-                    await wakeup.wait()
-            finally:
-                self._wakeup = None
+                with anyio.move_on_after(timeout):
+                    await call.event.wait()
+            except BaseException:
+                self._leave(call)
+                raise
+            if call.state == _QUEUED and not call.runner and not call.event.is_set():
+                self._time_out(call)  # the deadline passed before anything happened
+
+    def _leave(self, call: _Call[T, R]) -> None:
+        """The caller is cancelled: withdraw its item if still queued, pass on its job."""
+        if call.state == _QUEUED:
+            call.state = _DONE
+            self._queued -= 1
+            self._cancelled += 1
+        if call.runner:
+            self._retire(call)
+
+    def _time_out(self, call: _Call[T, R]) -> None:
+        self._queued -= 1
+        self._timed_out += 1
+        call.finish(
+            None, QueueTimeout(f"Not dispatched within {self.max_queue_wait} seconds, retry later")
+        )
+
+    def _retire(self, call: _Call[T, R]) -> None:
+        """``call``'s task stops dispatching; the oldest waiting caller takes over."""
+        call.runner = False
+        self._runners -= 1
+        for waiting in self._queue:
+            if self._runners >= self.max_concurrent_batches:
+                return
+            if waiting.state == _QUEUED and not waiting.runner:
+                waiting.runner = True
+                self._runners += 1
+                waiting.event.set()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+
+    def _expired(self, call: _Call[T, R], now: float) -> bool:
+        return self.max_queue_wait is not None and now - call.arrived >= self.max_queue_wait
+
+    async def _next_batch(self, own: _Call[T, R]) -> list[_Call[T, R]]:
+        """Wait until a batch may leave (see the class docstring), then take it out of
+        the queue. Returns [] when nothing is queued, or when ``own`` was dispatched by
+        another runner or timed out meanwhile."""
+        queue = self._queue
+        while True:
+            while queue and queue[0].state != _QUEUED:
+                queue.popleft()
+            if not queue:
+                return []
+            if self._running == 0 or self._queued >= self.max_batch_size or self._flush:
+                break
+            now = anyio.current_time()
+            timeout = queue[0].arrived + self.max_wait - now
+            if timeout <= 0:
+                break
+            if own.state == _QUEUED and self.max_queue_wait is not None:
+                timeout = min(timeout, own.arrived + self.max_queue_wait - now)
+            if self._wakeup is None:
+                self._wakeup = anyio.Event()
+            with anyio.move_on_after(timeout):
+                await self._wakeup.wait()
+            if own.state != _QUEUED:
+                return []  # another runner dispatched our item: let someone else wait
+            if self._expired(own, anyio.current_time()):
+                self._time_out(own)
+                return []
+        now = anyio.current_time()
         batch: list[_Call[T, R]] = []
         while queue and len(batch) < self.max_batch_size:
             call = queue.popleft()
-            if call.state == _QUEUED or call.state == _PROMOTED:
-                call.state = _RUNNING
-                batch.append(call)
+            if call.state != _QUEUED:
+                continue
+            if self._expired(call, now):
+                self._time_out(call)
+                continue
+            call.state = _RUNNING
+            batch.append(call)
         self._queued -= len(batch)
         return batch
 
-    async def _run(self, batch: list[_Call[T, R]]) -> None:
+    async def _run(self, batch: list[_Call[T, R]], own: _Call[T, R]) -> None:
         """Call ``func`` on the batch and deliver every result; shielded, so a batch
         always completes once dispatched."""
         items = [call.item for call in batch]
+        self._running += 1
+        self._batches += 1
+        self._items += len(batch)
+        self._batch_sizes[len(batch)] = self._batch_sizes.get(len(batch), 0) + 1
+        began = anyio.current_time()
+        error: BaseException | None = None
+        results: Sequence[R] = ()
         with anyio.CancelScope(shield=True):
             try:
                 if self._is_async:
@@ -259,35 +382,51 @@ class Batcher(Generic[T, R]):
                         items
                     )
                 else:
-                    results = await run_in_threadpool(
+                    results = await _start_in_thread(
                         cast(Callable[[list[T]], Sequence[R]], self.func), items
                     )
             except Exception as exc:
-                for call in batch:
-                    call.finish(None, exc)
-                return
+                error = exc
             except BaseException:
-                error = RuntimeError("the batch was interrupted")
-                for call in batch:
-                    call.finish(None, error)
+                self._batch_done(batch, own, began, RuntimeError("the batch was interrupted"))
                 raise
-        try:
-            count = len(results)
-        except TypeError:
-            count = -1
-        if count != len(batch):
-            error = RuntimeError(
-                f"batch function {_name(self.func)} returned {count if count >= 0 else 'no'} "
-                f"results for {len(batch)} items; it must return one result per item, in order"
-            )
+        if error is None:
+            try:
+                count = len(results)
+            except TypeError:
+                count = -1
+            if count != len(batch):
+                error = RuntimeError(
+                    f"batch function {_name(self.func)} returned "
+                    f"{count if count >= 0 else 'no'} results for {len(batch)} items; "
+                    f"it must return one result per item, in order"
+                )
+        self._batch_done(batch, own, began, error)
+        if error is None:
+            for call, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    call.finish(None, result)
+                else:
+                    call.finish(result, None)
+
+    def _batch_done(
+        self,
+        batch: list[_Call[T, R]],
+        own: _Call[T, R],
+        began: float,
+        error: BaseException | None,
+    ) -> None:
+        self._running -= 1
+        self._batch_seconds += anyio.current_time() - began
+        # The next batch is dispatched by another caller's task: wake it before this
+        # batch's callers, so the model is not idle while their responses go out.
+        if own.runner and own.state == _RUNNING:
+            self._retire(own)
+        self._wake()
+        if error is not None:
+            self._failed_batches += 1
             for call in batch:
                 call.finish(None, error)
-            return
-        for call, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                call.finish(None, result)
-            else:
-                call.finish(result, None)
 
     async def __aenter__(self) -> Batcher[T, R]:
         if self._closed:
@@ -307,14 +446,7 @@ class Batcher(Generic[T, R]):
         ``max_wait``, and return once every queued call has returned its result."""
         self._closed = True
         self._flush = True
-        if self._wakeup is not None:
-            self._wakeup.set()
-        while self._running:
-            idle = self._idle = anyio.Event()
-            await idle.wait()
-            self._idle = None
-        # Results are in; wait until every caller has also resumed and taken its own
-        # (on trio a woken task runs later than on asyncio).
+        self._wake()
         while self._callers:
             returned = self._returned = anyio.Event()
             await returned.wait()
@@ -323,8 +455,36 @@ class Batcher(Generic[T, R]):
     def __repr__(self) -> str:
         return (
             f"<Batcher {_name(self.func)} max_batch_size={self.max_batch_size} "
-            f"max_wait={self.max_wait} queued={self._queued}>"
+            f"max_concurrent_batches={self.max_concurrent_batches} queued={self._queued} "
+            f"running={self._running}>"
         )
+
+
+async def _start_in_thread(func: Callable[[list[T]], Sequence[R]], items: list[T]) -> Sequence[R]:
+    """``run_in_threadpool(func, items)``, but on asyncio the thread starts before this
+    task yields. Call it shielded from cancellation.
+
+    ``anyio.to_thread`` first yields to the event loop, so every task woken before runs
+    first: the callers of the batch that just finished would send all their responses
+    (milliseconds for 32 of them) before the next batch reaches the model. Here the batch
+    goes to the loop's default executor at once, holding a token of the shared limiter;
+    with no token free (or on trio) it queues for the pool like any other hand-off.
+    """
+    if running_on_asyncio():
+        limiter = threadpool_limiter()
+        borrower = object()
+        try:
+            limiter.acquire_on_behalf_of_nowait(borrower)
+        except anyio.WouldBlock:
+            pass
+        else:
+            try:
+                context = contextvars.copy_context()
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(None, context.run, func, items)
+            finally:
+                limiter.release_on_behalf_of(borrower)
+    return await run_in_threadpool(func, items)
 
 
 def _name(func: Any) -> str:

@@ -290,7 +290,9 @@ class StreamingResponse(Response):
     >>> async def tokens():
     ...     for token in model.generate(prompt):
     ...         yield token
-    >>> StreamingResponse(tokens(), media_type="text/plain")
+    >>> response = StreamingResponse(tokens(), media_type="text/plain")
+    >>> response.headers["content-type"]
+    'text/plain; charset=utf-8'
     """
 
     def __init__(
@@ -460,7 +462,9 @@ class NDJSONResponse(StreamingResponse):
     ``application/x-ndjson``. Items must be JSON-serialisable (NaN and infinities raise
     `ValueError`). Disconnect-aware and ``background`` as `StreamingResponse`.
 
-    >>> NDJSONResponse({"token": t} for t in model.generate(prompt))
+    >>> response = NDJSONResponse({"token": t} for t in model.generate(prompt))
+    >>> response.headers["content-type"]
+    'application/x-ndjson'
     """
 
     media_type = "application/x-ndjson"
@@ -570,7 +574,9 @@ class EventSourceResponse(StreamingResponse):
     >>> async def tokens():
     ...     async for token in model.stream(prompt):
     ...         yield ServerSentEvent({"token": token}, event="token")
-    >>> EventSourceResponse(tokens())
+    >>> response = EventSourceResponse(tokens())
+    >>> response.headers["cache-control"]
+    'no-cache'
     """
 
     media_type = "text/event-stream"

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from asgikit import _json
 from asgikit.datastructures import encode_header
-from asgikit.exceptions import AsgikitError
+from asgikit.exceptions import WebSocketDisconnect
 from asgikit.requests import HTTPConnection
 from asgikit.responses import JSONResponse, Response
 from asgikit.types import Message, Receive, Scope, Send
@@ -23,28 +23,6 @@ __all__ = ["WebSocket", "WebSocketDisconnect"]
 
 _CONNECTING, _CONNECTED, _CLOSED = 0, 1, 2
 _HTTP_RESPONSE = "websocket.http.response"
-
-
-class WebSocketDisconnect(AsgikitError):
-    """The WebSocket connection is over: the client closed it (``code``, ``reason``),
-    or it went away without a close frame (``1006``).
-
-    Raised by the receive methods, and by the send methods once the client has gone.
-    The router ends the endpoint quietly when it escapes.
-    """
-
-    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason or ""
-
-    def __str__(self) -> str:
-        return f"WebSocket closed with code {self.code}" + (
-            f": {self.reason}" if self.reason else ""
-        )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
 
 
 def _handshake_headers(

@@ -13,7 +13,12 @@ itself (the standard library's source), so the example needs no download and no 
   ``GET /generate`` streams words as server-sent events and stops generating as soon as
   the client goes away.
 
-Run it with ``make demo`` (``uvicorn --app-dir examples ml_serving:router``), then::
+Both models are deterministic: the same in every process and every worker (trigrams are
+hashed with CRC-32, not the per-process salted ``hash()``).
+
+Run it with ``make demo`` (``uvicorn --app-dir examples ml_serving:router``; ``make demo
+PORT=8001 HOST=0.0.0.0`` to change where it listens) and open http://127.0.0.1:8000/ for a
+page (``ml_demo.html``, plain HTML and JavaScript) that calls both endpoints, or::
 
     curl -s localhost:8000/predict -d '{"text": "for key, value in items.items():"}'
     curl -N 'localhost:8000/generate?prompt=Return%20the&max_tokens=40'
@@ -29,6 +34,7 @@ import os
 import random
 import re
 import sysconfig
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -43,6 +49,7 @@ import numpy as np
 
 from asgikit import (
     EventSourceResponse,
+    FileResponse,
     HTTPException,
     JSONResponse,
     Middleware,
@@ -51,6 +58,7 @@ from asgikit import (
     ServerSentEvent,
 )
 from asgikit.middleware import ConcurrencyLimitMiddleware, TimeoutMiddleware
+from asgikit.middleware.metrics import metrics_endpoint, register_batcher
 from asgikit.serving import Batcher, run_in_threadpool
 
 # Standard-library modules whose source is the training text.
@@ -107,7 +115,11 @@ def labelled_lines(sources: Sequence[str]) -> tuple[list[str], list[int]]:
     texts: list[str] = []
     labels: list[int] = []
     for source in sources:
-        prose = {line.strip() for doc in docstrings(source) for line in doc.splitlines()}
+        # An insertion-ordered set: a plain set's order follows the salted str hash, and
+        # the training sample must be the same in every process.
+        prose = dict.fromkeys(
+            line.strip() for doc in docstrings(source) for line in doc.splitlines()
+        )
         for line in prose:
             if len(line) >= 20 and not line.startswith((">>>", "...")):
                 texts.append(line)
@@ -121,13 +133,22 @@ def labelled_lines(sources: Sequence[str]) -> tuple[list[str], list[int]]:
 
 
 # --------------------------------------------------------------------------- classifier
+def trigram_feature(trigram: str) -> int:
+    """The feature index of a trigram: CRC-32, the same in every process.
+
+    (The built-in ``hash()`` of a str is salted per process, so two workers would train
+    two different models.)
+    """
+    return zlib.crc32(trigram.encode("utf-8")) % FEATURES
+
+
 def featurize(texts: Sequence[str]) -> np.ndarray:
     """Hashed character-trigram counts, one L2-normalised row per text."""
     rows = np.zeros((len(texts), FEATURES), dtype=np.float32)
     for row, text in enumerate(texts):
         padded = f"  {text.lower()}  "
         for i in range(len(padded) - 2):
-            rows[row, hash(padded[i : i + 3]) % FEATURES] += 1.0
+            rows[row, trigram_feature(padded[i : i + 3])] += 1.0
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     normalised: np.ndarray = rows / np.maximum(norms, 1e-6)
     return normalised
@@ -218,6 +239,7 @@ def train_language_model() -> CharLanguageModel:
 
 
 MAX_TOKENS = 2_000  # per /generate request
+DEMO_PAGE = Path(__file__).resolve().parent / "ml_demo.html"
 
 
 # --------------------------------------------------------------------------- the app
@@ -232,6 +254,15 @@ def make_router(
 ) -> Router:
     """The example application; ``batching=False`` gives the unbatched baseline."""
 
+    # Prometheus metrics when prometheus-client is installed (the demo extra has it):
+    # GET /metrics shows the batcher's queue depth, asgikit_batcher_queued{batcher=
+    # "predict"}, what an autoscaler should scale on (docs/deployment-ray-k8s.md).
+    metrics_registry = None
+    with contextlib.suppress(ImportError):
+        from prometheus_client import CollectorRegistry
+
+        metrics_registry = CollectorRegistry()
+
     @contextlib.asynccontextmanager
     async def lifespan(router: Router) -> AsyncIterator[dict[str, Any]]:
         # Training is blocking numpy/Python work: keep the event loop free meanwhile.
@@ -241,6 +272,8 @@ def make_router(
         async with Batcher(
             classifier.predict, max_batch_size=max_batch_size, max_wait=max_wait
         ) as batcher:
+            if metrics_registry is not None:
+                register_batcher(batcher, "predict", registry=metrics_registry)
             yield {
                 "classifier": classifier,
                 "accuracy": accuracy,
@@ -264,6 +297,11 @@ def make_router(
             ),
         ],
     )
+
+    @router.get("/")
+    async def demo_page(request: Request) -> FileResponse:
+        """The demo page: classify a line, watch generated tokens stream in."""
+        return FileResponse(DEMO_PAGE, media_type="text/html")
 
     @router.get("/healthz")
     async def healthz(request: Request) -> dict[str, str]:
@@ -334,6 +372,9 @@ def make_router(
                     stats["aborted_generations"] += 1
 
         return EventSourceResponse(events())
+
+    if metrics_registry is not None:
+        router.add_route("/metrics", metrics_endpoint(metrics_registry), name="metrics")
 
     @router.get("/stats")
     async def generation_stats(request: Request) -> dict[str, int]:

@@ -19,25 +19,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+from helpers import http_scope, receive_messages, request_messages
 
 from asgikit import ClientDisconnect, Request
-from asgikit.types import Message, Receive
+from asgikit.types import Message
 
-GET_SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
-POST_SCOPE = {"type": "http", "method": "POST", "path": "/", "headers": []}
-
-
-def scripted(messages: list[Message], gone: anyio.Event) -> Receive:
-    """A server's ``receive``: ready messages first, then waits until ``gone`` is set."""
-
-    async def receive() -> Message:
-        if messages:
-            return messages.pop(0)
-        if not gone.is_set():  # like a server: waits only when nothing is ready
-            await gone.wait()
-        return {"type": "http.disconnect"}
-
-    return receive
+GET_SCOPE = http_scope()
+POST_SCOPE = http_scope(method="POST")
 
 
 async def polls_until_disconnected(request: Request, gone: anyio.Event) -> int:
@@ -57,7 +45,7 @@ async def polls_until_disconnected(request: Request, gone: anyio.Event) -> int:
 async def test_get_without_reading_the_body_sees_the_disconnect() -> None:
     # 0.1.0 kept the final empty body message and never polled again: False forever.
     gone = anyio.Event()
-    request = Request(GET_SCOPE, scripted([{"type": "http.request", "body": b""}], gone))
+    request = Request(GET_SCOPE, receive_messages(request_messages(), gone))
     assert await polls_until_disconnected(request, gone) == 1
     assert await request.is_disconnected() is True  # and stays True
     assert await request.body() == b""  # the (empty) body was kept
@@ -66,12 +54,8 @@ async def test_get_without_reading_the_body_sees_the_disconnect() -> None:
 @pytest.mark.anyio
 async def test_unread_body_chunks_are_kept_in_order_for_body() -> None:
     gone = anyio.Event()
-    messages: list[Message] = [
-        {"type": "http.request", "body": b"one,", "more_body": True},
-        {"type": "http.request", "body": b"two,", "more_body": True},
-        {"type": "http.request", "body": b"three", "more_body": False},
-    ]
-    request = Request(POST_SCOPE, scripted(messages, gone))
+    messages = request_messages(b"one,", b"two,", b"three")
+    request = Request(POST_SCOPE, receive_messages(messages, gone))
     assert await polls_until_disconnected(request, gone) == 1
     assert await request.body() == b"one,two,three"
 
@@ -79,8 +63,8 @@ async def test_unread_body_chunks_are_kept_in_order_for_body() -> None:
 @pytest.mark.anyio
 async def test_body_read_first_then_the_disconnect_is_seen() -> None:
     gone = anyio.Event()
-    messages: list[Message] = [{"type": "http.request", "body": b"data"}]
-    request = Request(POST_SCOPE, scripted(messages, gone))
+    messages = request_messages(b"data")
+    request = Request(POST_SCOPE, receive_messages(messages, gone))
     assert await request.body() == b"data"
     assert await polls_until_disconnected(request, gone) == 1
 
@@ -88,11 +72,8 @@ async def test_body_read_first_then_the_disconnect_is_seen() -> None:
 @pytest.mark.anyio
 async def test_polling_while_streaming_the_body_loses_and_reorders_nothing() -> None:
     gone = anyio.Event()
-    messages: list[Message] = [
-        {"type": "http.request", "body": b"%d," % index, "more_body": True} for index in range(10)
-    ]
-    messages.append({"type": "http.request", "body": b"end"})
-    request = Request(POST_SCOPE, scripted(messages, gone))
+    messages = request_messages(*[b"%d," % index for index in range(10)], b"end")
+    request = Request(POST_SCOPE, receive_messages(messages, gone))
     received = []
     async for chunk in request.stream():
         received.append(chunk)
@@ -107,7 +88,7 @@ async def test_a_disconnect_queued_behind_the_body_is_seen_in_one_poll() -> None
         {"type": "http.request", "body": b"all of it"},
         {"type": "http.disconnect"},
     ]
-    request = Request(POST_SCOPE, scripted(messages, anyio.Event()))
+    request = Request(POST_SCOPE, receive_messages(messages, anyio.Event()))
     assert await request.is_disconnected() is True
     assert await request.body() == b"all of it"  # complete before the client left
 
@@ -118,7 +99,7 @@ async def test_a_disconnect_mid_body_keeps_the_chunks_then_raises() -> None:
         {"type": "http.request", "body": b"part", "more_body": True},
         {"type": "http.disconnect"},
     ]
-    request = Request(POST_SCOPE, scripted(messages, anyio.Event()))
+    request = Request(POST_SCOPE, receive_messages(messages, anyio.Event()))
     assert await request.is_disconnected() is True
     stream = request.stream()
     assert await stream.__anext__() == b"part"
@@ -129,11 +110,8 @@ async def test_a_disconnect_mid_body_keeps_the_chunks_then_raises() -> None:
 @pytest.mark.anyio
 async def test_read_ahead_of_an_unread_body_is_bounded() -> None:
     chunk = b"x" * 65536
-    messages: list[Message] = [
-        {"type": "http.request", "body": chunk, "more_body": True} for _ in range(40)
-    ]
-    messages.append({"type": "http.request", "body": b"end"})
-    request = Request(POST_SCOPE, scripted(messages, anyio.Event()))
+    messages = request_messages(*[chunk] * 40, b"end")
+    request = Request(POST_SCOPE, receive_messages(messages, anyio.Event()))
     assert await request.is_disconnected() is False
     assert await request.is_disconnected() is False
     assert len(messages) > 20  # stopped after about 1 MiB, not the whole body
@@ -142,7 +120,8 @@ async def test_read_ahead_of_an_unread_body_is_bounded() -> None:
 
 @pytest.mark.anyio
 async def test_a_receive_that_never_waits_does_not_hang_polling() -> None:
-    async def receive() -> Message:  # a sloppy scripted server: body forever
+    # Hand-written: a sloppy scripted server that never waits, unlike every shared helper.
+    async def receive() -> Message:  # body forever
         return {"type": "http.request", "body": b""}
 
     request = Request(GET_SCOPE, receive)

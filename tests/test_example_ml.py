@@ -106,3 +106,57 @@ def test_probes_answer_while_the_model_endpoints_are_saturated() -> None:
             assert (await client.get("/readyz")).status_code == 200
 
     anyio.run(main)
+
+
+def test_root_serves_the_demo_page(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "new EventSource(" in page and 'fetch("/predict"' in page
+    for link in ('href="/healthz"', 'href="/readyz"', 'href="/stats"', 'href="/generate?'):
+        assert link in page
+
+
+TRAIN_AND_PREDICT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import ml_serving
+classifier, accuracy = ml_serving.train_classifier()
+texts = ["for key, value in sorted(items.items()):", "Return the number of items.", "x = 1"]
+scores = classifier._hidden(ml_serving.featurize(texts)) @ classifier.readout
+words = "".join(ml_serving.train_language_model().words("Return the", 20, seed=7))
+print(json.dumps({"accuracy": accuracy, "scores": scores.tolist(), "words": words}))
+"""
+
+
+def test_models_are_the_same_in_two_processes() -> None:
+    # Two processes with different str-hash salts train the same models, so two
+    # workers (or two replicas) answer alike.
+    import json
+    import os
+    import subprocess
+
+    examples = str(Path(__file__).resolve().parent.parent / "examples")
+    runs = []
+    for salt in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": salt}
+        result = subprocess.run(
+            [sys.executable, "-c", TRAIN_AND_PREDICT, examples],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        runs.append(json.loads(result.stdout))
+    assert runs[0] == runs[1]
+    assert runs[0]["accuracy"] > 0.8
+
+
+def test_metrics_show_the_batcher_queue_depth(client: TestClient) -> None:
+    pytest.importorskip("prometheus_client")
+    client.post("/predict", json={"text": "x = 1"})
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    assert 'asgikit_batcher_queued{batcher="predict"} 0.0' in scrape.text

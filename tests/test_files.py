@@ -10,9 +10,11 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from helpers import Recorder, client_gone, http_scope, receive_body
 
 from asgikit import BackgroundTask, FileResponse, Request, Router
 from asgikit.testing import AsyncTestClient, TestClient
+from asgikit.types import Message
 
 DATA = bytes(range(256)) * 4000  # 1,024,000 bytes: several chunks
 
@@ -278,27 +280,11 @@ def test_status_code_headers_and_background(small: Path) -> None:
 
 async def call_raw(
     app: Any, *, method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None, **extra: Any
-) -> list[dict[str, Any]]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "method": method,
-        "path": "/",
-        "root_path": "",
-        "headers": headers or [],
-        "query_string": b"",
-        **extra,
-    }
-    messages: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
-    return messages
+) -> list[Message]:
+    send = Recorder()
+    scope = http_scope(method=method, headers=headers or [], spec_version="2.4", **extra)
+    await app(scope, receive_body(), send)
+    return send.messages
 
 
 @pytest.mark.anyio
@@ -344,23 +330,10 @@ async def test_streams_in_chunks_and_stops_when_the_client_leaves(big: Path) -> 
 @pytest.mark.anyio
 async def test_old_servers_get_a_disconnect_watcher(big: Path) -> None:
     """Before ASGI 2.4, send does not fail on disconnect: http.disconnect must stop it."""
-    sent: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(len(message.get("body", b"")))
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.1"},
-        "method": "GET",
-        "path": "/",
-        "headers": [],
-    }
-    await FileResponse(big)(scope, receive, send)
-    assert sum(sent) < len(DATA)
+    send = Recorder()
+    scope = http_scope(spec_version="2.1")
+    await FileResponse(big)(scope, client_gone, send)
+    assert len(send.body) < len(DATA)
 
 
 def test_headers_changed_after_init_win(small: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import anyio
+from helpers import http_scope, receive_messages, request_messages
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from asgikit import HTTPException, Request, UploadFile
 from asgikit._http import parse_content_length, parse_cookie_header
 from asgikit.datastructures import URL, Headers
 from asgikit.forms import FormLimits, parse_form
-from asgikit.types import Message
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BOUNDARY = "propertyBoundary1x"
@@ -204,18 +204,10 @@ json_values = st.recursive(
 @given(value=json_values, cuts=st.lists(st.integers(0, 10**6), max_size=5), ascii=st.booleans())
 def test_json_bodies_round_trip(value: Any, cuts: list[int], ascii: bool) -> None:
     body = json.dumps(value, ensure_ascii=ascii).encode()
-    messages: list[Message] = [
-        {"type": "http.request", "body": piece, "more_body": True} for piece in split(body, cuts)
-    ]
-    messages.append({"type": "http.request", "body": b""})
-
-    async def receive() -> Message:
-        return messages.pop(0)
+    receive = receive_messages(request_messages(*split(body, cuts), b""))
 
     async def main() -> Any:
-        return await Request(
-            {"type": "http", "method": "POST", "path": "/", "headers": []}, receive
-        ).json()
+        return await Request(http_scope(method="POST"), receive).json()
 
     parsed = anyio.run(main)
     assert parsed == value or (isinstance(value, float) and math.isclose(parsed, value))
@@ -244,13 +236,7 @@ def test_cookie_parsing_never_raises(header: str) -> None:
 @SETTINGS
 @given(host=st.binary(max_size=40), path=st.sampled_from(["/", "/a/b", "/x%20y"]))
 def test_any_host_header_gives_a_url_with_the_request_path(host: bytes, path: str) -> None:
-    scope = {
-        "type": "http",
-        "scheme": "http",
-        "path": path,
-        "headers": [(b"host", host)],
-        "server": ("10.0.0.1", 8000),
-    }
+    scope = http_scope(path, headers=[(b"host", host)], server=("10.0.0.1", 8000))
     url = URL(scope=scope)
     assert url.path == path  # the Host header cannot move the path
     assert url.hostname is None or isinstance(url.hostname, str)

@@ -6,6 +6,7 @@ import doctest
 from typing import Any
 
 import pytest
+from helpers import http_scope
 
 from asgikit import HTTPException, PlainTextResponse, Request, Router, _http
 from asgikit._http import (
@@ -184,7 +185,7 @@ def test_a_host_that_is_not_host_and_port_is_ignored(host: bytes) -> None:
     # path, "[::1" and "a:x" raised ValueError (a 500) from url.path and url.port.
     from asgikit import URL
 
-    scope = {"type": "http", "path": "/p", "headers": [(b"host", host)], "server": ("1.2.3.4", 81)}
+    scope = http_scope("/p", headers=[(b"host", host)], server=("1.2.3.4", 81))
     url = URL(scope=scope)
     assert (str(url), url.path, url.port) == ("http://1.2.3.4:81/p", "/p", 81)
 
@@ -193,5 +194,5 @@ def test_a_host_that_is_not_host_and_port_is_ignored(host: bytes) -> None:
 def test_a_plain_host_header_makes_the_url(host: bytes) -> None:
     from asgikit import URL
 
-    scope = {"type": "http", "path": "/p", "headers": [(b"host", host)], "server": ("1.2.3.4", 81)}
+    scope = http_scope("/p", headers=[(b"host", host)], server=("1.2.3.4", 81))
     assert str(URL(scope=scope)) == f"http://{host.decode()}/p"

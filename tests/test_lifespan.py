@@ -8,11 +8,10 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import http_scope, receive_body
+from helpers import Recorder, http_scope, receive_body, receive_lifespan
 
 from asgikit import Mount, Request, Router
 from asgikit.testing import AsyncTestClient, TestClient
-from asgikit.types import Message
 
 
 def test_lifespan_state_reaches_requests_and_shutdown_runs() -> None:
@@ -85,20 +84,10 @@ def test_startup_failure_reports_error_text() -> None:
         yield
 
     router = Router(lifespan=lifespan)
-    sent: list[Message] = []
-
-    async def main() -> None:
-        async def receive() -> Message:
-            return {"type": "lifespan.startup"}
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        with pytest.raises(RuntimeError):
-            await router({"type": "lifespan", "state": {}}, receive, send)
-
-    anyio.run(main)
-    assert sent == [{"type": "lifespan.startup.failed", "message": "weights missing"}]
+    send = Recorder()
+    with pytest.raises(RuntimeError):
+        anyio.run(router, {"type": "lifespan", "state": {}}, receive_lifespan(), send)
+    assert send.messages == [{"type": "lifespan.startup.failed", "message": "weights missing"}]
     with pytest.raises(RuntimeError, match="weights missing"), TestClient(router):
         pass
 
@@ -110,22 +99,10 @@ def test_shutdown_failure_is_reported() -> None:
         raise RuntimeError("could not flush")
 
     router = Router(lifespan=lifespan)
-    sent: list[Message] = []
-
-    async def main() -> None:
-        inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-
-        async def receive() -> Message:
-            return inbox.pop(0)
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        with pytest.raises(RuntimeError):
-            await router({"type": "lifespan", "state": {}}, receive, send)
-
-    anyio.run(main)
-    assert sent == [
+    send = Recorder()
+    with pytest.raises(RuntimeError):
+        anyio.run(router, {"type": "lifespan", "state": {}}, receive_lifespan(), send)
+    assert send.messages == [
         {"type": "lifespan.startup.complete"},
         {"type": "lifespan.shutdown.failed", "message": "could not flush"},
     ]
@@ -152,21 +129,9 @@ def test_requests_work_without_lifespan_support() -> None:
 
 
 def test_router_without_lifespan_completes_the_protocol() -> None:
-    sent: list[Message] = []
-
-    async def main() -> None:
-        inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-
-        async def receive() -> Message:
-            return inbox.pop(0)
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        await Router()({"type": "lifespan"}, receive, send)
-
-    anyio.run(main)
-    assert [message["type"] for message in sent] == [
+    send = Recorder()
+    anyio.run(Router(), {"type": "lifespan"}, receive_lifespan(), send)
+    assert send.types == [
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
@@ -183,32 +148,22 @@ def test_state_without_server_state_support_falls_back_to_router() -> None:
     async def endpoint(request: Request) -> str:
         return str(request.state.model)
 
-    sent: list[Message] = []
+    send = Recorder()
 
     async def main() -> None:
-        inbox: list[Message] = [{"type": "lifespan.startup"}]
         stop = anyio.Event()
-
-        async def receive() -> Message:
-            if inbox:
-                return inbox.pop(0)
-            await stop.wait()
-            return {"type": "lifespan.shutdown"}
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
+        receive = receive_lifespan(stop)
         async with anyio.create_task_group() as group:
             group.start_soon(router, {"type": "lifespan"}, receive, send)  # no "state" key
             with anyio.fail_after(5):
-                while not sent:
+                while not send.messages:  # lifespan.startup.complete
                     await anyio.sleep(0)
 
             await router(http_scope("/"), receive_body(), send)
             stop.set()
 
     anyio.run(main)
-    assert sent[2]["body"] == b"m"
+    assert send.messages[2]["body"] == b"m"
 
 
 @pytest.mark.anyio

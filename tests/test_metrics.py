@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 from _uvicorn import run_uvicorn
+from helpers import Recorder, http_scope, never_disconnects, receive_body, send_nothing
 from prometheus_client import CollectorRegistry
 
 from asgikit import FileResponse, Middleware, Mount, Router, StreamingResponse
@@ -25,7 +26,7 @@ from asgikit.middleware.metrics import (
 )
 from asgikit.serving import Batcher, Overloaded
 from asgikit.testing import AsyncTestClient, TestClient
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Receive, Scope, Send
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,17 +159,8 @@ async def test_a_request_cancelled_before_answering_is_a_499() -> None:
         await anyio.sleep_forever()
 
     app = MetricsMiddleware(slow, registry=registry)
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
-
-    async def receive() -> Message:
-        await anyio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
-    async def send(message: Message) -> None:  # pragma: no cover - nothing is sent
-        raise AssertionError(message)
-
     async with anyio.create_task_group() as group:
-        group.start_soon(app, scope, receive, send)
+        group.start_soon(app, http_scope(), never_disconnects, send_nothing)
         await entered.wait()
         group.cancel_scope.cancel()
     labels = {"method": "GET", "route": "<unmatched>"}
@@ -232,15 +224,25 @@ def test_importing_the_middleware_does_not_need_prometheus_client() -> None:
 @pytest.mark.anyio
 async def test_batcher_queue_depth_is_a_gauge() -> None:
     registry = CollectorRegistry()
-    batcher = Batcher(lambda items: items, max_batch_size=4, max_wait=10.0)
+    release = anyio.Event()
+
+    async def held(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    batcher = Batcher(held, max_batch_size=4, max_wait=10.0)
     register_batcher(batcher, "echo", registry=registry)
     async with anyio.create_task_group() as group:
-        for item in range(3):
-            group.start_soon(batcher, item)
+        group.start_soon(batcher, -1)  # the model is idle: this one runs at once
         with anyio.fail_after(5):
+            while batcher.stats.running < 1:
+                await anyio.sleep(0.001)
+            for item in range(3):  # these queue behind the running batch
+                group.start_soon(batcher, item)
             while batcher.queued < 3:
                 await anyio.sleep(0.001)
         assert sample(registry, "asgikit_batcher_queued", batcher="echo") == 3
+        release.set()
         group.cancel_scope.cancel()
     await batcher.aclose()
 
@@ -253,7 +255,13 @@ def _has_stats(owner: object, *fields: str) -> bool:
 @pytest.mark.anyio
 async def test_batcher_counts_batches_items_and_sheds() -> None:
     registry = CollectorRegistry()
-    batcher = Batcher(lambda items: items, max_batch_size=2, max_wait=0.01, max_queue=2)
+    release = anyio.Event()
+
+    async def held(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    batcher = Batcher(held, max_batch_size=2, max_wait=0.01, max_queue=2)
     if not _has_stats(batcher, "batches", "items", "shed", "timed_out", "running"):
         pytest.xfail("needs Batcher.stats")
     register_batcher(batcher, "echo", registry=registry)
@@ -268,12 +276,19 @@ async def test_batcher_counts_batches_items_and_sheds() -> None:
             shed += 1
 
     async with anyio.create_task_group() as group:
-        for item in range(3):  # two queue, the third is shed
-            group.start_soon(call, item)
+        group.start_soon(call, 0)  # the model is idle: this one runs at once
+        with anyio.fail_after(5):
+            while batcher.stats.running < 1:
+                await anyio.sleep(0.001)
+            for item in range(1, 4):  # two queue, the third is shed
+                group.start_soon(call, item)
+            while shed < 1:
+                await anyio.sleep(0.001)
+        release.set()
     await batcher.aclose()
-    assert shed == 1 and len(results) == 2  # which one is shed depends on task order
-    assert sample(registry, "asgikit_batcher_items_total", batcher="echo") == 2
-    assert sample(registry, "asgikit_batcher_batches_total", batcher="echo") == 1
+    assert shed == 1 and len(results) == 3  # which one is shed depends on task order
+    assert sample(registry, "asgikit_batcher_items_total", batcher="echo") == 3
+    assert sample(registry, "asgikit_batcher_batches_total", batcher="echo") == 2
     assert sample(registry, "asgikit_batcher_shed_total", batcher="echo") == 1
     assert sample(registry, "asgikit_batcher_timed_out_total", batcher="echo") == 0
     assert sample(registry, "asgikit_batcher_running", batcher="echo") == 0
@@ -331,11 +346,8 @@ def _route_counts(registry: CollectorRegistry) -> dict[str, float]:
     }
 
 
-def _needs_route_identity(registry: CollectorRegistry, expected: dict[str, float]) -> None:
-    counts = _route_counts(registry)
-    if counts != expected and set(counts) == {"<unmatched>"}:
-        pytest.xfail("needs route identity")
-    assert counts == expected
+def _assert_route_counts(registry: CollectorRegistry, expected: dict[str, float]) -> None:
+    assert _route_counts(registry) == expected
 
 
 def test_router_routes_are_labelled_by_template() -> None:
@@ -350,7 +362,7 @@ def test_router_routes_are_labelled_by_template() -> None:
         for user_id in (1, 2, 3):
             assert client.get(f"/users/{user_id}").json() == {"id": user_id}
         assert client.get("/users/not-a-number").status_code == 404
-    _needs_route_identity(registry, {"/users/{user_id}": 3, "<unmatched>": 1})
+    _assert_route_counts(registry, {"/users/{user_id}": 3, "<unmatched>": 1})
 
 
 def test_mounted_routes_carry_the_mount_prefix() -> None:
@@ -364,7 +376,7 @@ def test_mounted_routes_carry_the_mount_prefix() -> None:
     app = MetricsMiddleware(Router(routes=[Mount("/api/v2", sub)]), registry=registry)
     with TestClient(app) as client:
         assert client.get("/api/v2/users/7").json() == {"id": 7}
-    _needs_route_identity(registry, {"/api/v2/users/{user_id}": 1})
+    _assert_route_counts(registry, {"/api/v2/users/{user_id}": 1})
 
 
 # Several worker processes: PROMETHEUS_MULTIPROC_DIR, two uvicorn workers, one scrape.
@@ -413,30 +425,11 @@ async def test_a_file_the_server_sends_counts_its_size(tmp_path: Path) -> None:
     path = tmp_path / "weights.bin"
     path.write_bytes(b"w" * 1000)
     app = MetricsMiddleware(FileResponse(path), registry=registry)
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/weights.bin",
-        "headers": [],
-        "extensions": {"http.response.pathsend": {}},
-    }
-    received = False
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        nonlocal received
-        if not received:
-            received = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await anyio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
+    scope = http_scope("/weights.bin", extensions={"http.response.pathsend": {}})
+    send = Recorder()
     with anyio.fail_after(5):
-        await app(scope, receive, send)
-    assert [message["type"] for message in sent] == [
+        await app(scope, receive_body(), send)
+    assert send.types == [
         "http.response.start",
         "http.response.pathsend",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -10,13 +11,30 @@ import pytest
 
 from asgikit import Middleware, Request, Router
 from asgikit.middleware import ConcurrencyLimitMiddleware
+from asgikit.middleware.concurrency import ConcurrencyStats
 from asgikit.testing import AsyncTestClient
 
 pytestmark = pytest.mark.anyio
 
 
-def limited_app(release: anyio.Event, entered: list[str], **options: int) -> Router:
-    router = Router(middleware=[Middleware(ConcurrencyLimitMiddleware, **options)])
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) until ``condition()`` holds; other tasks run meanwhile."""
+    with anyio.fail_after(5):
+        while not condition():
+            await anyio.sleep(0.001)
+
+
+def limited_app(
+    release: anyio.Event,
+    entered: list[str],
+    limiters: list[ConcurrencyLimitMiddleware],
+    **options: int,
+) -> Router:
+    def limited(app: Any, **options: Any) -> ConcurrencyLimitMiddleware:
+        limiters.append(ConcurrencyLimitMiddleware(app, **options))
+        return limiters[-1]
+
+    router = Router(middleware=[Middleware(limited, **options)])
 
     @router.get("/work/{name}")
     async def work(request: Request) -> str:
@@ -30,7 +48,8 @@ def limited_app(release: anyio.Event, entered: list[str], **options: int) -> Rou
 async def test_one_runs_one_waits_rest_shed() -> None:
     release = anyio.Event()
     entered: list[str] = []
-    app = limited_app(release, entered, max_concurrency=1, max_queue=1, retry_after=7)
+    limiters: list[ConcurrencyLimitMiddleware] = []
+    app = limited_app(release, entered, limiters, max_concurrency=1, max_queue=1, retry_after=7)
     responses: dict[str, httpx.Response] = {}
     async with AsyncTestClient(app) as client:
 
@@ -39,13 +58,18 @@ async def test_one_runs_one_waits_rest_shed() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(get, "first")
-            while entered != ["first"]:
-                await anyio.sleep(0.001)
+            await until(lambda: entered == ["first"])
             tg.start_soon(get, "queued")
-            await anyio.sleep(0.01)  # let it reach the queue
+            await until(lambda: limiters[0].stats.queued == 1)
             shed = await client.get("/work/shed")  # answered at once, while 2 are held
             assert entered == ["first"]  # the queued one waits its turn
+            assert limiters[0].stats == ConcurrencyStats(
+                running=1, queued=1, admitted=1, shed=1, abandoned=0
+            )
             release.set()
+    assert limiters[0].stats == ConcurrencyStats(
+        running=0, queued=0, admitted=2, shed=1, abandoned=0
+    )
     assert shed.status_code == 503
     assert shed.headers["retry-after"] == "7"
     assert "capacity" in shed.json()["detail"]
@@ -68,16 +92,24 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
 
     limiter = ConcurrencyLimitMiddleware(app, max_concurrency=1, max_queue=1)  # type: ignore[arg-type]
     scope = {"type": "http", "path": "/a"}
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(limiter, scope, receive, None)
-        while limiter.active < 1:
-            await anyio.sleep(0.001)
-        with anyio.move_on_after(0.01):
-            await limiter({"type": "http", "path": "/b"}, receive, None)  # type: ignore[arg-type]
-        assert limiter.waiting == 0
-        release.set()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(limiter, scope, receive, None)
+            await until(lambda: limiter.active == 1)
+            with anyio.CancelScope() as waiter:
+                tg.start_soon(cancel_when_queued, limiter, waiter)
+                await limiter({"type": "http", "path": "/b"}, receive, None)  # type: ignore[arg-type]
+            assert waiter.cancelled_caught
+            assert limiter.waiting == 0
+            release.set()
     assert calls == ["/a"]
     assert limiter.active == 0
+    assert limiter.stats.abandoned == 1 and limiter.stats.admitted == 1
+
+
+async def cancel_when_queued(limiter: ConcurrencyLimitMiddleware, scope: anyio.CancelScope) -> None:
+    await until(lambda: limiter.stats.queued == 1)
+    scope.cancel()
 
 
 async def test_lifespan_and_websocket_pass_through() -> None:
@@ -91,6 +123,7 @@ async def test_lifespan_and_websocket_pass_through() -> None:
     await limiter({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     await limiter({"type": "websocket"}, None, None)  # type: ignore[arg-type]
     assert seen == ["lifespan", "websocket"]
+    assert limiter.stats.admitted == 0 and limiter.stats.shed == 0
 
 
 def test_invalid_options() -> None:
@@ -136,20 +169,17 @@ async def test_a_queued_request_whose_client_leaves_gives_its_place_and_never_ru
     with anyio.fail_after(5):
         async with anyio.create_task_group() as group:
             group.start_soon(limiter, {"type": "http", "path": "/a"}, *connection("a"))
-            while limiter.active < 1:
-                await anyio.sleep(0)
+            await until(lambda: limiter.active == 1)
             group.start_soon(limiter, {"type": "http", "path": "/b"}, *connection("b", b_leaves))
-            while limiter.waiting < 1:
-                await anyio.sleep(0)
+            await until(lambda: limiter.waiting == 1)
             b_leaves.set()  # B's client goes away while queued
-            while limiter.waiting:
-                await anyio.sleep(0)
+            await until(lambda: limiter.waiting == 0)
             group.start_soon(limiter, {"type": "http", "path": "/c"}, *connection("c"))
-            while limiter.waiting < 1:  # C is queued, not shed
-                await anyio.sleep(0)
+            await until(lambda: limiter.waiting == 1)  # C is queued, not shed
             release.set()
     assert ran == ["/a", "/c"]
     assert sent["b"] == []
+    assert limiter.stats == ConcurrencyStats(running=0, queued=0, admitted=2, shed=0, abandoned=1)
     assert sent["c"][0]["status"] == 200
 
 
@@ -196,10 +226,8 @@ async def test_a_queued_request_body_still_goes_through_inner_middleware() -> No
             results[path] = (await client.post(path, content=body)).content
 
         group.start_soon(call, "/hold", b"x")
-        while not limiters or limiters[0].active < 1:
-            await anyio.sleep(0)
+        await until(lambda: bool(limiters) and limiters[0].active == 1)
         group.start_soon(call, "/echo", b"abc")
-        while limiters[0].waiting < 1:  # queued behind /hold, its body read ahead
-            await anyio.sleep(0)
+        await until(lambda: limiters[0].waiting == 1)  # queued behind /hold, body read ahead
         release.set()
     assert results == {"/hold": b"held", "/echo": b"ABC"}

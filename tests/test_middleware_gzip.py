@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import receive_nothing
+from helpers import Recorder, assert_passes_through, http_scope, receive_nothing
 
 from asgikit import Middleware, PlainTextResponse, Request, Response, Router, StreamingResponse
 from asgikit.middleware import GZipMiddleware
@@ -262,17 +262,9 @@ async def test_streamed_event_stream_passes_through_unbuffered() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("scope_type", ["lifespan", "websocket"])
 async def test_other_scopes_pass_through_untouched(scope_type: str) -> None:
-    seen: list[tuple[Scope, Receive, Send]] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append((scope, receive, send))
-
-    async def send(message: Message) -> None:
-        raise AssertionError("not expected to send")
-
+    # Hand-written: a minimal scope of that type, to be handed on as it is.
     scope: Scope = {"type": scope_type, "headers": [(b"accept-encoding", b"gzip")]}
-    await GZipMiddleware(app)(scope, receive_nothing, send)
-    assert seen == [(scope, receive_nothing, send)]
+    await assert_passes_through(GZipMiddleware, scope)
 
 
 @pytest.mark.anyio
@@ -284,14 +276,10 @@ async def test_pathsend_is_passed_on_with_the_original_start() -> None:
         await send(start)
         await send(pathsend)
 
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: Scope = {"type": "http", "method": "GET", "headers": [(b"accept-encoding", b"gzip")]}
+    send = Recorder()
+    scope = http_scope(headers=[(b"accept-encoding", b"gzip")])
     await GZipMiddleware(app, minimum_size=0)(scope, receive_nothing, send)
-    assert sent == [start, pathsend]
+    assert send.messages == [start, pathsend]
 
 
 @pytest.mark.anyio

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import receive_nothing, send_nothing
+from helpers import assert_passes_through, receive_nothing, send_nothing, websocket_scope
 
 from asgikit import Middleware, Request, Router
 from asgikit.middleware import SessionMiddleware
@@ -230,21 +230,15 @@ async def test_websocket_scope_gets_the_session() -> None:
         seen.append((scope["session"], receive, send))
 
     value = sign_session({"user": "ada"}, SECRET, int(time.time()))
-    scope: Scope = {"type": "websocket", "headers": [(b"cookie", f"session={value}".encode())]}
+    scope = websocket_scope(headers=[(b"cookie", f"session={value}".encode())])
     await SessionMiddleware(app, secret_key=SECRET)(scope, receive_nothing, send_nothing)
     assert seen == [({"user": "ada"}, receive_nothing, send_nothing)]
 
 
 @pytest.mark.anyio
 async def test_lifespan_passes_through() -> None:
-    seen: list[tuple[Scope, Receive, Send]] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append((scope, receive, send))
-
-    scope: Scope = {"type": "lifespan"}
-    await SessionMiddleware(app, secret_key=SECRET)(scope, receive_nothing, send_nothing)
-    assert seen == [(scope, receive_nothing, send_nothing)]
+    scope: Scope = {"type": "lifespan"}  # hand-written: a minimal lifespan scope
+    await assert_passes_through(lambda app: SessionMiddleware(app, secret_key=SECRET), scope)
     assert "session" not in scope
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import Recorder, receive_nothing
+from helpers import (
+    AppCalls,
+    Recorder,
+    assert_passes_through,
+    http_scope,
+    never_called,
+    receive_nothing,
+    websocket_scope,
+)
 
 from asgikit import Middleware, Request, Router
 from asgikit.middleware import TrustedHostMiddleware
@@ -130,41 +138,26 @@ def test_invalid_patterns_raise_value_error(pattern: str) -> None:
 # ------------------------------------------------------------------ raw ASGI scopes
 
 
-def websocket_scope(host: bytes, extensions: dict[str, Any] | None = None) -> Scope:
-    return {
-        "type": "websocket",
-        "scheme": "ws",
-        "path": "/ws",
-        "raw_path": b"/ws",
-        "query_string": b"",
-        "headers": [(b"host", host)],
-        "extensions": extensions or {},
-    }
+def ws_scope(host: bytes, extensions: dict[str, Any] | None = None) -> Scope:
+    return websocket_scope("/ws", headers=[(b"host", host)], extensions=extensions or {})
 
 
 @pytest.mark.anyio
 async def test_missing_host_header_is_400() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        raise AssertionError("not called")
-
     send = Recorder()
-    scope: Scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
-    await TrustedHostMiddleware(app, allowed_hosts=["example.com"])(scope, receive_nothing, send)
+    middleware = TrustedHostMiddleware(never_called, allowed_hosts=["example.com"])
+    await middleware(http_scope(), receive_nothing, send)  # no headers at all
     assert send.messages[0]["status"] == 400
     assert send.messages[1]["body"] == b'{"detail":"Missing Host header"}'
 
 
 @pytest.mark.anyio
 async def test_websocket_with_bad_host_is_closed_before_the_app() -> None:
-    called = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        called.append(scope)
-
+    app = AppCalls()
     send = Recorder()
     middleware = TrustedHostMiddleware(app, allowed_hosts=["example.com"])
-    await middleware(websocket_scope(b"evil.com"), receive_nothing, send)
-    assert called == []
+    await middleware(ws_scope(b"evil.com"), receive_nothing, send)
+    assert app.calls == []
     assert send.messages == [
         {"type": "websocket.close", "code": 1008, "reason": "Invalid host header"}
     ]
@@ -172,12 +165,9 @@ async def test_websocket_with_bad_host_is_closed_before_the_app() -> None:
 
 @pytest.mark.anyio
 async def test_websocket_with_bad_host_gets_400_through_http_response_extension() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        raise AssertionError("not called")
-
     send = Recorder()
-    middleware = TrustedHostMiddleware(app, allowed_hosts=["example.com"])
-    scope = websocket_scope(b"evil.com", {"websocket.http.response": {}})
+    middleware = TrustedHostMiddleware(never_called, allowed_hosts=["example.com"])
+    scope = ws_scope(b"evil.com", {"websocket.http.response": {}})
     await middleware(scope, receive_nothing, send)
     assert send.messages[0]["type"] == "websocket.http.response.start"
     assert send.messages[0]["status"] == 400
@@ -186,28 +176,18 @@ async def test_websocket_with_bad_host_gets_400_through_http_response_extension(
 
 @pytest.mark.anyio
 async def test_websocket_with_good_host_reaches_the_app() -> None:
-    seen: list[Scope] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope)
-
-    scope = websocket_scope(b"example.com:443")
-    middleware = TrustedHostMiddleware(app, allowed_hosts=["example.com"])
-    await middleware(scope, receive_nothing, Recorder())
-    assert seen == [scope]
+    scope = ws_scope(b"example.com:443")
+    await assert_passes_through(
+        lambda app: TrustedHostMiddleware(app, allowed_hosts=["example.com"]), scope
+    )
 
 
 @pytest.mark.anyio
 async def test_lifespan_passes_through() -> None:
-    seen: list[tuple[Scope, Receive, Send]] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append((scope, receive, send))
-
-    send = Recorder()
-    scope: Scope = {"type": "lifespan"}
-    await TrustedHostMiddleware(app, allowed_hosts=["example.com"])(scope, receive_nothing, send)
-    assert seen == [(scope, receive_nothing, send)]
+    scope: Scope = {"type": "lifespan"}  # hand-written: a minimal lifespan scope
+    await assert_passes_through(
+        lambda app: TrustedHostMiddleware(app, allowed_hosts=["example.com"]), scope
+    )
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
+from helpers import left_mid_stream
 
 from asgikit import NDJSONResponse, Request, Router
 from asgikit.testing import AsyncTestClient
@@ -70,11 +71,8 @@ async def test_disconnect_closes_the_generator() -> None:
 
         return NDJSONResponse(items())
 
-    async with AsyncTestClient(router) as client:
-        async with client.stream("GET", "/rows") as response:
-            async for _ in response.aiter_lines():
-                break
-        with anyio.fail_after(5):
+    with anyio.fail_after(5):
+        async with left_mid_stream(router, "/rows"):
             await closed.wait()
 
 

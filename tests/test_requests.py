@@ -8,10 +8,18 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import (
+    Recorder,
+    client_gone,
+    echo_router,
+    http_scope,
+    receive_messages,
+    receive_then_disconnect,
+    request_messages,
+)
 
 from asgikit import ClientDisconnect, HTTPException, Request, Router
 from asgikit.testing import TestClient
-from asgikit.types import Message
 
 
 def app_with(endpoint: Any, path: str = "/", methods: list[str] | None = None) -> Router:
@@ -142,61 +150,24 @@ def test_body_max_size_counts_bytes_received_without_content_length() -> None:
     assert client.post("/", content=chunks()).status_code == 413
 
 
-def test_lying_content_length_is_caught_by_counting() -> None:
-    async def receive_check(request: Request) -> Any:
-        return await request.body(max_size=5)
-
-    router = app_with(receive_check)
-    messages = [
-        {"type": "http.request", "body": b"abc", "more_body": True},
-        {"type": "http.request", "body": b"defgh", "more_body": False},
-    ]
-    sent: list[Message] = []
-
-    async def main() -> None:
-        async def receive() -> Message:
-            return messages.pop(0)
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/",
-            "headers": [(b"content-length", b"3")],
-            "query_string": b"",
-        }
-        await router(scope, receive, send)
-
-    anyio.run(main)
-    assert sent[0]["status"] == 413
-
-
-def test_invalid_content_length_with_limit_is_400() -> None:
+@pytest.mark.parametrize(
+    ("content_length", "chunks", "status"),
+    [
+        (b"3", [b"abc", b"defgh"], 413),  # a lying Content-Length is caught by counting
+        (b"x", [b"abc"], 400),  # an invalid one is a 400
+    ],
+    ids=["lying", "invalid"],
+)
+def test_content_length_with_a_limit(
+    content_length: bytes, chunks: list[bytes], status: int
+) -> None:
     async def endpoint(request: Request) -> bytes:
         return await request.body(max_size=5)
 
-    router = app_with(endpoint)
-    sent: list[Message] = []
-
-    async def main() -> None:
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b"abc"}
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/",
-            "headers": [(b"content-length", b"x")],
-        }
-        await router(scope, receive, send)
-
-    anyio.run(main)
-    assert sent[0]["status"] == 400
+    send = Recorder()
+    scope = http_scope(method="POST", headers=[(b"content-length", content_length)])
+    anyio.run(app_with(endpoint), scope, receive_then_disconnect(*chunks), send)
+    assert send.messages[0]["status"] == status
 
 
 @pytest.mark.parametrize(
@@ -233,7 +204,7 @@ def test_json_parses_and_caches_and_respects_max_size() -> None:
 
 def test_request_needs_http_scope() -> None:
     with pytest.raises(ValueError, match="'http' scope"):
-        Request({"type": "websocket"})
+        Request({"type": "websocket"})  # hand-written: only the type matters here
 
 
 def test_client_disconnect_while_reading_is_quiet() -> None:
@@ -247,40 +218,18 @@ def test_client_disconnect_while_reading_is_quiet() -> None:
             raise
 
     router = app_with(endpoint)
-    sent: list[Message] = []
-
-    async def main() -> None:
-        messages = [
-            {"type": "http.request", "body": b"abc", "more_body": True},
-            {"type": "http.disconnect"},
-        ]
-
-        async def receive() -> Message:
-            return messages.pop(0)
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        await router({"type": "http", "method": "POST", "path": "/", "headers": []}, receive, send)
-
-    anyio.run(main)
+    send = Recorder()
+    receive = receive_messages([{"type": "http.request", "body": b"abc", "more_body": True}])
+    anyio.run(router, http_scope(method="POST"), receive, send)  # then http.disconnect
     assert outcome == ["disconnect"]
-    assert sent == []  # nobody to answer
+    assert send.messages == []  # nobody to answer
 
 
 @pytest.mark.anyio
 async def test_is_disconnected_never_blocks_and_keeps_body_chunks() -> None:
-    messages: list[Message] = [{"type": "http.request", "body": b"data", "more_body": False}]
     done = anyio.Event()
-
-    async def receive() -> Message:
-        if messages:
-            return messages.pop(0)
-        if not done.is_set():  # servers answer a ready message without waiting
-            await done.wait()
-        return {"type": "http.disconnect"}
-
-    request = Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+    receive = receive_messages(request_messages(b"data"), done)  # like a server
+    request = Request(http_scope(method="POST"), receive)
     assert await request.is_disconnected() is False  # pulled the body chunk, kept it
     assert await request.body() == b"data"
     assert await request.is_disconnected() is False  # nothing pending: does not block
@@ -290,21 +239,18 @@ async def test_is_disconnected_never_blocks_and_keeps_body_chunks() -> None:
 
 @pytest.mark.anyio
 async def test_is_disconnected_detects_a_client_that_left() -> None:
-    async def receive() -> Message:
-        return {"type": "http.disconnect"}
-
-    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []}, receive)
+    request = Request(http_scope(), client_gone)
     assert await request.is_disconnected() is True
 
 
 def test_url_for_outside_a_router_is_a_clear_error() -> None:
-    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    request = Request(http_scope())
     with pytest.raises(RuntimeError, match="Router"):
         request.url_for("x")
 
 
 def test_session_without_middleware_is_a_clear_error() -> None:
-    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    request = Request(http_scope())
     with pytest.raises(RuntimeError, match="SessionMiddleware"):
         request.session  # noqa: B018
 
@@ -320,10 +266,7 @@ def test_http_exception_from_body_reaches_client() -> None:
 
 @pytest.mark.anyio
 async def test_stream_of_cached_body_yields_it() -> None:
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"abc", "more_body": False}
-
-    request = Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+    request = Request(http_scope(method="POST"), receive_then_disconnect(b"abc"))
     assert await request.body() == b"abc"
 
     async def collect(stream: AsyncIterator[bytes]) -> bytes:
@@ -353,24 +296,11 @@ def test_javascript_constants_are_not_json(body: bytes) -> None:
 
 
 def test_is_disconnected_while_streaming_the_body_loses_no_chunk() -> None:
-    from asgikit import StreamingResponse
-
-    router = Router()
-
-    @router.post("/echo")
-    async def echo(request: Request) -> StreamingResponse:
-        async def chunks() -> AsyncIterator[bytes]:
-            async for chunk in request.stream():
-                yield chunk
-                assert not await request.is_disconnected()
-
-        return StreamingResponse(chunks())
-
     def body() -> Iterator[bytes]:
         for index in range(20):
             yield b"%03d," % index
 
-    response = TestClient(router).post("/echo", content=body())
+    response = TestClient(echo_router(check_connected=True)).post("/echo", content=body())
     assert response.content == b"".join(b"%03d," % index for index in range(20))
 
 

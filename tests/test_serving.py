@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
+import anyio.abc
 import pytest
 
 from asgikit import HTTPException
 from asgikit.serving import (
     Batcher,
+    BatcherStats,
     Overloaded,
+    QueueTimeout,
     iterate_in_threadpool,
     run_in_threadpool,
     set_threadpool_size,
@@ -58,65 +62,145 @@ async def test_threadpool_size_is_shared_and_configurable() -> None:
     assert threadpool_limiter().total_tokens == 40
 
 
-async def test_full_batch_dispatches_at_once_results_in_order() -> None:
-    batches: list[list[int]] = []
+class GatedModel:
+    """An async batch function that records each batch and holds it until released, so a
+    test decides when batches finish (no timing involved)."""
 
-    async def double(items: list[int]) -> list[int]:
-        batches.append(items)
-        return [i * 2 for i in items]
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.gates: list[anyio.Event] = []
+        self.running = 0
+        self.most_running = 0
 
-    batcher = Batcher(double, max_batch_size=4, max_wait=60)  # only size can dispatch
-    results: dict[int, int] = {}
+    async def __call__(self, items: list[str]) -> list[object]:
+        self.batches.append(list(items))
+        gate = anyio.Event()
+        self.gates.append(gate)
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            await gate.wait()
+        finally:
+            self.running -= 1
+        if "raise" in items:
+            raise ValueError("unlucky batch")
+        return [
+            ValueError(f"bad {item}") if item.startswith("bad") else f"r{item}" for item in items
+        ]
 
-    async def call(i: int) -> None:
-        results[i] = await batcher(i)
+    def release(self, index: int) -> None:
+        self.gates[index].set()
 
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) until ``condition()`` holds; other tasks run meanwhile."""
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            for i in range(8):
-                tg.start_soon(call, i)
-    assert results == {i: i * 2 for i in range(8)}
-    # Two full batches (trio starts tasks in its own order, so which items is not fixed).
-    assert [len(batch) for batch in batches] == [4, 4]
-    assert sorted(batches[0] + batches[1]) == list(range(8))
+        while not condition():
+            await anyio.sleep(0.001)
 
 
-async def test_deadline_dispatches_partial_batch() -> None:
+class Callers:
+    """Starts ``batcher(item)`` calls one at a time, in order, and collects outcomes."""
+
+    def __init__(self, batcher: Batcher[str, object], group: anyio.abc.TaskGroup) -> None:
+        self.batcher = batcher
+        self.group = group
+        self.outcomes: dict[str, object] = {}
+        self.scopes: dict[str, anyio.CancelScope] = {}
+
+    async def _call(self, item: str) -> None:
+        with self.scopes.setdefault(item, anyio.CancelScope()) as scope:
+            try:
+                self.outcomes[item] = await self.batcher(item)
+            except Exception as exc:
+                self.outcomes[item] = exc
+        if scope.cancelled_caught:
+            self.outcomes[item] = "cancelled"
+
+    async def start(self, *items: str) -> None:
+        """Start one call per item, each once the previous one is queued or dispatched."""
+        for item in items:
+            before = self.batcher.stats
+            self.group.start_soon(self._call, item)
+            await until(
+                lambda before=before: (  # type: ignore[misc]
+                    self.batcher.stats.queued + self.batcher.stats.items
+                    > before.queued + before.items
+                )
+            )
+
+
+async def test_lone_call_is_dispatched_at_once_without_waiting_for_max_wait() -> None:
     sizes: list[int] = []
 
     def identity(items: list[str]) -> list[str]:  # sync: runs in the thread pool
         sizes.append(len(items))
         return items
 
-    async with Batcher(identity, max_batch_size=100, max_wait=0.01) as batcher:
-        with anyio.fail_after(5):
+    async with Batcher(identity, max_batch_size=100, max_wait=3600) as batcher:
+        with anyio.fail_after(5):  # an hour's max_wait would fail here
             assert await batcher("alone") == "alone"
-    assert sizes == [1]
+            assert await batcher("again") == "again"
+    assert sizes == [1, 1]
+
+
+async def test_calls_queued_during_a_batch_form_the_next_one_at_once() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=8, max_wait=3600)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")
+            await until(lambda: len(model.batches) == 1)
+            await callers.start("b", "c", "d")
+            assert batcher.stats.queued == 3 and batcher.stats.running == 1
+            model.release(0)
+            await until(lambda: len(model.batches) == 2)  # no max_wait: the model was idle
+            model.release(1)
+    assert model.batches == [["a"], ["b", "c", "d"]]
+    assert callers.outcomes == {"a": "ra", "b": "rb", "c": "rc", "d": "rd"}
+    assert model.most_running == 1
+
+
+async def test_full_batches_leave_in_order_when_the_model_is_free() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=3, max_wait=3600)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("0")
+            await callers.start(*"1234567")
+            assert batcher.stats.queued == 7
+            for index in range(4):
+                await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
+                model.release(index)
+    assert model.batches == [["0"], ["1", "2", "3"], ["4", "5", "6"], ["7"]]
+    assert callers.outcomes == {str(i): f"r{i}" for i in range(8)}
+    stats = batcher.stats
+    assert (stats.batches, stats.items, stats.batch_sizes) == (4, 8, {1: 2, 3: 2})
 
 
 async def test_failing_batch_fails_only_its_callers_and_batcher_keeps_serving() -> None:
-    async def picky(items: list[int]) -> list[int]:
-        if 13 in items:
-            raise ValueError("unlucky batch")
-        return items
-
-    batcher = Batcher(picky, max_batch_size=2, max_wait=60)
-    outcomes: dict[int, object] = {}
-
-    async def call(i: int) -> None:
-        try:
-            outcomes[i] = await batcher(i)
-        except ValueError as exc:
-            outcomes[i] = str(exc)
-
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=2, max_wait=3600)
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            for i in (13, 1, 2, 3):
-                tg.start_soon(call, i)
-                # Trio may start tasks in any order (it shuffles them once hypothesis is
-                # imported): let each call reach the batcher before the next one.
-                await anyio.wait_all_tasks_blocked()
-    assert outcomes == {13: "unlucky batch", 1: "unlucky batch", 2: 2, 3: 3}
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("0")
+            await callers.start("raise", "1", "2", "3")  # batches [raise, 1], [2, 3]
+            for index in range(3):
+                await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
+                model.release(index)
+    assert model.batches == [["0"], ["raise", "1"], ["2", "3"]]
+    outcomes = {item: str(outcome) for item, outcome in callers.outcomes.items()}
+    assert outcomes == {
+        "0": "r0",
+        "raise": "unlucky batch",
+        "1": "unlucky batch",
+        "2": "r2",
+        "3": "r3",
+    }
+    assert batcher.stats.failed_batches == 1
 
 
 async def test_wrong_length_fails_the_batch_with_clear_error() -> None:
@@ -126,91 +210,195 @@ async def test_wrong_length_fails_the_batch_with_clear_error() -> None:
     async with Batcher(drops_one, max_batch_size=1) as batcher:
         with pytest.raises(RuntimeError, match="returned 0 results for 1 items"):
             await batcher(1)
+        assert batcher.stats.failed_batches == 1
 
 
 async def test_exception_element_fails_only_its_caller() -> None:
-    async def checked(items: list[int]) -> list[object]:
-        return [ValueError(f"bad {i}") if i < 0 else i for i in items]
-
-    batcher = Batcher(checked, max_batch_size=3, max_wait=60)
-    outcomes: dict[int, object] = {}
-
-    async def call(i: int) -> None:
-        try:
-            outcomes[i] = await batcher(i)
-        except ValueError as exc:
-            outcomes[i] = str(exc)
-
-    async with anyio.create_task_group() as tg:
-        for i in (1, -1, 2):
-            tg.start_soon(call, i)
-    assert outcomes == {1: 1, -1: "bad -1", 2: 2}
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=3, max_wait=3600)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("x")
+            await callers.start("1", "bad", "2")
+            model.release(0)
+            await until(lambda: len(model.batches) == 2)
+            model.release(1)
+    assert model.batches[1] == ["1", "bad", "2"]
+    assert callers.outcomes["1"] == "r1" and callers.outcomes["2"] == "r2"
+    assert isinstance(callers.outcomes["bad"], ValueError)
 
 
-async def test_cancelled_caller_leaves_batch_before_dispatch() -> None:
-    batches: list[list[str]] = []
+async def test_cancelled_caller_leaves_the_queue_and_never_reaches_func() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=10, max_wait=3600)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")
+            await callers.start("keep", "cancelled")
+            callers.scopes["cancelled"].cancel()
+            await until(lambda: batcher.stats.queued == 1)
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await batcher("cancelled-at-once")  # cancelled before it could be dispatched
+            model.release(0)
+            await until(lambda: len(model.batches) == 2)
+            model.release(1)
+    assert model.batches == [["a"], ["keep"]]
+    assert callers.outcomes == {"a": "ra", "keep": "rkeep", "cancelled": "cancelled"}
+    assert batcher.stats.cancelled == 2 and batcher.stats.queued == 0
 
-    async def record(items: list[str]) -> list[str]:
-        batches.append(items)
-        return items
 
-    batcher = Batcher(record, max_batch_size=10, max_wait=0.05)
-    got: list[str] = []
+async def test_a_runner_cancelled_mid_batch_still_delivers_the_batch() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=10, max_wait=3600)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")
+            await callers.start("b", "c", "d")
+            model.release(0)  # b's task dispatches the next batch: [b, c, d]
+            await until(lambda: len(model.batches) == 2)
+            callers.scopes["b"].cancel()
+            await anyio.sleep(0)
+            model.release(1)
+            await callers.start("e")  # the batcher still serves
+            await until(lambda: len(model.batches) == 3)
+            model.release(2)
+    assert model.batches == [["a"], ["b", "c", "d"], ["e"]]
+    assert callers.outcomes == {"a": "ra", "b": "cancelled", "c": "rc", "d": "rd", "e": "re"}
 
-    async def call(item: str) -> None:
-        got.append(await batcher(item))
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(call, "keep-1")
-        with anyio.CancelScope() as scope:
-            scope.cancel()
-            await batcher("cancelled")  # cancelled before its batch is dispatched
-        tg.start_soon(call, "keep-2")
-    assert sorted(got) == ["keep-1", "keep-2"]
-    assert all("cancelled" not in batch for batch in batches)
+async def test_max_concurrent_batches_runs_batches_side_by_side() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=2, max_wait=3600, max_concurrent_batches=2)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")  # idle: leaves at once
+            await callers.start("b")  # a batch is running: b waits for company (max_wait)
+            assert batcher.stats.queued == 1 and len(model.batches) == 1
+            await callers.start("c")  # full: leaves into the free slot
+            await until(lambda: batcher.stats.running == 2)
+            await callers.start("d", "e")  # full, but both slots are busy
+            assert batcher.stats.queued == 2 and batcher.stats.running == 2
+            model.release(1)
+            await until(lambda: len(model.batches) == 3)
+            model.release(0)
+            model.release(2)
+    assert model.batches == [["a"], ["b", "c"], ["d", "e"]]
+    assert model.most_running == 2
+    assert callers.outcomes == {item: f"r{item}" for item in "abcde"}
+
+
+async def test_max_wait_applies_only_while_another_batch_runs() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=10, max_wait=0.01, max_concurrent_batches=2)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")
+            await callers.start("b")  # the second slot waits max_wait, then takes b alone
+            await until(lambda: len(model.batches) == 2)
+            model.release(0)
+            model.release(1)
+    assert model.batches == [["a"], ["b"]]
+
+
+async def test_max_queue_wait_raises_queue_timeout_and_never_dispatches() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=4, max_queue_wait=0.02)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")
+            await callers.start("late")  # the model stays busy past its deadline
+            await until(lambda: "late" in callers.outcomes)
+            model.release(0)
+            await callers.start("b")
+            await until(lambda: len(model.batches) == 2)
+            model.release(1)
+    error = callers.outcomes["late"]
+    assert isinstance(error, QueueTimeout) and isinstance(error, HTTPException)
+    assert error.status_code == 504
+    assert model.batches == [["a"], ["b"]]
+    assert batcher.stats.timed_out == 1 and batcher.stats.queued == 0
+
+
+async def test_queue_timeout_of_a_caller_waiting_for_a_free_slot() -> None:
+    model = GatedModel()
+    batcher = Batcher(
+        model, max_batch_size=4, max_wait=3600, max_concurrent_batches=2, max_queue_wait=0.02
+    )
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")
+            await callers.start("late")  # its own task waits for company in the 2nd slot
+            await until(lambda: "late" in callers.outcomes)
+            await callers.start("b")  # the batcher still serves
+            await until(lambda: batcher.stats.queued == 1)
+            model.release(0)
+            await until(lambda: len(model.batches) == 2)
+            model.release(1)
+    assert isinstance(callers.outcomes["late"], QueueTimeout)
+    assert model.batches == [["a"], ["b"]]
+    assert batcher.stats.timed_out == 1
 
 
 async def test_full_queue_raises_overloaded_503() -> None:
-    release = anyio.Event()
-
-    async def slow(items: list[int]) -> list[int]:
-        await release.wait()
-        return items
-
-    batcher = Batcher(slow, max_batch_size=1, max_wait=0, max_queue=2)
-    async with anyio.create_task_group() as tg:
-        for i in range(3):  # one running, two queued
-            tg.start_soon(batcher, i)
-        while batcher.queued < 2:
-            await anyio.sleep(0.001)
-        with pytest.raises(Overloaded) as info:
-            await batcher(99)
-        release.set()
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=1, max_wait=0, max_queue=2)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")
+            await callers.start("b", "c")  # one running, two queued
+            with pytest.raises(Overloaded) as info:
+                await batcher("d")
+            for index in range(3):
+                await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
+                model.release(index)
     assert isinstance(info.value, HTTPException)
     assert info.value.status_code == 503
     assert info.value.headers == {"Retry-After": "1"}
+    assert batcher.stats.shed == 1 and batcher.stats.items == 3
 
 
-async def test_aclose_drains_then_rejects() -> None:
+async def test_stats_are_a_read_only_snapshot() -> None:
     async def echo(items: list[int]) -> list[int]:
         return items
 
-    batcher = Batcher(echo, max_batch_size=100, max_wait=3600)  # would wait an hour
-    results: list[int] = []
+    batcher = Batcher(echo, max_batch_size=4)
+    before = batcher.stats
+    assert await batcher(1) == 1
+    assert isinstance(before, BatcherStats)
+    assert (before.batches, batcher.stats.batches) == (0, 1)
+    assert batcher.stats.batch_sizes == {1: 1}
+    with pytest.raises(TypeError):
+        batcher.stats.batch_sizes[2] = 1  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        batcher.stats.queued = 5  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        batcher.stats = before  # type: ignore[misc]
 
-    async def call(i: int) -> None:
-        results.append(await batcher(i))
 
-    async with anyio.create_task_group() as tg:
-        for i in range(5):
-            tg.start_soon(call, i)
-        while batcher.queued < 5:
-            await anyio.sleep(0.001)
-        with anyio.fail_after(5):
-            await batcher.aclose()
-    assert sorted(results) == [0, 1, 2, 3, 4]
+async def test_aclose_drains_then_rejects() -> None:
+    model = GatedModel()
+    batcher = Batcher(model, max_batch_size=100, max_wait=3600, max_concurrent_batches=2)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            callers = Callers(batcher, group)
+            await callers.start("a")
+            await callers.start("b", "c")  # slot 2 would wait an hour for company
+            group.start_soon(batcher.aclose)
+            await until(lambda: len(model.batches) == 2)  # closing dispatches at once
+            model.release(0)
+            model.release(1)
+    assert callers.outcomes == {"a": "ra", "b": "rb", "c": "rc"}
     with pytest.raises(RuntimeError, match="closed"):
-        await batcher(6)
+        await batcher("d")
 
 
 def test_invalid_configuration() -> None:
@@ -220,15 +408,23 @@ def test_invalid_configuration() -> None:
         Batcher(list, max_wait=-1)
     with pytest.raises(ValueError):
         Batcher(list, max_queue=0)
+    with pytest.raises(ValueError, match="max_concurrent_batches"):
+        Batcher(list, max_concurrent_batches=0)
+    with pytest.raises(ValueError, match="max_queue_wait"):
+        Batcher(list, max_queue_wait=0)
 
 
-async def test_ten_thousand_calls_with_random_cancellations() -> None:
+@pytest.mark.parametrize("slots", [1, 3])
+async def test_ten_thousand_calls_with_random_cancellations(slots: int) -> None:
+    batched: list[int] = []
+
     async def tag(items: list[int]) -> list[tuple[str, int]]:
+        batched.extend(items)
         await anyio.sleep(0)
         return [("result", i) for i in items]
 
     rng = random.Random(5)
-    batcher = Batcher(tag, max_batch_size=32, max_wait=0.001)
+    batcher = Batcher(tag, max_batch_size=32, max_wait=0.001, max_concurrent_batches=slots)
     delivered: dict[int, tuple[str, int]] = {}
     cancelled = 0
     limit = anyio.Semaphore(500)
@@ -247,12 +443,15 @@ async def test_ten_thousand_calls_with_random_cancellations() -> None:
     assert delivered == {i: ("result", i) for i in delivered}  # each got exactly its own
     assert cancelled > 0 and len(delivered) > 0
     assert len(delivered) + cancelled == 10_000
-    assert batcher.queued == 0
+    stats = batcher.stats
+    assert len(set(batched)) == len(batched) == stats.items  # nothing sent twice
+    assert stats.items + stats.cancelled == 10_000  # withdrawn items never reached func
+    assert stats.queued == 0 and stats.running == 0
 
 
-@pytest.mark.anyio
 async def test_aclose_returns_after_every_caller_has_its_result() -> None:
     async def double(items: list[int]) -> list[int]:
+        await anyio.sleep(0)
         return [item * 2 for item in items]
 
     batcher: Batcher[int, int] = Batcher(double, max_batch_size=100, max_wait=5)
@@ -261,10 +460,87 @@ async def test_aclose_returns_after_every_caller_has_its_result() -> None:
     async def call(item: int) -> None:
         results.append(await batcher(item))
 
-    async with anyio.create_task_group() as group:
-        for item in range(50):
-            group.start_soon(call, item)
-        while batcher.queued < 50:
-            await anyio.sleep(0)
-        await batcher.aclose()
-        assert sorted(results) == [item * 2 for item in range(50)]
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            for item in range(50):
+                group.start_soon(call, item)
+            await until(lambda: batcher.stats.queued + batcher.stats.items == 50)
+            await batcher.aclose()
+            assert sorted(results) == [item * 2 for item in range(50)]
+
+
+async def test_sync_function_in_threads_with_two_slots_delivers_every_result() -> None:
+    running = 0
+    most_running = 0
+    lock = threading.Lock()
+    both_in = threading.Event()
+
+    def square(items: list[int]) -> list[int]:  # runs in the thread pool
+        nonlocal running, most_running
+        with lock:
+            running += 1
+            most_running = max(most_running, running)
+            if running == 2:
+                both_in.set()
+        both_in.wait(5)  # the first batch waits for a second one to run beside it
+        with lock:
+            running -= 1
+        return [item * item for item in items]
+
+    batcher = Batcher(square, max_batch_size=4, max_wait=0.001, max_concurrent_batches=2)
+    results: dict[int, int] = {}
+
+    async def call(item: int) -> None:
+        results[item] = await batcher(item)
+
+    with anyio.fail_after(10):
+        async with batcher, anyio.create_task_group() as group:
+            for item in range(200):
+                group.start_soon(call, item)
+    assert results == {item: item * item for item in range(200)}
+    stats = batcher.stats
+    assert stats.items == 200 and stats.queued == 0 and stats.running == 0
+    assert sum(size * count for size, count in stats.batch_sizes.items()) == 200
+    assert max(stats.batch_sizes) <= 4
+    assert most_running == 2
+
+
+async def test_sync_batches_hold_a_thread_pool_token_and_wait_when_the_pool_is_full() -> None:
+    limiter = threadpool_limiter()
+    seen: list[tuple[int, int]] = []
+
+    def record(items: list[int]) -> list[int]:  # runs in a worker thread
+        seen.append((threading.get_ident(), limiter.borrowed_tokens))
+        return items
+
+    occupied = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        occupied.set()
+        release.wait(5)
+
+    set_threadpool_size(1)
+    try:
+        batcher = Batcher(record, max_batch_size=4)
+        assert await batcher(1) == 1  # a free token: the batch takes it
+        results: list[int] = []
+
+        async def call(item: int) -> None:
+            results.append(await batcher(item))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_in_threadpool, hold)  # the only token is taken
+            with anyio.fail_after(5):
+                while not occupied.is_set():
+                    await anyio.sleep(0.001)
+                group.start_soon(call, 2)
+                while limiter.statistics().tasks_waiting < 1:  # the batch waits for it
+                    await anyio.sleep(0.001)
+                assert len(seen) == 1 and batcher.stats.running == 1
+                release.set()
+        assert results == [2]
+    finally:
+        set_threadpool_size(40)
+    assert [tokens for _, tokens in seen] == [1, 1]
+    assert all(thread != threading.get_ident() for thread, _ in seen)

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import http_scope, left_mid_stream, never_disconnects
 
 from asgikit import EventSourceResponse, Request, Router, ServerSentEvent
 from asgikit._sse import encode_event
@@ -150,12 +151,8 @@ async def test_disconnect_stops_event_generation() -> None:
 
         return EventSourceResponse(items())
 
-    async with AsyncTestClient(router) as client:
-        async with client.stream("GET", "/events") as response:
-            async for line in response.aiter_lines():
-                if line == "data: 3":
-                    break
-        with anyio.fail_after(5):
+    with anyio.fail_after(5):
+        async with left_mid_stream(router, "/events", until=lambda line: line == "data: 3"):
             await stopped.wait()
 
 
@@ -181,7 +178,7 @@ async def test_no_ping_follows_the_final_message() -> None:
     messages: list[dict[str, Any]] = []
     ping_started = anyio.Event()
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: dict[str, Any]) -> None:  # not a Recorder: this one is slow
         if message.get("body") == b": ping\n\n":
             ping_started.set()
             await anyio.sleep(0.2)  # a slow client: the ping takes a while to go out
@@ -191,12 +188,7 @@ async def test_no_ping_follows_the_final_message() -> None:
         yield "first"
         await ping_started.wait()  # end the stream while the ping is under way
 
-    async def receive() -> dict[str, Any]:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
     with anyio.fail_after(5):
-        await EventSourceResponse(events(), ping=0.02)(scope, receive, send)
+        await EventSourceResponse(events(), ping=0.02)(http_scope(), never_disconnects, send)
     assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
     assert any(message.get("body") == b": ping\n\n" for message in messages)

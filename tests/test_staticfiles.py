@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from helpers import Recorder, http_scope, receive_body
 
 from asgikit import Router
 from asgikit.staticfiles import StaticFiles
@@ -33,38 +34,20 @@ def _router(static: Path, **options: Any) -> Router:
     return router
 
 
-async def raw_get(app: Any, raw_path: bytes, method: str = "GET") -> tuple[int, bytes]:
+async def raw_get(app: Any, raw_path: bytes, method: str = "GET") -> tuple[int | None, bytes]:
     """Call ``app`` the way a server would for ``raw_path``: ``path`` percent-decoded once,
     dot segments left alone (httpx would normalise them away)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": unquote(raw_path.decode("latin-1")),
-        "raw_path": raw_path,
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 5000),
-    }
-    status = 0
-    body = b""
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status, body
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        else:
-            body += message.get("body", b"")
-
-    await app(scope, receive, send)
-    return status, body
+    path = unquote(raw_path.decode("latin-1"))
+    scope = http_scope(
+        path,
+        method=method,
+        headers=[(b"host", b"testserver")],
+        spec_version="2.4",
+        raw_path=raw_path,
+    )
+    send = Recorder()
+    await app(scope, receive_body(), send)
+    return send.status, send.body
 
 
 def test_serves_files_with_caching_and_ranges(site: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import http_scope
 
 from asgikit import (
     BackgroundTask,
@@ -34,24 +35,12 @@ TOTAL = 1_000_000  # far more chunks than a stopped stream may produce
 BOUND = 20_000
 
 
-def http_scope(method: str = "GET") -> Scope:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": "/stream",
-        "raw_path": b"/stream",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+def stream_scope() -> Scope:
+    """GET /stream as uvicorn (ASGI spec 2.3) gives it: ``send`` never raises."""
+    return http_scope("/stream", headers=[(b"host", b"testserver")])
 
 
-class Spec23Server:
+class Spec23Server:  # not the shared Recorder: the client leaves after some chunks
     """The server's side of one request, as uvicorn (spec 2.3) behaves: ``receive``
     hands over the empty body, then blocks until the client has left and reports
     ``http.disconnect``; ``send`` never raises, it drops what comes after the client
@@ -127,7 +116,7 @@ async def test_never_awaiting_stream_stops_after_disconnect(kind: str) -> None:
     response.background = BackgroundTask(background_ran.append, True)
     server = Spec23Server(leave_after=10)
     with anyio.fail_after(30):
-        await response(http_scope(), server.receive, server.send)
+        await response(stream_scope(), server.receive, server.send)
     assert tracker.closed, "the iterator's finally did not run"
     assert tracker.produced < BOUND, f"{tracker.produced} items produced after the client left"
     assert not server.complete
@@ -148,7 +137,7 @@ async def test_in_memory_sequence_stops_after_disconnect(
     )
     server = Spec23Server(leave_after=10)
     with anyio.fail_after(30):
-        await response(http_scope(), server.receive, server.send)
+        await response(stream_scope(), server.receive, server.send)
     assert server.chunks < BOUND
     assert not server.complete
     assert background_ran == []
@@ -163,7 +152,7 @@ async def test_sync_generator_stops_after_disconnect() -> None:
     )
     server = Spec23Server(leave_after=10)
     with anyio.fail_after(30):
-        await response(http_scope(), server.receive, server.send)
+        await response(stream_scope(), server.receive, server.send)
     assert tracker.closed
     assert tracker.produced < BOUND
     assert background_ran == []
@@ -190,7 +179,7 @@ async def test_generator_over_a_full_queue_stops_after_disconnect() -> None:
     )
     server = Spec23Server(leave_after=10)
     with anyio.fail_after(30):
-        await response(http_scope(), server.receive, server.send)
+        await response(stream_scope(), server.receive, server.send)
     assert closed == [True]
     assert queue.qsize() > 200_000 - BOUND
     assert background_ran == []
@@ -212,7 +201,7 @@ async def test_other_tasks_run_while_a_never_awaiting_stream_is_written(kind: st
 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(response, http_scope(), server.receive, server.send)
+            task_group.start_soon(response, stream_scope(), server.receive, server.send)
             task_group.start_soon(other_request)
     assert server.complete
     assert tracker.produced == 5 * BOUND
@@ -240,7 +229,7 @@ async def test_client_leaving_while_the_iterator_waits_stops_it_at_once() -> Non
     )
     with anyio.fail_after(10):
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(response, http_scope(), server.receive, server.send)
+            task_group.start_soon(response, stream_scope(), server.receive, server.send)
             await started.wait()
             server.left.set()
             await closed.wait()
@@ -263,7 +252,7 @@ async def test_an_outer_cancellation_still_propagates() -> None:
 
     server = Spec23Server(leave_after=TOTAL)
     with anyio.move_on_after(0.05) as scope:
-        await StreamingResponse(forever())(http_scope(), server.receive, server.send)
+        await StreamingResponse(forever())(stream_scope(), server.receive, server.send)
     assert scope.cancelled_caught
     assert closed == [True]
 
@@ -274,7 +263,7 @@ async def test_completed_stream_runs_background_and_is_not_cancelled_later() -> 
     response = StreamingResponse(
         [b"a"] * 5000, background=BackgroundTask(background_ran.append, True)
     )
-    await response(http_scope(), server.receive, server.send)
+    await response(stream_scope(), server.receive, server.send)
     assert server.complete and server.chunks == 5000
     assert background_ran == [True]
     server.left.set()  # the server reports the end of the connection afterwards

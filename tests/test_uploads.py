@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import Recorder, http_scope, receive_messages
 
 from asgikit import Request, Router, UploadFile
 from asgikit.testing import TestClient
@@ -195,38 +196,17 @@ async def test_client_disconnect_mid_upload(temp_dir: Path) -> None:
     seen: list[UploadFile] = []
     app = make_app(seen)
     body = upload_body(20)
-    sent_chunks = 0
-
-    async def receive() -> Message:
-        nonlocal sent_chunks
-        if sent_chunks < 50:  # about 3 MiB, then the client goes away
-            sent_chunks += 1
-            return {"type": "http.request", "body": next(body), "more_body": True}
-        return {"type": "http.disconnect"}
-
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/upload",
-        "raw_path": b"/upload",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"test"), (b"content-type", MULTIPART.encode())],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-    }
-    await app(scope, receive, send)
-    assert sent == []  # handled quietly: nobody is left to answer
+    # About 3 MiB of the body, then the client goes away.
+    messages: list[Message] = [
+        {"type": "http.request", "body": next(body), "more_body": True} for _ in range(50)
+    ]
+    send = Recorder()
+    headers = [(b"host", b"test"), (b"content-type", MULTIPART.encode())]
+    scope = http_scope("/upload", method="POST", headers=headers)
+    await app(scope, receive_messages(messages), send)
+    assert send.messages == []  # handled quietly: nobody is left to answer
     assert seen == []  # the endpoint never got a form
-    assert sent_chunks == 50
+    assert messages == []  # all 50 chunks were read before the disconnect
     assert temp_files(temp_dir) == []
 
 

@@ -8,6 +8,14 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import (
+    Recorder,
+    http_scope,
+    receive_messages,
+    receive_nothing,
+    send_nothing,
+    websocket_scope,
+)
 
 from asgikit import (
     JSONResponse,
@@ -20,7 +28,7 @@ from asgikit import (
 )
 from asgikit.middleware import CORSMiddleware, GZipMiddleware
 from asgikit.testing import AsyncTestClient, TestClient, WebSocketDenialResponse
-from asgikit.types import Receive, Scope, Send
+from asgikit.types import Message, Receive, Scope, Send
 from asgikit.websockets import close_after_error
 
 
@@ -246,7 +254,7 @@ def test_websocket_routes_inside_mounts_and_declarative_routes() -> None:
 def test_middleware_sees_websocket_scopes_and_cors_gzip_pass_them_through() -> None:
     seen: list[str] = []
 
-    class Recorder:
+    class RecordScopeTypes:
         def __init__(self, app: Any) -> None:
             self.app = app
 
@@ -258,7 +266,7 @@ def test_middleware_sees_websocket_scopes_and_cors_gzip_pass_them_through() -> N
     app = Router(
         routes=[Mount("", router)],
         middleware=[
-            Middleware(Recorder),
+            Middleware(RecordScopeTypes),
             Middleware(CORSMiddleware, allow_origins=["https://example.com"]),
             Middleware(GZipMiddleware, minimum_size=1),
         ],
@@ -395,11 +403,11 @@ async def test_streaming_endpoint_stops_when_the_client_leaves() -> None:
         finally:
             finished.set()
 
-    async with AsyncTestClient(router) as client:
-        async with client.websocket_connect("/tokens") as websocket:
-            assert await websocket.receive_text() == "token 0"
-            assert await websocket.receive_text() == "token 1"
-        with anyio.fail_after(5):
+    with anyio.fail_after(5):
+        async with AsyncTestClient(router) as client:
+            async with client.websocket_connect("/tokens") as websocket:
+                assert await websocket.receive_text() == "token 0"
+                assert await websocket.receive_text() == "token 1"
             await finished.wait()
     assert len(sent) >= 2
 
@@ -407,50 +415,38 @@ async def test_streaming_endpoint_stops_when_the_client_leaves() -> None:
 # ---------------------------------------------------------------- raw ASGI, no test client
 
 
-class RawServer:
-    """A scripted ASGI server side: feeds ``incoming`` to the app, records what it sends."""
+CLIENT_LEFT = {"type": "websocket.disconnect", "code": 1006}
 
-    def __init__(self, incoming: list[dict[str, Any]], extensions: dict[str, Any]) -> None:
-        self.incoming = list(incoming)
-        self.sent: list[dict[str, Any]] = []
-        self.scope = {
-            "type": "websocket",
-            "path": "/",
-            "headers": [],
-            "query_string": b"",
-            "subprotocols": [],
-            "extensions": extensions,
-        }
 
-    async def receive(self) -> dict[str, Any]:
-        return self.incoming.pop(0)
-
-    async def send(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
+def raw_websocket(send: Recorder) -> WebSocket:
+    """A WebSocket over a scripted server without extensions: the client connects and
+    then leaves; ``send`` records what the app sends."""
+    receive = receive_messages([{"type": "websocket.connect"}], then=CLIENT_LEFT)
+    return WebSocket(websocket_scope(extensions={}), receive, send)
 
 
 @pytest.mark.anyio
 async def test_denial_falls_back_to_close_without_the_extension() -> None:
-    server = RawServer([{"type": "websocket.connect"}], extensions={})
-    websocket = WebSocket(server.scope, server.receive, server.send)
+    send = Recorder()
+    websocket = raw_websocket(send)
     await websocket.send_denial_response(JSONResponse({"detail": "no"}, status_code=401))
-    assert server.sent == [{"type": "websocket.close", "code": 1000, "reason": ""}]
+    assert send.messages == [{"type": "websocket.close", "code": 1000, "reason": ""}]
 
 
 @pytest.mark.anyio
 async def test_close_after_error_in_each_state() -> None:
-    server = RawServer([{"type": "websocket.connect"}], extensions={})
-    websocket = WebSocket(server.scope, server.receive, server.send)
+    send = Recorder()
+    websocket = raw_websocket(send)
     await close_after_error(websocket)  # before accept, no extension: plain close (403)
-    assert server.sent == [{"type": "websocket.close", "code": 1000, "reason": ""}]
+    assert send.messages == [{"type": "websocket.close", "code": 1000, "reason": ""}]
     await close_after_error(websocket)  # already closed: nothing more
-    assert len(server.sent) == 1
+    assert len(send.messages) == 1
 
-    server = RawServer([{"type": "websocket.connect"}], extensions={})
-    websocket = WebSocket(server.scope, server.receive, server.send)
+    send = Recorder()
+    websocket = raw_websocket(send)
     await websocket.accept()
     await close_after_error(websocket)
-    assert server.sent[-1] == {
+    assert send.messages[-1] == {
         "type": "websocket.close",
         "code": 1011,
         "reason": "Internal Server Error",
@@ -459,18 +455,16 @@ async def test_close_after_error_in_each_state() -> None:
 
 @pytest.mark.anyio
 async def test_a_server_send_failure_becomes_a_disconnect() -> None:
-    async def receive() -> dict[str, Any]:
-        return {"type": "websocket.connect"}
-
     accepted = False
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:  # not a Recorder: fails after the accept
         nonlocal accepted
         if accepted:
             raise OSError("connection reset")
         accepted = True
 
-    websocket = WebSocket({"type": "websocket", "headers": []}, receive, send)
+    receive = receive_messages([{"type": "websocket.connect"}], then=CLIENT_LEFT)
+    websocket = WebSocket(websocket_scope(), receive, send)
     await websocket.accept()
     with pytest.raises(WebSocketDisconnect) as info:
         await websocket.send_text("token")
@@ -479,11 +473,8 @@ async def test_a_server_send_failure_becomes_a_disconnect() -> None:
 
 
 def test_websocket_needs_a_websocket_scope() -> None:
-    async def noop(*args: Any) -> Any:
-        raise AssertionError
-
     with pytest.raises(ValueError, match="websocket"):
-        WebSocket({"type": "http", "headers": []}, noop, noop)
+        WebSocket(http_scope(), receive_nothing, send_nothing)
     assert (
         str(WebSocketDisconnect(1001, "going away"))
         == "WebSocket closed with code 1001: going away"

@@ -4,7 +4,7 @@ Declare them with `asgikit.Middleware`: ``Router(middleware=[Middleware(GZipMidd
 """
 
 from asgikit._chain import Middleware
-from asgikit.middleware.concurrency import ConcurrencyLimitMiddleware
+from asgikit.middleware.concurrency import ConcurrencyLimitMiddleware, ConcurrencyStats
 from asgikit.middleware.cors import CORSMiddleware
 from asgikit.middleware.gzip import GZipMiddleware
 from asgikit.middleware.httpsredirect import HTTPSRedirectMiddleware
@@ -16,6 +16,7 @@ from asgikit.middleware.trustedhost import TrustedHostMiddleware
 __all__ = [
     "CORSMiddleware",
     "ConcurrencyLimitMiddleware",
+    "ConcurrencyStats",
     "GZipMiddleware",
     "HTTPSRedirectMiddleware",
     "MetricsMiddleware",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import anyio
 
@@ -10,7 +11,27 @@ from asgikit._receive import ReceiveRelay
 from asgikit.responses import JSONResponse
 from asgikit.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["ConcurrencyLimitMiddleware"]
+__all__ = ["ConcurrencyLimitMiddleware", "ConcurrencyStats"]
+
+
+@dataclass(frozen=True)
+class ConcurrencyStats:
+    """A snapshot of a `ConcurrencyLimitMiddleware`, read as ``middleware.stats``.
+
+    ``running`` and ``queued`` are the state now; the rest count since the middleware was
+    created (HTTP requests only).
+    """
+
+    running: int
+    """Requests in the app now (at most ``max_concurrency``)."""
+    queued: int
+    """Requests waiting for a slot now (at most ``max_queue``)."""
+    admitted: int
+    """Requests let into the app."""
+    shed: int
+    """Requests answered with 503 because the queue was full."""
+    abandoned: int
+    """Queued requests whose client left (or that were cancelled) before their turn."""
 
 
 class ConcurrencyLimitMiddleware:
@@ -25,11 +46,13 @@ class ConcurrencyLimitMiddleware:
     body messages have been read ahead; the request then runs and ends at once with
     `ClientDisconnect`). ``lifespan`` and ``websocket``
     scopes pass through untouched (a long-lived socket should not hold a request slot).
+    ``stats`` is a `ConcurrencyStats` snapshot (running, queued, admitted, shed,
+    abandoned) for metrics and autoscaling on queue depth.
 
     Put it outermost, so shed requests cost almost nothing:
 
-    >>> Router(middleware=[Middleware(ConcurrencyLimitMiddleware, max_concurrency=8,
-    ...                               max_queue=32)])
+    >>> app = Router(middleware=[Middleware(ConcurrencyLimitMiddleware, max_concurrency=8,
+    ...                                     max_queue=32)])
     """
 
     def __init__(
@@ -46,6 +69,9 @@ class ConcurrencyLimitMiddleware:
         self.max_queue = max_queue
         self.retry_after = retry_after
         self._active = 0
+        self._admitted = 0
+        self._shed_count = 0
+        self._abandoned = 0
         # One event per waiting request; a finishing request hands its slot to the first.
         self._waiting: deque[anyio.Event] = deque()
 
@@ -59,6 +85,17 @@ class ConcurrencyLimitMiddleware:
         """Requests queued for a slot now."""
         return len(self._waiting)
 
+    @property
+    def stats(self) -> ConcurrencyStats:
+        """A `ConcurrencyStats` snapshot (for metrics: queue depth, in flight, sheds)."""
+        return ConcurrencyStats(
+            running=self._active,
+            queued=len(self._waiting),
+            admitted=self._admitted,
+            shed=self._shed_count,
+            abandoned=self._abandoned,
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -71,8 +108,10 @@ class ConcurrencyLimitMiddleware:
                 return  # the client left while queued: nobody to answer
             receive = relayed
         else:
+            self._shed_count += 1
             await self._shed(scope, receive, send)
             return
+        self._admitted += 1
         try:
             await self.app(scope, receive, send)
         finally:
@@ -107,6 +146,7 @@ class ConcurrencyLimitMiddleware:
         return relay.receive
 
     def _leave_queue(self, turn: anyio.Event) -> None:
+        self._abandoned += 1
         if turn.is_set():  # the slot was handed to us just now: pass it on
             self._release()
         else:

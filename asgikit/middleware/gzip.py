@@ -121,7 +121,7 @@ class GZipMiddleware:
       ``Range`` header, ``HEAD`` requests, and every scope other than ``http``.
     - Compressed responses get ``Vary: Accept-Encoding``.
 
-    >>> Router(routes, middleware=[Middleware(GZipMiddleware, minimum_size=1000)])
+    >>> app = Router(routes, middleware=[Middleware(GZipMiddleware, minimum_size=1000)])
     """
 
     __slots__ = ("app", "compresslevel", "minimum_size")

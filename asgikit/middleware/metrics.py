@@ -231,7 +231,7 @@ class MetricsMiddleware:
     registry and a namespace share their metrics. Needs ``prometheus-client``
     (the ``metrics`` extra); ImportError otherwise.
 
-    >>> Router(middleware=[Middleware(MetricsMiddleware)])
+    >>> app = Router(middleware=[Middleware(MetricsMiddleware)])
     """
 
     def __init__(

@@ -8,12 +8,12 @@ import anyio
 
 from asgikit._concurrency import HelperTasks
 from asgikit.responses import JSONResponse
-from asgikit.types import ASGIApp, Message, Receive, Scope, Send
+from asgikit.types import ASGIApp, Message, Receive, Scope, Send, StartTrackingSend
 
 __all__ = ["TimeoutMiddleware"]
 
 
-class _Watch:
+class _Watch(StartTrackingSend):
     """One request's race between the app starting its response and the deadline."""
 
     __slots__ = ("answered", "cancel_scope", "send", "started", "timed_out")
@@ -50,7 +50,7 @@ class TimeoutMiddleware:
     has started is never cut: a stream may run as long as it likes once its headers are
     out. Only ``http`` scopes are timed.
 
-    >>> Router(middleware=[Middleware(TimeoutMiddleware, timeout=30.0)])
+    >>> app = Router(middleware=[Middleware(TimeoutMiddleware, timeout=30.0)])
     """
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:

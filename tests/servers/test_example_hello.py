@@ -2,68 +2,21 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-SERVERS = {
-    "uvicorn": (
-        ["-m", "uvicorn", "hello:router", "--host", "127.0.0.1", "--port", "0", "--lifespan", "on"],
-        r"Uvicorn running on (http://127\.0\.0\.1:\d+)",
-        "Application startup complete",
-    ),
-    "hypercorn": (
-        ["-m", "hypercorn", "hello:router", "--bind", "127.0.0.1:0", "--log-level", "info"],
-        r"Running on (http://127\.0\.0\.1:\d+)",
-        "Running on",
-    ),
-}
+from _server import EXAMPLES, serving
 
 
-@pytest.fixture(scope="module", params=sorted(SERVERS))
-def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Start a real server on a free port of 127.0.0.1 (the OS picks it; the server's log
-    says which) serving examples/hello.py, and always stop it."""
-    arguments, url_pattern, ready_text = SERVERS[request.param]
-    process = subprocess.Popen(
-        [sys.executable, *arguments],
-        cwd=ROOT / "examples",
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        url = None
-        started = False
-        for line in process.stderr:  # ends if the server exits
-            found = re.search(url_pattern, line)
-            if found:
-                url = found.group(1)
-            if ready_text in line:
-                started = True
-            if url and started:
-                break
-        assert url and started, f"{request.param} did not start"
-        # Keep reading the log so a full pipe can never block the server.
-        drain = threading.Thread(target=process.stderr.read, daemon=True)
-        drain.start()
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+@pytest.fixture(scope="module", params=["hypercorn", "uvicorn-h11"])
+def server_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Serve examples/hello.py with a real server on a free port of 127.0.0.1."""
+    tmp_dir = tmp_path_factory.mktemp(f"hello-{request.param}")
+    with serving(request.param, "hello:router", tmp_dir=tmp_dir, cwd=EXAMPLES) as server:
+        yield server.url
 
 
 def test_hello_over_real_http(server_url: str) -> None:

@@ -1,0 +1,406 @@
+"""cancel_on_disconnect: an endpoint whose client left before the response started is
+cancelled (its finally runs, nothing is sent, nothing is logged), in process on asyncio
+and trio, and under uvicorn and hypercorn with a real client that closes its socket."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from asgikit import Middleware, Request, Route, Router
+from asgikit.middleware import TimeoutMiddleware
+from asgikit.serving import Batcher
+from asgikit.types import ASGIApp, Message
+
+pytestmark = pytest.mark.anyio
+
+
+class Client:
+    """A scripted client: sends its body chunks when asked, then disconnects on cue."""
+
+    def __init__(self, chunks: list[bytes] | None = None) -> None:
+        self.chunks = list(chunks or [b""])
+        self.chunk_ready = anyio.Event()
+        self.gone = anyio.Event()
+        self.sent: list[Message] = []
+        if len(self.chunks) <= 1:
+            self.chunk_ready.set()
+
+    async def receive(self) -> Message:
+        if len(self.chunks) == 1:  # the last chunk comes when the test says so
+            await self.chunk_ready.wait()
+        if self.chunks:  # (unless the test took it back: then the client leaves)
+            chunk = self.chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(self.chunks)}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def leave(self) -> None:
+        self.gone.set()
+
+
+def http_scope(method: str = "GET", path: str = "/work") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test")],
+    }
+
+
+async def serve(app: ASGIApp, client: Client, scope: dict[str, Any]) -> None:
+    await app(scope, client.receive, client.send)
+
+
+class Work:
+    """An endpoint that waits until released, and records how it ended."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+        self.release = anyio.Event()
+        self.ended: list[str] = []
+
+    async def __call__(self, request: Request) -> str:
+        self.started.set()
+        try:
+            await self.release.wait()
+        except BaseException:
+            self.ended.append("cancelled")
+            raise
+        finally:
+            self.ended.append("finally")
+        return "done"
+
+
+async def test_disconnect_cancels_the_endpoint_and_nothing_is_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    work = Work()
+    router = Router(cancel_on_disconnect=True)
+    router.add_route("/work", work)
+    client = Client()
+    with caplog.at_level(logging.WARNING, logger="asgikit"), anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve, router, client, http_scope())
+            await work.started.wait()
+            client.leave()
+    assert work.ended == ["cancelled", "finally"]
+    assert client.sent == []
+    assert caplog.records == []
+
+
+async def test_off_by_default_the_endpoint_finishes() -> None:
+    work = Work()
+    router = Router([Route("/work", work)])
+    client = Client()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve, router, client, http_scope())
+            await work.started.wait()
+            client.leave()
+            await anyio.sleep(0.01)  # give a (wrong) cancellation every chance to land
+            work.release.set()
+    assert work.ended == ["finally"]
+    assert client.sent[0]["status"] == 200
+
+
+@pytest.mark.parametrize(
+    ("router_setting", "route_setting", "cancelled"),
+    [(False, True, True), (True, False, False), (True, None, True), (False, None, False)],
+)
+async def test_route_setting_overrides_the_router(
+    router_setting: bool, route_setting: bool | None, cancelled: bool
+) -> None:
+    work = Work()
+    router = Router(cancel_on_disconnect=router_setting)
+    router.get("/work", cancel_on_disconnect=route_setting)(work)
+    client = Client()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve, router, client, http_scope())
+            await work.started.wait()
+            client.leave()
+            await anyio.sleep(0.01)
+            work.release.set()
+    assert ("cancelled" in work.ended) is cancelled
+    assert bool(client.sent) is not cancelled
+
+
+async def test_body_read_after_the_watch_started_is_intact() -> None:
+    bodies: list[bytes] = []
+    router = Router(cancel_on_disconnect=True)
+
+    @router.post("/work")
+    async def upload(request: Request) -> str:
+        await anyio.sleep(0)  # suspend: the watcher starts and reads ahead
+        await anyio.sleep(0)
+        bodies.append(await request.body())
+        return "ok"
+
+    client = Client([b"ab", b"cd", b"ef"])
+    client.chunk_ready.set()
+    with anyio.fail_after(5):
+        await serve(router, client, http_scope("POST"))
+    assert bodies == [b"abcdef"]
+    assert client.sent[0]["status"] == 200
+
+
+async def test_endpoint_reading_the_body_is_not_raced_then_is_watched() -> None:
+    events: list[str] = []
+    body_read = anyio.Event()
+    router = Router(cancel_on_disconnect=True)
+
+    @router.post("/work")
+    async def upload(request: Request) -> str:
+        body = await request.body()  # first suspension: inside the body read
+        events.append(body.decode())
+        body_read.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            events.append("finally")
+        return "never"
+
+    client = Client([b"first ", b"second"])
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve, router, client, http_scope("POST"))
+            await anyio.sleep(0.01)
+            client.chunk_ready.set()  # the endpoint is waiting for this one
+            await body_read.wait()
+            client.leave()
+    assert events == ["first second", "finally"]
+    assert client.sent == []
+
+
+async def test_disconnect_during_the_body_read_is_a_quiet_client_disconnect() -> None:
+    router = Router(cancel_on_disconnect=True)
+    reached: list[str] = []
+
+    @router.post("/work")
+    async def upload(request: Request) -> str:
+        try:
+            await request.body()
+        finally:
+            reached.append("finally")
+        return "never"
+
+    client = Client([b"first ", b"never sent"])
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve, router, client, http_scope("POST"))
+            await anyio.sleep(0.01)
+            client.chunks.clear()  # the rest never comes: the client leaves instead
+            client.chunk_ready.set()
+            client.leave()
+    assert reached == ["finally"]
+    assert client.sent == []
+
+
+async def test_a_fast_endpoint_answers_without_any_watcher(anyio_backend: str) -> None:
+    router = Router(cancel_on_disconnect=True)
+
+    @router.get("/work")
+    async def fast(request: Request) -> str:
+        return "fast"
+
+    client = Client()
+    scope = http_scope()
+    with anyio.fail_after(5):
+        await serve(router, client, scope)
+    assert client.sent[1]["body"] == b"fast"
+    if anyio_backend == "asyncio":  # never suspended: nothing was set up
+        assert "asgikit.receive_relay" not in scope
+
+
+async def test_an_awaited_batcher_call_is_withdrawn() -> None:
+    batches: list[list[str]] = []
+    model_free = anyio.Event()
+
+    async def predict(items: list[str]) -> list[str]:
+        batches.append(items)
+        if "busy" in items:
+            await model_free.wait()  # a batch is running: the client's call queues
+        return items
+
+    batcher = Batcher(predict, max_batch_size=8, max_wait=60)
+    entered = anyio.Event()
+    router = Router(cancel_on_disconnect=True)
+
+    @router.get("/work")
+    async def infer(request: Request) -> str:
+        entered.set()
+        return await batcher("from the client that leaves")
+
+    client = Client()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(batcher, "busy")
+            while not batches:
+                await anyio.sleep(0.001)
+            task_group.start_soon(serve, router, client, http_scope())
+            await entered.wait()
+            while batcher.stats.queued < 1:
+                await anyio.sleep(0.001)
+            client.leave()
+            while batcher.stats.queued:  # withdrawn from the queue
+                await anyio.sleep(0.001)
+            model_free.set()
+        await batcher.aclose()
+    assert batches == [["busy"]]  # the withdrawn call never reached the model
+    assert batcher.stats.cancelled == 1
+    assert client.sent == []
+
+
+async def test_sync_endpoint_stops_being_waited_for_and_its_result_is_dropped(
+    anyio_backend: str,
+) -> None:
+    started = threading.Event()
+    release = threading.Event()
+    router = Router(cancel_on_disconnect=True)
+
+    @router.get("/work")
+    def blocking(request: Request) -> str:
+        started.set()
+        release.wait(5)
+        return "too late"
+
+    client = Client()
+    answered = anyio.Event()
+
+    async def serve_then_note() -> None:
+        await serve(router, client, http_scope())
+        answered.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve_then_note)
+            while not started.is_set():
+                await anyio.sleep(0.001)
+            client.leave()
+            if anyio_backend == "asyncio":
+                # The request is over while the thread still runs (Python cannot stop it).
+                await answered.wait()
+                assert not release.is_set()
+            release.set()
+    assert client.sent == []
+
+
+async def test_other_cancellations_still_win_timeout_middleware() -> None:
+    work = Work()
+    router = Router(
+        [Route("/work", work)],
+        cancel_on_disconnect=True,
+        middleware=[Middleware(TimeoutMiddleware, timeout=0.05)],
+    )
+    client = Client()  # stays connected: the timeout, not a disconnect, ends the endpoint
+    with anyio.fail_after(5):
+        await serve(router, client, http_scope())
+    assert work.ended == ["cancelled", "finally"]
+    assert client.sent[0]["status"] == 504
+
+
+# ------------------------------------------------------------------ real servers
+
+APP = textwrap.dedent(
+    """
+    import anyio
+    from pathlib import Path
+    from asgikit import Router
+
+    MARKS = Path(__file__).parent / "marks"
+    router = Router(cancel_on_disconnect=True)
+
+
+    @router.get("/slow")
+    async def slow(request):
+        (MARKS / "started").touch()
+        try:
+            await anyio.sleep(60)
+        finally:
+            (MARKS / "finally").touch()
+        return "too late"
+    """
+)
+
+SERVERS = {
+    "uvicorn": (
+        ["-m", "uvicorn", "slow_app:router", "--host", "127.0.0.1", "--port", "0"],
+        r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+    ),
+    "hypercorn": (
+        ["-m", "hypercorn", "slow_app:router", "--bind", "127.0.0.1:0", "--log-level", "info"],
+        r"Running on http://127\.0\.0\.1:(\d+)",
+    ),
+}
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def slow_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """Serve the slow app on a free port of 127.0.0.1; always stopped by its PID."""
+    (tmp_path / "slow_app.py").write_text(APP)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    arguments, port_pattern = SERVERS[request.param]
+    process = subprocess.Popen(
+        [sys.executable, *arguments], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        port = None
+        for line in process.stderr:
+            found = re.search(port_pattern, line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, f"{request.param} did not start"
+        threading.Thread(target=process.stderr.read, daemon=True).start()
+        yield port, marks
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for(path: Path, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.02)
+    return path.exists()
+
+
+def test_real_client_closing_its_socket_cancels_the_endpoint(
+    slow_server: tuple[int, Path],
+) -> None:
+    port, marks = slow_server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert wait_for(marks / "started"), "the endpoint never started"
+    # The socket is closed: the server reports http.disconnect, the endpoint is cancelled.
+    assert wait_for(marks / "finally"), "the endpoint's finally did not run"
