@@ -111,7 +111,8 @@ def open_regular_file(path: str, follow_symlinks: bool = True) -> tuple[int, os.
     except PermissionError:
         raise FileUnavailable(403, "Permission denied") from None
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):  # a symlink refused, a long name
+        # A symlink refused, a long name, a Unix socket (ENXIO): no file to serve.
+        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG, errno.ENXIO):
             raise FileUnavailable(404, "File not found") from None
         raise
     try:

@@ -190,8 +190,11 @@ def compile_template(path: str, *, prefix: bool = False) -> Template:
 
     With ``prefix=True`` (mounts), ``""`` and ``"/"`` mean the root, a trailing ``/`` is
     dropped, and ``path`` parameters are refused. Unknown converters, repeated names
-    and a ``path`` parameter that is not the whole last segment raise `ValueError`.
+    and a ``path`` parameter that is not the whole last segment raise `ValueError`; a
+    ``path`` that is not a ``str`` raises `TypeError`.
     """
+    if not isinstance(path, str):
+        raise TypeError(f"route path must be a str, not {type(path).__name__}: {path!r}")
     if prefix:
         path = path.rstrip("/")
         if path == "":

@@ -173,10 +173,9 @@ def parse_range_header(
             continue
         start = _offset(first)
         if last != "":
-            end = _offset(last)
-            if end < start:
+            if _less(last, first):
                 return None  # invalid: the whole header is ignored
-            stop = min(end + 1, size)
+            stop = min(_offset(last) + 1, size)
         else:
             stop = size
         if start >= size:
@@ -192,6 +191,12 @@ def parse_range_header(
 def _offset(digits: str) -> int:
     # Python refuses to parse very long integers; anything this large is past any file.
     return int(digits) if len(digits) <= 18 else 10**18
+
+
+def _less(digits: str, other: str) -> bool:
+    """Whether the decimal ``digits`` is below ``other``, however long both are."""
+    digits, other = digits.lstrip("0"), other.lstrip("0")
+    return (len(digits), digits) < (len(other), other)
 
 
 def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -333,9 +333,17 @@ class AsyncTestClient(_ClientBase, httpx.AsyncClient):
         if self._task_group is not None:
             yield self._task_group
             return
+        error: Exception | None = None
         async with anyio.create_task_group() as task_group:
-            yield task_group
+            try:
+                yield task_group
+            except Exception as exc:
+                # Kept, not raised: raised here it would leave the task group wrapped
+                # in an ExceptionGroup, unlike the same call on an entered client.
+                error = exc
             task_group.cancel_scope.cancel()
+        if error is not None:
+            raise error
 
     @contextlib.asynccontextmanager
     async def websocket_connect(
