@@ -15,7 +15,11 @@ and returns a value or raises, so the rules are tested exhaustively on their own
 
 from __future__ import annotations
 
-from http.cookies import _unquote
+import re
+import time
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from http.cookies import _quote, _unquote
 
 from asgikit.exceptions import HTTPException
 
@@ -25,6 +29,7 @@ __all__ = [
     "content_length",
     "content_type_header",
     "encode_header",
+    "format_set_cookie",
     "parse_content_length",
     "parse_cookie_header",
 ]
@@ -150,3 +155,70 @@ def parse_cookie_header(header: str) -> dict[str, str]:
         if key or value:
             cookies[key] = _unquote(value)
     return cookies
+
+
+# --------------------------------------------------------------------------- Set-Cookie
+
+# RFC 6265 cookie-name: an RFC 7230 token. Names that are also attribute names
+# ("path", "expires", ...) are allowed (http.cookies.SimpleCookie refuses them).
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+def _cookie_date(expires: datetime | str | int) -> str:
+    if isinstance(expires, datetime):
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=timezone.utc)
+        return format_datetime(expires.astimezone(timezone.utc), usegmt=True)
+    if isinstance(expires, int) and not isinstance(expires, bool):  # seconds from now
+        return format_datetime(datetime.fromtimestamp(time.time() + expires, timezone.utc), True)
+    return str(expires)
+
+
+def format_set_cookie(
+    key: str,
+    value: str = "",
+    *,
+    max_age: int | None = None,
+    expires: datetime | str | int | None = None,
+    path: str | None = "/",
+    domain: str | None = None,
+    secure: bool = False,
+    httponly: bool = False,
+    samesite: str | None = "lax",
+) -> str:
+    """The value of a ``Set-Cookie`` header (RFC 6265).
+
+    ``value`` is quoted when it holds characters a cookie value cannot carry (``;``,
+    spaces, quotes, non-ASCII Latin-1 as octal escapes, as `http.cookies` does and
+    `parse_cookie_header` undoes). ``expires`` is a `datetime` (naive means UTC), an
+    HTTP date string, or seconds from now. `ValueError` for a name that is not an RFC
+    6265 token, a value outside Latin-1, an attribute containing ``;``, CR or LF, or a
+    ``samesite`` other than ``strict``, ``lax`` or ``none``.
+    """
+    if not _COOKIE_NAME.match(key):
+        raise ValueError(f"invalid cookie name {key!r}: use letters, digits and !#$%&'*+-.^_`|~")
+    if not all(ord(char) < 256 for char in value):
+        raise ValueError(
+            f"cookie {key!r}: the value must be Latin-1 text; encode it first "
+            "(for example with urllib.parse.quote)"
+        )
+    parts = [f"{key}={_quote(value)}"]
+    if expires is not None:
+        parts.append(f"expires={_cookie_date(expires)}")
+    for attribute, text in (("Path", path), ("Domain", domain)):
+        if text is not None:
+            if ";" in text:
+                raise ValueError(f"cookie {attribute.lower()} {text!r} must not contain ';'")
+            _check_header_text(text, f"cookie {attribute.lower()}")
+            parts.append(f"{attribute}={text}")
+    if max_age is not None:
+        parts.append(f"Max-Age={int(max_age)}")
+    if secure:
+        parts.append("Secure")
+    if httponly:
+        parts.append("HttpOnly")
+    if samesite is not None:
+        if samesite.lower() not in ("strict", "lax", "none"):
+            raise ValueError("samesite must be 'strict', 'lax' or 'none'")
+        parts.append(f"SameSite={samesite.capitalize()}")
+    return "; ".join(parts)

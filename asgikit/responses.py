@@ -8,15 +8,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from email.utils import format_datetime
-from http.cookies import CookieError, SimpleCookie
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
 from asgikit import _json
 from asgikit._http import content_type_header as content_type_header  # its old home
-from asgikit._http import encode_header
+from asgikit._http import encode_header, format_set_cookie
 from asgikit.background import BackgroundTask
 from asgikit.datastructures import MutableHeaders
 from asgikit.types import Receive, Scope, Send
@@ -149,39 +147,23 @@ class Response:
         """Add a ``Set-Cookie`` header.
 
         ``expires`` is a `datetime`, an HTTP date string, or seconds from now. Values
-        are quoted as needed; a key that is not a valid cookie name, or an attribute
+        are quoted as needed; a key that is not a valid cookie name (an RFC 6265 token:
+        ``path`` or ``version`` are fine), a value outside Latin-1, or an attribute
         containing ``;``, CR or LF raises `ValueError`. ``samesite="none"`` needs
         ``secure=True`` in browsers.
         """
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie[key] = value
-        except CookieError as exc:
-            raise ValueError(f"invalid cookie name {key!r}: {exc}") from None
-        morsel = cookie[key]
-        if max_age is not None:
-            morsel["max-age"] = str(int(max_age))
-        if expires is not None:
-            if isinstance(expires, datetime):
-                if expires.tzinfo is None:
-                    expires = expires.replace(tzinfo=timezone.utc)
-                morsel["expires"] = format_datetime(expires.astimezone(timezone.utc), usegmt=True)
-            else:
-                morsel["expires"] = expires
-        for attribute, text in (("path", path), ("domain", domain)):
-            if text is not None:
-                if ";" in text:
-                    raise ValueError(f"cookie {attribute} {text!r} must not contain ';'")
-                morsel[attribute] = text
-        if secure:
-            morsel["secure"] = True
-        if httponly:
-            morsel["httponly"] = True
-        if samesite is not None:
-            if samesite.lower() not in ("strict", "lax", "none"):
-                raise ValueError("samesite must be 'strict', 'lax' or 'none'")
-            morsel["samesite"] = samesite.capitalize()
-        self.raw_headers.append(encode_header("set-cookie", morsel.OutputString()))
+        header = format_set_cookie(
+            key,
+            value,
+            max_age=max_age,
+            expires=expires,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+        )
+        self.raw_headers.append(encode_header("set-cookie", header))
 
     def delete_cookie(
         self,

@@ -196,3 +196,30 @@ def test_a_plain_host_header_makes_the_url(host: bytes) -> None:
 
     scope = http_scope("/p", headers=[(b"host", host)], server=("1.2.3.4", 81))
     assert str(URL(scope=scope)) == f"http://{host.decode()}/p"
+
+
+def test_set_cookie_header_is_formatted_in_one_pure_function() -> None:
+    from datetime import datetime, timezone
+
+    from asgikit._http import format_set_cookie
+
+    header = format_set_cookie(
+        "path",  # an attribute's name is a fine cookie name (RFC 6265)
+        "a b",
+        max_age=60,
+        expires=datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        domain="example.org",
+        secure=True,
+        httponly=True,
+        samesite="none",
+    )
+    assert header == (
+        'path="a b"; expires=Wed, 02 Jan 2030 03:04:05 GMT; Path=/; Domain=example.org; '
+        "Max-Age=60; Secure; HttpOnly; SameSite=None"
+    )
+    with pytest.raises(ValueError, match="Latin-1"):
+        format_set_cookie("token", "snow ☃")
+    with pytest.raises(ValueError, match="invalid cookie name"):
+        format_set_cookie("a b", "x")
+    with pytest.raises(ValueError, match="must not contain"):
+        format_set_cookie("a", "x", path="/; Domain=evil")
