@@ -8,7 +8,6 @@ whatever characters it holds, or `set_cookie` must refuse it with `ValueError`.
 from __future__ import annotations
 
 import string
-from http.cookies import Morsel
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +17,6 @@ from asgikit import Response
 from asgikit._http import parse_cookie_header
 
 # Attribute names http.cookies.SimpleCookie will not take as cookie names.
-RESERVED = frozenset(Morsel._reserved)  # type: ignore[attr-defined]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 cookie_names = st.text(
