@@ -20,10 +20,11 @@ from asgikit._matched import MatchedRoute
 from asgikit._receive import RELAY_KEY, ReceiveRelay
 from asgikit.datastructures import URL, FormData, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
-from asgikit.forms import DEFAULT_LIMITS, form_limits, parse_form
+from asgikit.forms import DEFAULT_LIMITS, parse_form
+from asgikit.forms._limits import form_limits
 from asgikit.types import Message, Receive, Scope
 
-__all__ = ["HTTPConnection", "Request", "parse_cookie_header"]
+__all__ = ["HTTPConnection", "Request"]
 
 
 async def _no_receive() -> Message:

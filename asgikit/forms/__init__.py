@@ -27,28 +27,15 @@ from multipart import parse_options_header  # type: ignore[import-untyped]
 from asgikit._http import body_too_large, content_length
 from asgikit.datastructures import FormData, Headers
 from asgikit.exceptions import HTTPException
-from asgikit.forms._limits import DEFAULT_LIMITS, FormLimits, form_limits
+from asgikit.forms._limits import DEFAULT_LIMITS, FormLimits
 from asgikit.forms._multipart import (
-    IN_MEMORY_FILES_BUDGET,
-    MAX_PART_HEADER_SIZE,
-    MAX_PART_HEADERS,
     MultipartReader,
-    decode_rfc5987,
     multipart_parser,
 )
-from asgikit.forms._urlencoded import decode_urlencoded_pair, read_urlencoded
+from asgikit.forms._urlencoded import read_urlencoded
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "IN_MEMORY_FILES_BUDGET",
-    "MAX_PART_HEADERS",
-    "MAX_PART_HEADER_SIZE",
-    "FormLimits",
-    "decode_rfc5987",
-    "decode_urlencoded_pair",
-    "form_limits",
-    "parse_form",
-]
+# Public: the limits. parse_form is what Request.form runs (for asgikit and its tests).
+__all__ = ["DEFAULT_LIMITS", "FormLimits"]
 
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"

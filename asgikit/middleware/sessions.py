@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any, Literal
 
-from asgikit.requests import parse_cookie_header
+from asgikit._http import parse_cookie_header
 from asgikit.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SessionMiddleware", "sign_session", "unsign_session"]
