@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format docs bench bench-why bench-shared clean soak bench-streams
+.PHONY: demo test lint format docs bench bench-why bench-shared clean soak bench-streams bench-e2e
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,3 +70,10 @@ soak: $(STAMP)
 
 bench-streams: $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_many_streams.py
+
+# End to end: raw ASGI, Starlette, Falcon, BlackSheep and asgikit under uvicorn (httptools,
+# h11) and granian, driven by wrk (installed here when missing). About 13 minutes; quicker:
+# make bench-e2e E2E_ARGS=--quick, or E2E_ARGS="--servers granian --scenarios hello,stream".
+bench-e2e: $(VENV)/.bench-installed
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python bench/e2e.py $(E2E_ARGS)

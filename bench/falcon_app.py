@@ -74,6 +74,30 @@ class Ndjson:
         resp.stream = _lines()
 
 
+class EchoJson:
+    async def on_post(self, req: Request, resp: Response) -> None:
+        resp.media = await req.get_media()
+
+
+class Upload:
+    async def on_post(self, req: Request, resp: Response) -> None:
+        # Falcon's form is a stream of parts (nothing is spooled): as in its docs, the
+        # file part is consumed chunk by chunk (here only counted), the rest read as text.
+        size = None
+        form = await req.get_media()
+        async for part in form:
+            if part.name == scenarios.UPLOAD_FIELD:
+                size = 0
+                async for chunk in part.stream:
+                    size += len(chunk)
+            else:
+                await part.get_text()
+        if size is None:
+            raise falcon.HTTPBadRequest(description="missing file field")
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = str(size)
+
+
 def _add_decoys(app: falcon.asgi.App, count: int) -> None:
     decoy = Decoy()
     for template in decoy_templates(count):
@@ -86,6 +110,8 @@ app.add_route("/json", JsonDoc())
 app.add_route("/stream", Stream())
 app.add_route("/sse", Sse())
 app.add_route("/ndjson", Ndjson())
+app.add_route("/echo-json", EchoJson())
+app.add_route("/upload", Upload())
 _add_decoys(app, N_DECOYS)
 app.add_route(ROUTE_TEMPLATE, UserItem())
 
