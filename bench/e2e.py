@@ -6,9 +6,10 @@ CPU 0 while wrk runs on CPU 1 (when ``taskset`` exists and there are two CPUs or
 Every app's answer to every scenario is checked over HTTP before any timing; an app
 that answers wrongly is left out of that server's table, loudly. Then, per scenario, each
 app gets a warm-up run and ``--rounds`` timed rounds, interleaved app by app (and the app
-order rotated every round): this machine's speed drifts in spells of seconds, so the table
-shows the median over rounds of req/s and of p99 latency, and each app's req/s relative to
-raw ASGI as the median of per-round ratios. Every server is stopped by its own PID
+order rotated every round): this machine's speed drifts in spells of seconds (and it is
+shared: the load average is printed), so many short rounds (7 x 1 s) beat a few long ones;
+the table shows the median over rounds of req/s and of p99 latency, and each app's req/s
+relative to raw ASGI as the median of per-round ratios. Every server is stopped by its own PID
 (SIGTERM, a bounded wait, then SIGKILL to the process group it leads).
 
 Scenarios (paths served by every ``*_app.py`` in this folder, see ``scenarios.py``):
@@ -22,7 +23,7 @@ Scenarios (paths served by every ``*_app.py`` in this folder, see ``scenarios.py
   echo-json     POST /echo-json             a ~1 KB JSON body parsed and echoed
   upload        POST /upload                10 MiB multipart file part (4 connections)
 
-    python bench/e2e.py                     # the full run: about 13 minutes
+    python bench/e2e.py                     # the full run: about 14 minutes
     python bench/e2e.py --quick             # 1 round of 1 s: about 4 minutes
     python bench/e2e.py --servers granian --scenarios hello,stream --rounds 5
 """
@@ -380,8 +381,8 @@ def main() -> int:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--apps", default=",".join(APPS), help=f"baseline: {BASELINE}")
     parser.add_argument("--scenarios", default=",".join(all_scenarios))
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per scenario")
-    parser.add_argument("--duration", type=int, default=2, help="seconds of one timed wrk run")
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per scenario")
+    parser.add_argument("--duration", type=int, default=1, help="seconds of one timed wrk run")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of the warm-up run")
     parser.add_argument("--conns", type=int, default=32, help="wrk connections")
     parser.add_argument("--upload-conns", type=int, default=4, help="wrk connections, upload")
