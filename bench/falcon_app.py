@@ -6,6 +6,7 @@ Falcon is the fastest pure-Python peer on streams in the shared harness
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 
@@ -105,6 +106,11 @@ def _add_decoys(app: falcon.asgi.App, count: int) -> None:
 
 
 app = falcon.asgi.App()
+# Compact JSON, as every other app sends (Falcon's default handler adds spaces), the way
+# Falcon's docs customise a media handler.
+app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+    dumps=functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+)
 app.add_route("/hello", Hello())
 app.add_route("/json", JsonDoc())
 app.add_route("/stream", Stream())
