@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test test-ray lint format docs bench bench-why bench-shared bench-serving clean soak bench-streams system-deps
+.PHONY: demo test test-ray lint format docs bench bench-why bench-shared bench-serving bench-e2e clean soak bench-streams system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,3 +88,10 @@ soak: $(STAMP)
 
 bench-streams: $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_many_streams.py
+
+# End to end: raw ASGI, Starlette, Falcon, BlackSheep and asgikit under uvicorn (httptools,
+# h11) and granian, driven by wrk (installed here when missing). About 13 minutes; quicker:
+# make bench-e2e E2E_ARGS=--quick, or E2E_ARGS="--servers granian --scenarios hello,stream".
+bench-e2e: $(VENV)/.bench-installed
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python bench/e2e.py $(E2E_ARGS)

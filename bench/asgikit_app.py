@@ -16,6 +16,7 @@ from asgikit import (
     Request,
     Router,
     StreamingResponse,
+    UploadFile,
 )
 
 HELLO_TEXT = HELLO_BODY.decode()
@@ -68,6 +69,20 @@ async def ndjson(request: Request) -> NDJSONResponse:
     return NDJSONResponse(_rows())
 
 
+async def echo_json(request: Request) -> JSONResponse:
+    return JSONResponse(await request.json())
+
+
+async def upload(request: Request) -> PlainTextResponse:
+    # request.form(): the file part is spooled (memory, then a temp file past 1 MiB) and
+    # removed when the request ends.
+    form = await request.form()
+    file = form.get(scenarios.UPLOAD_FIELD)
+    if not isinstance(file, UploadFile):
+        return PlainTextResponse("missing file field", status_code=400)
+    return PlainTextResponse(str(file.size))
+
+
 def _add_decoys(router: Router, count: int) -> None:
     for template in decoy_templates(count):
         router.add_route(template, decoy)
@@ -79,6 +94,8 @@ app.add_route("/json", json_doc)
 app.add_route("/stream", stream)
 app.add_route("/sse", sse)
 app.add_route("/ndjson", ndjson)
+app.add_route("/echo-json", echo_json, methods=["POST"])
+app.add_route("/upload", upload, methods=["POST"])
 _add_decoys(app, N_DECOYS)
 app.add_route(ROUTE_TEMPLATE, user_item)
 

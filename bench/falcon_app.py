@@ -6,6 +6,7 @@ Falcon is the fastest pure-Python peer on streams in the shared harness
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 
@@ -74,6 +75,30 @@ class Ndjson:
         resp.stream = _lines()
 
 
+class EchoJson:
+    async def on_post(self, req: Request, resp: Response) -> None:
+        resp.media = await req.get_media()
+
+
+class Upload:
+    async def on_post(self, req: Request, resp: Response) -> None:
+        # Falcon's form is a stream of parts (nothing is spooled): as in its docs, the
+        # file part is consumed chunk by chunk (here only counted), the rest read as text.
+        size = None
+        form = await req.get_media()
+        async for part in form:
+            if part.name == scenarios.UPLOAD_FIELD:
+                size = 0
+                async for chunk in part.stream:
+                    size += len(chunk)
+            else:
+                await part.get_text()
+        if size is None:
+            raise falcon.HTTPBadRequest(description="missing file field")
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = str(size)
+
+
 def _add_decoys(app: falcon.asgi.App, count: int) -> None:
     decoy = Decoy()
     for template in decoy_templates(count):
@@ -81,11 +106,18 @@ def _add_decoys(app: falcon.asgi.App, count: int) -> None:
 
 
 app = falcon.asgi.App()
+# Compact JSON, as every other app sends (Falcon's default handler adds spaces), the way
+# Falcon's docs customise a media handler.
+app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+    dumps=functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+)
 app.add_route("/hello", Hello())
 app.add_route("/json", JsonDoc())
 app.add_route("/stream", Stream())
 app.add_route("/sse", Sse())
 app.add_route("/ndjson", Ndjson())
+app.add_route("/echo-json", EchoJson())
+app.add_route("/upload", Upload())
 _add_decoys(app, N_DECOYS)
 app.add_route(ROUTE_TEMPLATE, UserItem())
 

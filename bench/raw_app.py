@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import scenarios
+from multipart import MultipartSegment, ParserError, PushMultipartParser, parse_options_header
 from scenarios import HELLO_BODY, JSON_DOC
 
 TEXT = b"text/plain; charset=utf-8"
@@ -74,17 +75,84 @@ async def ndjson(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+async def echo_json(scope: Any, receive: Any, send: Any) -> None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    try:
+        data = json.loads(b"".join(chunks))
+    except ValueError:
+        await _respond(send, 400, TEXT, b"invalid JSON")
+        return
+    await _respond(send, 200, JSON, _dumps(data))
+
+
+async def upload(scope: Any, receive: Any, send: Any) -> None:
+    """Parse the multipart body with the push parser asgikit uses and count the file
+    part's bytes: the parse-only floor (it keeps nothing, where a ``form()`` spools the
+    file)."""
+    content_type = b""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value
+            break
+    ctype, options = parse_options_header(content_type.decode("latin-1"))
+    if ctype != "multipart/form-data" or "boundary" not in options:
+        await _respond(send, 400, TEXT, b"expected multipart/form-data with a boundary")
+        return
+    size = 0
+    in_file = False
+    try:
+        with PushMultipartParser(options["boundary"]) as parser:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                if chunk:
+                    for event in parser.parse(chunk):
+                        if isinstance(event, MultipartSegment):
+                            in_file = event.name == scenarios.UPLOAD_FIELD
+                        elif event and in_file:  # a piece of the part's body
+                            size += len(event)
+                if not message.get("more_body", False):
+                    break
+    except ParserError as exc:
+        await _respond(send, 400, TEXT, f"invalid multipart body: {exc}".encode())
+        return
+    await _respond(send, 200, TEXT, str(size).encode())
+
+
 HANDLERS = {
     ("GET", "/hello"): hello,
     ("GET", "/json"): json_doc,
     ("GET", "/stream"): stream,
     ("GET", "/sse"): sse,
     ("GET", "/ndjson"): ndjson,
+    ("POST", "/echo-json"): echo_json,
+    ("POST", "/upload"): upload,
 }
 PATHS = {path for _, path in HANDLERS}
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":  # under a real server (e2e.py)
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
     if scope["type"] != "http":
         return
     path = scope["path"]

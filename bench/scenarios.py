@@ -1,11 +1,15 @@
 """The benchmark scenarios, shared by every app module in this folder.
 
-Each app (``raw_app``, ``starlette_app``, ``falcon_app``, ``asgikit_app``) serves the
-same paths with the same answers, so ``inproc.py`` can run them side by side and check each answer
-before timing it.
+Each app (``raw_app``, ``starlette_app``, ``falcon_app``, ``blacksheep_app``,
+``asgikit_app``) serves the same paths with the same answers, so ``inproc.py`` (in
+process) and ``e2e.py`` (under real servers) can run them side by side and check each
+answer before timing it. (``inproc.py`` does not load ``blacksheep_app``.)
 """
 
 from __future__ import annotations
+
+import json
+import random
 
 HELLO_BODY = b"Hello, world!"
 JSON_DOC = {
@@ -58,3 +62,52 @@ NDJSON_ROWS = tuple({"i": i, "token": f"token {i:03d}"} for i in range(STREAM_CH
 NDJSON_BODY = b"".join(
     b'{"i":%d,"token":"token %03d"}\n' % (row["i"], row["i"]) for row in NDJSON_ROWS
 )
+
+
+# Request bodies (the end-to-end bench, ``e2e.py``, POSTs them with wrk).
+def echo_json_body() -> bytes:
+    """The echo-json request: a ~1 KB JSON object (nested, mixed types), compact."""
+    doc = {
+        "model": "bench-classifier-v1",
+        "request_id": "7f3c2a1e-0b4d-4e6f-9a8b-1c2d3e4f5a6b",
+        "inputs": [
+            {
+                "id": i,
+                "text": f"sample input number {i}",
+                "weight": round(i * 0.125, 3),
+                "flags": [i % 2 == 0, i % 3 == 0],
+            }
+            for i in range(12)
+        ],
+        "params": {"temperature": 0.7, "top_p": 0.9, "max_tokens": 128, "stop": ["\n\n"]},
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+UPLOAD_SIZE = 10 * 1024 * 1024  # the file part of the upload scenario: 10 MiB
+UPLOAD_FIELD = "file"
+NOTE_VALUE = b"benchmark upload"  # the small text field sent beside the file
+BOUNDARY = "----asgikitbench7MA4YWxkTrZu0gW"
+UPLOAD_CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def upload_body(size: int = UPLOAD_SIZE) -> bytes:
+    """A multipart/form-data body: a text field "note" and a file field ``UPLOAD_FIELD``
+    of ``size`` pseudo-random bytes (seeded, so every run sends the same bytes). The
+    answer to POST /upload is the file's size in decimal."""
+    data = random.Random(size).randbytes(size)
+    boundary = BOUNDARY.encode()
+    assert boundary not in data
+    return b"".join(
+        [
+            b"--" + boundary + b"\r\n",
+            b'Content-Disposition: form-data; name="note"\r\n\r\n',
+            NOTE_VALUE + b"\r\n",
+            b"--" + boundary + b"\r\n",
+            b'Content-Disposition: form-data; name="' + UPLOAD_FIELD.encode() + b'"; '
+            b'filename="blob.bin"\r\n',
+            b"Content-Type: application/octet-stream\r\n\r\n",
+            data,
+            b"\r\n--" + boundary + b"--\r\n",
+        ]
+    )

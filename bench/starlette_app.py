@@ -62,6 +62,18 @@ async def ndjson(request: Request) -> StreamingResponse:
     return StreamingResponse(_lines(), media_type="application/x-ndjson")
 
 
+async def echo_json(request: Request) -> JSONResponse:
+    return JSONResponse(await request.json())
+
+
+async def upload(request: Request) -> PlainTextResponse:
+    # python-multipart; the file part is spooled (1 MB in memory, then on disk).
+    async with request.form() as form:
+        file = form[scenarios.UPLOAD_FIELD]
+        size = file.size  # type: ignore[union-attr]
+    return PlainTextResponse(str(size))
+
+
 def _decoys(count: int) -> list[Route]:
     return [Route(template, decoy) for template in decoy_templates(count)]
 
@@ -73,6 +85,8 @@ app = Starlette(
         Route("/stream", stream),
         Route("/sse", sse),
         Route("/ndjson", ndjson),
+        Route("/echo-json", echo_json, methods=["POST"]),
+        Route("/upload", upload, methods=["POST"]),
         *_decoys(N_DECOYS),
         Route(ROUTE_TEMPLATE, user_item),
     ]
