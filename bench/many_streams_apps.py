@@ -35,11 +35,11 @@ class Probe:
         self.task: asyncio.Task[None] | None = None
 
     async def monitor(self) -> None:
-        loop = asyncio.get_running_loop()
+        # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
         while True:
-            start = loop.time()
+            start = time.perf_counter()
             await asyncio.sleep(MONITOR_INTERVAL)
-            self.lags.append(loop.time() - start - MONITOR_INTERVAL)
+            self.lags.append(max(0.0, time.perf_counter() - start - MONITOR_INTERVAL))
 
     def report(self) -> dict[str, float]:
         lags = sorted(self.lags) or [0.0]
