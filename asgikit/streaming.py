@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeAlias
 
@@ -42,6 +43,7 @@ _LISTEN_AFTER = 0.001  # seconds of streaming before the disconnect listener sta
 _TURN_EVERY = 0.001
 _TURN_CHUNKS = 1024
 _CHECK_EVERY = 32  # chunks between two looks at the clock (a few us of streaming)
+_BoundMethod = types.MethodType
 
 
 async def _iterate_sequence(items: list[Any] | tuple[Any, ...]) -> AsyncIterator[Any]:
@@ -336,6 +338,8 @@ class StreamingResponse(Response):
     _encode: Callable[[Any], bytes] = staticmethod(_chunk_to_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Sends its start before anything that can fail (the router relies on it: an
+        # error from here on is one after the start; see asgikit._dispatch).
         start: Message = {
             "type": "http.response.start",
             "status": self.status_code,
@@ -353,11 +357,13 @@ class StreamingResponse(Response):
         except OSError:
             await self._close_iterator()
             return
-        # A send wrapper that only watches for the start (a `StartTrackingSend`: the
-        # router's, TimeoutMiddleware's) offers the send behind it for the body: one
+        # A send wrapper that only watches for the start (a `StartTrackingSend`:
+        # TimeoutMiddleware's, the router's) offers the send behind it for the body: one
         # coroutine call less per chunk. (getattr, not isinstance: a runtime protocol
-        # check costs more than a short stream.)
-        send = getattr(send, "send_after_start", send)
+        # check costs more than a short stream. A server's own send is a bound method,
+        # on which a missing attribute costs as much again: not looked up.)
+        if send.__class__ is not _BoundMethod:
+            send = getattr(send, "send_after_start", send)
         # The body, while watching for a disconnect (see _Watch). On trio no asyncio
         # loop runs in this thread (anyio decides the same way): the anyio path.
         relay = ReceiveRelay.of(scope, receive)
@@ -449,7 +455,9 @@ class StreamingResponse(Response):
                 countdown = _CHECK_EVERY
                 await watch.checkpoint()
         if watch.pinger is not None:
-            await watch.pinger.finish()
+            ping_sent = watch.pinger.finish()
+            if ping_sent is not None:
+                await ping_sent.wait()
         try:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -511,11 +519,10 @@ class _Pinger:
         if watch.task is None:  # anyio: now; asyncio: with the listener (start_listening)
             watch.start_soon(self.run)
 
-    async def finish(self) -> None:
-        """No ping starts after this; wait for one under way."""
+    def finish(self) -> anyio.Event | None:
+        """No ping starts after this; the one under way (wait for it), if any."""
         self.closed = True
-        if self.ping_sent is not None:
-            await self.ping_sent.wait()
+        return self.ping_sent
 
     async def run(self) -> None:
         """Send ``: ping`` once ``interval`` seconds passed without an event.
@@ -555,6 +562,10 @@ class _Pinger:
                 self.ping_sent = None
                 sent.set()
             silent_since = time.monotonic()
+
+
+_NO_CACHE = (b"cache-control", b"no-cache")
+_NO_BUFFERING = (b"x-accel-buffering", b"no")  # nginx must not buffer the stream
 
 
 class EventSourceResponse(StreamingResponse):
@@ -598,16 +609,18 @@ class EventSourceResponse(StreamingResponse):
         super().__init__(content, status_code=status_code, headers=headers, background=background)
 
     def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+        if not headers:  # the common case: the three fixed headers
+            return [self._fixed_content_type, _NO_CACHE, _NO_BUFFERING]
         raw = super()._build_headers(headers)
         present = {key for key, _ in raw}
         if b"cache-control" not in present:
-            raw.append((b"cache-control", b"no-cache"))
+            raw.append(_NO_CACHE)
         if b"x-accel-buffering" not in present:
-            raw.append((b"x-accel-buffering", b"no"))
+            raw.append(_NO_BUFFERING)
         return raw
 
     # The format is always UTF-8; no charset parameter needed.
-    _fixed_content_type = (b"content-type", b"text/event-stream")
+    _fixed_content_type: tuple[bytes, bytes] = (b"content-type", b"text/event-stream")
 
     async def _send_body(self, send: Send, watch: _Watch) -> None:
         if self.ping is not None:
