@@ -181,16 +181,22 @@ class _Watch:
         else:
             self.client_left()
 
-    async def checkpoint(self) -> None:
-        """Called every `_CHECK_EVERY` chunks: give the event loop a turn when the stream
-        has held it for `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, whichever comes
-        first, and stop the stream if the client has gone meanwhile."""
+    def turn_due(self) -> bool:
+        """Called every `_CHECK_EVERY` chunks: whether the stream has held the event loop
+        for `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, whichever comes first (then
+        `checkpoint`). A plain call: most times nothing is due, and a coroutine would
+        cost more than the look at the clock."""
         now = time.monotonic()
         self.checks -= 1
         if now < self.next_turn and self.checks:
-            return
+            return False
         self.next_turn = now + _TURN_EVERY
         self.checks = _TURN_CHUNKS // _CHECK_EVERY
+        return True
+
+    async def checkpoint(self) -> None:
+        """Give the event loop a turn (`turn_due` said so), and stop the stream if the
+        client has gone meanwhile."""
         if self.task is not None:
             if self.listening is not None:  # held the loop past _LISTEN_AFTER: listen now
                 self.listening.pending.pop(self, None)
@@ -453,7 +459,8 @@ class StreamingResponse(Response):
             countdown -= 1
             if not countdown:
                 countdown = _CHECK_EVERY
-                await watch.checkpoint()
+                if watch.turn_due():
+                    await watch.checkpoint()
         if watch.pinger is not None:
             ping_sent = watch.pinger.finish()
             if ping_sent is not None:
