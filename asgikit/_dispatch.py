@@ -8,10 +8,11 @@ place that does. One request goes:
    a disconnect (end of this module).
 2. The return value is converted (`asgikit._errors.to_response`); an exception is
    answered through the exception handlers (`asgikit._errors.error_response`).
-3. The response is called. A plain `Response` (body known up front) is called
-   directly; anything else (streams, files, user ASGI apps) goes through a
-   `StartTracker`, so an error raised before its ``http.response.start`` can still be
-   answered with a 500, and one raised after it is only logged and re-raised.
+3. The response is called. A response that sends its start before anything can fail
+   (a plain `Response`, a `StreamingResponse` and its SSE/NDJSON subclasses) is called
+   directly; anything else (files, user ASGI apps) goes through a `StartTracker`, so
+   an error raised before its ``http.response.start`` can still be answered with a
+   500. An error raised after the start is only logged and re-raised.
 4. The request is released (uploaded files closed), even when cancelled.
 
 ``HEAD`` requests get a ``send`` that drops the body (`strip_body`); the background task
@@ -19,8 +20,8 @@ of a response runs inside the response's own ``__call__``. Route and router midd
 wrap `run_route` and are guarded by `call_guarded`: an error they raise before any
 response started is answered like an endpoint's.
 
-The common case (an ``async def`` endpoint returning a plain `Response`, no form) costs
-one coroutine frame here and nothing else: no wrapper, no tracker, no task.
+The common case (an ``async def`` endpoint returning a plain or streaming response)
+costs one coroutine frame here and nothing else: no wrapper, no tracker, no task.
 """
 
 from __future__ import annotations
