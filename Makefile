@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test test-ray lint format docs bench bench-why bench-shared clean soak bench-streams system-deps
+.PHONY: demo test test-ray lint format docs bench bench-why bench-shared bench-instructions clean soak bench-streams system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ bench: $(VENV)/.bench-installed
 # minutes; writes docs/img/why_asgi.png. Shorter: make bench-why WHY_ARGS="--duration 1".
 bench-why: $(VENV)/.bench-installed
 	$(BIN)/python bench/why_asgi.py $(WHY_ARGS)
+
+# Instructions per request under callgrind (repeatable on a busy machine; needs valgrind).
+bench-instructions: $(VENV)/.bench-installed
+	command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
+	$(BIN)/python bench/instructions.py --apps raw_app,raw_generator_app,falcon_app,asgikit_app \
+		--scenarios hello,stream,sse
 
 # The shared peer harness (../shared/bench, or SHARED_BENCH=...) with asgikit plugged in.
 bench-shared: $(VENV)/.bench-installed
