@@ -151,9 +151,10 @@ def encode_event(item: Any) -> bytes:
     one data event, ``bytes`` as UTF-8 text data, anything else as JSON data."""
     if item.__class__ is str:  # the common case (tokens), framed without another call
         text: str = item
+        # (str.encode() is UTF-8 without naming it, and skips looking the name up.)
         if "\n" not in text and "\r" not in text:
-            return ("data: " + text + "\n\n").encode("utf-8")
-        return (_field_lines("data", text) + "\n").encode("utf-8")
+            return ("data: " + text + "\n\n").encode()
+        return (_field_lines("data", text) + "\n").encode()
     if isinstance(item, ServerSentEvent):
         return item.encode()
     if isinstance(item, str):

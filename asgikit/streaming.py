@@ -444,14 +444,14 @@ class StreamingResponse(Response):
     async def _send_body(self, send: Send, watch: _Watch) -> None:
         """The one send loop (every streaming response): encode, send, and every
         `_CHECK_EVERY` chunks let `_Watch.checkpoint` give the loop a turn if due."""
-        encode = self._encode
         ready = self._ready_type
         countdown = _CHECK_EVERY
         # The hot loop: one type test, one dict per chunk; bytes chunks of a plain
-        # stream go out as they are.
+        # stream go out as they are. (``self._encode`` is read per item: an SSE pinger
+        # swaps in its own once it runs.)
         async for item in self.body_iterator:
             if item.__class__ is not ready:
-                item = encode(item)
+                item = self._encode(item)
             try:
                 await send({"type": "http.response.body", "body": item, "more_body": True})
             except OSError:
@@ -501,13 +501,15 @@ class _Pinger:
     """The keep-alive pinger of one event stream: ``: ping`` after ``interval`` seconds
     without an event.
 
-    `encode` frames each event and keeps a reference to its bytes in ``last``: one store
-    per event is the whole cost, and the pinger notices progress by identity (every body
-    is a new bytes object). ``closed`` and ``ping_sent`` (set while a ping is being sent)
-    keep a ping from following the final message.
+    Once it runs (with the disconnect listener: a stream shorter than that never pays
+    for it), `encode` frames each event for the response and keeps a reference to its
+    bytes in ``last``: one store per event is the whole cost, and the pinger notices
+    progress by identity (every body is a new bytes object). ``closed`` and
+    ``ping_sent`` (set while a ping is being sent) keep a ping from following the final
+    message.
     """
 
-    __slots__ = ("closed", "interval", "last", "ping_sent", "send", "watch")
+    __slots__ = ("closed", "interval", "last", "ping_sent", "response", "send", "watch")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -519,7 +521,8 @@ class _Pinger:
         self.last = body = encode_event(item)
         return body
 
-    def start(self, send: Send, watch: _Watch) -> None:
+    def start(self, response: StreamingResponse, send: Send, watch: _Watch) -> None:
+        self.response = response
         self.send = send
         self.watch = watch
         watch.pinger = self
@@ -539,6 +542,7 @@ class _Pinger:
         that has waited a whole interval for a slow client is still being sent: each is
         a complete message, so the stream stays well formed.)
         """
+        self.response._encode = self.encode  # from now on, events leave a mark
         interval = self.interval
         step = interval / 4
         seen = self.last
@@ -631,7 +635,5 @@ class EventSourceResponse(StreamingResponse):
 
     async def _send_body(self, send: Send, watch: _Watch) -> None:
         if self.ping is not None:
-            pinger = _Pinger(self.ping)
-            self._encode = pinger.encode
-            pinger.start(send, watch)
+            _Pinger(self.ping).start(self, send, watch)
         await super()._send_body(send, watch)
