@@ -50,7 +50,7 @@ def encode_json_data(value: Any) -> bytes:
 
 def encode_comment(text: str) -> bytes:
     """A comment block (ignored by clients; useful as a keep-alive)."""
-    return (_field_lines("", text) + "\n").encode("utf-8")
+    return (_field_lines("", text) + "\n").encode()
 
 
 def _single_line(name: str, value: str) -> str:
@@ -125,7 +125,7 @@ class ServerSentEvent:
             else:
                 parts.append("data: " + _json.encode_text(data) + "\n")
         parts.append("\n")
-        return "".join(parts).encode("utf-8")
+        return "".join(parts).encode()
 
     def __repr__(self) -> str:
         fields = ", ".join(
