@@ -10,9 +10,11 @@ and prints the difference per request, and the ratio to the first app.
 
 Valgrind runs Python ~50x slower, so the streaming responses' time thresholds (when
 the disconnect listener starts, how often a stream that never waits gives the loop a
-turn) are stretched by ``--slowdown`` to behave as they do at full speed. Garbage
-present before the timed requests is frozen (``gc.freeze()``): what is collected is the
-requests' own. Needs the ``valgrind`` Debian package.
+turn) are stretched by ``--slowdown`` to behave as they do at full speed. The cyclic
+garbage collector is off while requests are counted (whether a full collection lands
+in one of the two runs would otherwise decide the result): reference counting frees
+what requests leave behind, and the count excludes collecting cycles. Needs the
+``valgrind`` Debian package.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def run_requests(app_name: str, scenario: str, count: int, slowdown: float) -> N
             connection = inproc.Connection()
             await app({**scope, "state": {}}, connection.receive, connection.send)
         gc.collect()
-        gc.freeze()
+        gc.disable()  # a collection lands in one run and not the other: noise
         cycle = itertools.cycle(scopes)
         for _ in range(count):
             connection = inproc.Connection()
