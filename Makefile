@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test test-ray lint format docs bench bench-why bench-shared bench-instructions clean soak bench-streams system-deps
+.PHONY: demo test test-ray lint format docs bench bench-why bench-shared clean soak bench-streams system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
