@@ -68,6 +68,12 @@ bench: $(VENV)/.bench-installed
 bench-why: $(VENV)/.bench-installed
 	$(BIN)/python bench/why_asgi.py $(WHY_ARGS)
 
+# Instructions per request under callgrind (repeatable on a busy machine; needs valgrind).
+bench-instructions: $(VENV)/.bench-installed
+	command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
+	$(BIN)/python bench/instructions.py --apps raw_app,raw_generator_app,falcon_app,asgikit_app \
+		--scenarios hello,stream,sse
+
 # The shared peer harness (../shared/bench, or SHARED_BENCH=...) with asgikit plugged in.
 bench-shared: $(VENV)/.bench-installed
 	$(BIN)/python bench/shared_inproc.py --apps raw,falcon_app,starlette_app,asgikit_app \

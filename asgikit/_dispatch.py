@@ -8,10 +8,11 @@ place that does. One request goes:
    a disconnect (end of this module).
 2. The return value is converted (`asgikit._errors.to_response`); an exception is
    answered through the exception handlers (`asgikit._errors.error_response`).
-3. The response is called. A plain `Response` (body known up front) is called
-   directly; anything else (streams, files, user ASGI apps) goes through a
-   `StartTracker`, so an error raised before its ``http.response.start`` can still be
-   answered with a 500, and one raised after it is only logged and re-raised.
+3. The response is called. A response that sends its start before anything can fail
+   (a plain `Response`, a `StreamingResponse` and its SSE/NDJSON subclasses) is called
+   directly; anything else (files, user ASGI apps) goes through a `StartTracker`, so
+   an error raised before its ``http.response.start`` can still be answered with a
+   500. An error raised after the start is only logged and re-raised.
 4. The request is released (uploaded files closed), even when cancelled.
 
 ``HEAD`` requests get a ``send`` that drops the body (`strip_body`); the background task
@@ -19,8 +20,8 @@ of a response runs inside the response's own ``__call__``. Route and router midd
 wrap `run_route` and are guarded by `call_guarded`: an error they raise before any
 response started is answered like an endpoint's.
 
-The common case (an ``async def`` endpoint returning a plain `Response`, no form) costs
-one coroutine frame here and nothing else: no wrapper, no tracker, no task.
+The common case (an ``async def`` endpoint returning a plain or streaming response)
+costs one coroutine frame here and nothing else: no wrapper, no tracker, no task.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from asgikit._receive import ReceiveRelay
 from asgikit.exceptions import ClientDisconnect
 from asgikit.requests import Request
 from asgikit.responses import Response
+from asgikit.streaming import StreamingResponse
 from asgikit.types import ASGIApp, Message, Receive, Scope, Send, StartTrackingSend
 
 __all__ = ["Runnable", "StartTracker", "call_guarded", "run_route", "strip_body"]
@@ -94,7 +96,12 @@ def strip_body(send: Send) -> Send:
     return send_head
 
 
+# Responses whose ``__call__`` sends ``http.response.start`` before anything else can
+# fail, so an error they raise always comes after the start: `run_route` calls them
+# directly, without a `StartTracker`. (Identity of ``__call__``: a subclass that
+# overrides it is not known to start first.)
 _PLAIN_CALL = Response.__call__
+_STREAM_CALL = StreamingResponse.__call__
 _new_object = object.__new__
 
 
@@ -142,15 +149,23 @@ async def run_route(
     except BaseException:  # cancelled (timeout, shutdown): still release it
         await _release(request)
         raise
-    # (``request._form is None`` is `_holds_resources`, inlined: this is the hot path.)
-    if result.__class__.__call__ is _PLAIN_CALL and request._form is None:
-        # A complete body: anything raised from here on (send failing, a background
-        # task) happens after the response started.
+    call = result.__class__.__call__
+    if call is _PLAIN_CALL or call is _STREAM_CALL:
+        # A response that sends its start before anything else (see `_PLAIN_CALL`):
+        # anything raised from here on happens after the response started, so no
+        # tracker. Called as the function it is: cheaper than calling the instance.
         try:
-            await result(scope, receive, send)
+            await call(result, scope, receive, send)
+        except ClientDisconnect:  # a streamed body read the request and it was cut
+            pass
         except Exception as exc:
             _after_start(exc)
             raise
+        finally:
+            # (`_holds_resources`, inlined: this is the hot path. A stream may parse
+            # the form while it runs, so this is looked at after the call.)
+            if request._form is not None:
+                await _release(request)
         return
     await _respond(request, result, None, send, router)
 
@@ -172,9 +187,11 @@ async def _respond(
                 response = result if isinstance(result, Response) else to_response(result)
             except Exception as exc:
                 response, unhandled = await error_response(request, exc, routers_of(router, scope))
-        if type(response).__call__ is _PLAIN_CALL:
+        if type(response).__call__ in (_PLAIN_CALL, _STREAM_CALL):
             try:
                 await response(scope, receive, send)
+            except ClientDisconnect:
+                return
             except Exception as exc:
                 _after_start(exc)
                 raise

@@ -36,7 +36,7 @@ def encode(value: Any) -> bytes:
     """
     text = _ENCODER.encode(value)
     try:
-        return text.encode("utf-8")
+        return text.encode()  # UTF-8 (naming the codec costs a lookup per call)
     except UnicodeEncodeError:
         # Only a lone surrogate makes this fail: escape everything non-ASCII instead.
         return _ASCII_ENCODER.encode(value).encode("ascii")
@@ -46,7 +46,7 @@ def encode_line(value: Any) -> bytes:
     """`encode` plus ``\\n``: one line of NDJSON (one call per row, not two)."""
     text = _ENCODER.encode(value)
     try:
-        return (text + "\n").encode("utf-8")
+        return (text + "\n").encode()
     except UnicodeEncodeError:
         return _ASCII_ENCODER.encode(value).encode("ascii") + b"\n"
 

@@ -50,7 +50,7 @@ def encode_json_data(value: Any) -> bytes:
 
 def encode_comment(text: str) -> bytes:
     """A comment block (ignored by clients; useful as a keep-alive)."""
-    return (_field_lines("", text) + "\n").encode("utf-8")
+    return (_field_lines("", text) + "\n").encode()
 
 
 def _single_line(name: str, value: str) -> str:
@@ -125,7 +125,7 @@ class ServerSentEvent:
             else:
                 parts.append("data: " + _json.encode_text(data) + "\n")
         parts.append("\n")
-        return "".join(parts).encode("utf-8")
+        return "".join(parts).encode()
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -151,9 +151,10 @@ def encode_event(item: Any) -> bytes:
     one data event, ``bytes`` as UTF-8 text data, anything else as JSON data."""
     if item.__class__ is str:  # the common case (tokens), framed without another call
         text: str = item
+        # (str.encode() is UTF-8 without naming it, and skips looking the name up.)
         if "\n" not in text and "\r" not in text:
-            return ("data: " + text + "\n\n").encode("utf-8")
-        return (_field_lines("data", text) + "\n").encode("utf-8")
+            return ("data: " + text + "\n\n").encode()
+        return (_field_lines("data", text) + "\n").encode()
     if isinstance(item, ServerSentEvent):
         return item.encode()
     if isinstance(item, str):

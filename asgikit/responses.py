@@ -61,13 +61,14 @@ class Response:
     media_type: str | None = None
     charset = "utf-8"
     # Computed once per class: its own Content-Type header, and whether `render` is
-    # the default one (so `__init__` may encode text without calling it).
+    # the default one with the UTF-8 charset (so `__init__` may encode text without
+    # calling it, and without naming the codec: ``str.encode()`` skips that lookup).
     _content_type: tuple[bytes, bytes] | None = None
-    _default_render = True
+    _utf8_text = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._default_render = cls.render is Response.render
+        cls._utf8_text = cls.render is Response.render and cls.charset == "utf-8"
         media_type = cls.media_type
         cls._content_type = (
             None
@@ -85,8 +86,8 @@ class Response:
     ) -> None:
         self.status_code = status_code
         self.background = background
-        if content.__class__ is str and self._default_render:
-            body = self.body = content.encode(self.charset)
+        if content.__class__ is str and self._utf8_text:
+            body = self.body = content.encode()
         else:
             body = self.body = self.render(content)
         if headers is None and media_type is None and 200 <= status_code != 204:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import types
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeAlias
 
@@ -43,6 +44,7 @@ _LISTEN_AFTER = 0.001  # seconds of streaming before the disconnect listener sta
 _TURN_EVERY = 0.001
 _TURN_CHUNKS = 1024
 _CHECK_EVERY = 32  # chunks between two looks at the clock (a few us of streaming)
+_BoundMethod = types.MethodType
 
 
 async def _iterate_sequence(items: list[Any] | tuple[Any, ...]) -> AsyncIterator[Any]:
@@ -72,7 +74,7 @@ def _as_async_iterator(content: Any, owner: str) -> AsyncIterator[Any]:
 
 def _chunk_to_bytes(chunk: Any) -> bytes:
     if isinstance(chunk, str):
-        return chunk.encode("utf-8")
+        return chunk.encode()  # UTF-8 (naming the codec costs a lookup per call)
     if isinstance(chunk, (bytes, bytearray, memoryview)):
         return bytes(chunk)
     raise TypeError(f"streamed chunks must be bytes or str, not {type(chunk).__name__}")
@@ -201,16 +203,22 @@ class _Watch:
         else:
             self.client_left()
 
-    async def checkpoint(self) -> None:
-        """Called every `_CHECK_EVERY` chunks: give the event loop a turn when the stream
-        has held it for `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, whichever comes
-        first, and stop the stream if the client has gone meanwhile."""
+    def turn_due(self) -> bool:
+        """Called every `_CHECK_EVERY` chunks: whether the stream has held the event loop
+        for `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, whichever comes first (then
+        `checkpoint`). A plain call: most times nothing is due, and a coroutine would
+        cost more than the look at the clock."""
         now = time.monotonic()
         self.checks -= 1
         if now < self.next_turn and self.checks:
-            return
+            return False
         self.next_turn = now + _TURN_EVERY
         self.checks = _TURN_CHUNKS // _CHECK_EVERY
+        return True
+
+    async def checkpoint(self) -> None:
+        """Give the event loop a turn (`turn_due` said so), and stop the stream if the
+        client has gone meanwhile."""
         if self.task is not None:
             if self.listening is not None:  # held the loop past _LISTEN_AFTER: listen now
                 self.listening.pending.pop(self, None)
@@ -360,6 +368,8 @@ class StreamingResponse(Response):
     _encode: Callable[[Any], bytes] = staticmethod(_chunk_to_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Sends its start before anything that can fail (the router relies on it: an
+        # error from here on is one after the start; see asgikit._dispatch).
         start: Message = {
             "type": "http.response.start",
             "status": self.status_code,
@@ -377,11 +387,13 @@ class StreamingResponse(Response):
         except OSError:
             await self._close_iterator()
             return
-        # A send wrapper that only watches for the start (a `StartTrackingSend`: the
-        # router's, TimeoutMiddleware's) offers the send behind it for the body: one
+        # A send wrapper that only watches for the start (a `StartTrackingSend`:
+        # TimeoutMiddleware's, the router's) offers the send behind it for the body: one
         # coroutine call less per chunk. (getattr, not isinstance: a runtime protocol
-        # check costs more than a short stream.)
-        send = getattr(send, "send_after_start", send)
+        # check costs more than a short stream. A server's own send is a bound method,
+        # on which a missing attribute costs as much again: not looked up.)
+        if send.__class__ is not _BoundMethod:
+            send = getattr(send, "send_after_start", send)
         # The body, while watching for a disconnect (see _Watch). On trio no asyncio
         # loop runs in this thread (anyio decides the same way): the anyio path.
         relay = ReceiveRelay.of(scope, receive)
@@ -463,14 +475,14 @@ class StreamingResponse(Response):
     async def _send_body(self, send: Send, watch: _Watch) -> None:
         """The one send loop (every streaming response): encode, send, and every
         `_CHECK_EVERY` chunks let `_Watch.checkpoint` give the loop a turn if due."""
-        encode = self._encode
         ready = self._ready_type
         countdown = _CHECK_EVERY
         # The hot loop: one type test, one dict per chunk; bytes chunks of a plain
-        # stream go out as they are.
+        # stream go out as they are. (``self._encode`` is read per item: an SSE pinger
+        # swaps in its own once it runs.)
         async for item in self.body_iterator:
             if item.__class__ is not ready:
-                item = encode(item)
+                item = self._encode(item)
             try:
                 await send({"type": "http.response.body", "body": item, "more_body": True})
             except OSError:
@@ -478,9 +490,12 @@ class StreamingResponse(Response):
             countdown -= 1
             if not countdown:
                 countdown = _CHECK_EVERY
-                await watch.checkpoint()
+                if watch.turn_due():
+                    await watch.checkpoint()
         if watch.pinger is not None:
-            await watch.pinger.finish()
+            ping_sent = watch.pinger.finish()
+            if ping_sent is not None:
+                await ping_sent.wait()
         try:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -517,13 +532,15 @@ class _Pinger:
     """The keep-alive pinger of one event stream: ``: ping`` after ``interval`` seconds
     without an event.
 
-    `encode` frames each event and keeps a reference to its bytes in ``last``: one store
-    per event is the whole cost, and the pinger notices progress by identity (every body
-    is a new bytes object). ``closed`` and ``ping_sent`` (set while a ping is being sent)
-    keep a ping from following the final message.
+    Once it runs (with the disconnect listener: a stream shorter than that never pays
+    for it), `encode` frames each event for the response and keeps a reference to its
+    bytes in ``last``: one store per event is the whole cost, and the pinger notices
+    progress by identity (every body is a new bytes object). ``closed`` and
+    ``ping_sent`` (set while a ping is being sent) keep a ping from following the final
+    message.
     """
 
-    __slots__ = ("closed", "interval", "last", "ping_sent", "send", "watch")
+    __slots__ = ("closed", "interval", "last", "ping_sent", "response", "send", "watch")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -535,18 +552,18 @@ class _Pinger:
         self.last = body = encode_event(item)
         return body
 
-    def start(self, send: Send, watch: _Watch) -> None:
+    def start(self, response: StreamingResponse, send: Send, watch: _Watch) -> None:
+        self.response = response
         self.send = send
         self.watch = watch
         watch.pinger = self
         if watch.task is None:  # anyio: now; asyncio: with the listener (start_listening)
             watch.start_soon(self.run)
 
-    async def finish(self) -> None:
-        """No ping starts after this; wait for one under way."""
+    def finish(self) -> anyio.Event | None:
+        """No ping starts after this; the one under way (wait for it), if any."""
         self.closed = True
-        if self.ping_sent is not None:
-            await self.ping_sent.wait()
+        return self.ping_sent
 
     async def run(self) -> None:
         """Send ``: ping`` once ``interval`` seconds passed without an event.
@@ -556,6 +573,7 @@ class _Pinger:
         that has waited a whole interval for a slow client is still being sent: each is
         a complete message, so the stream stays well formed.)
         """
+        self.response._encode = self.encode  # from now on, events leave a mark
         interval = self.interval
         step = interval / 4
         seen = self.last
@@ -586,6 +604,10 @@ class _Pinger:
                 self.ping_sent = None
                 sent.set()
             silent_since = time.monotonic()
+
+
+_NO_CACHE = (b"cache-control", b"no-cache")
+_NO_BUFFERING = (b"x-accel-buffering", b"no")  # nginx must not buffer the stream
 
 
 class EventSourceResponse(StreamingResponse):
@@ -629,20 +651,20 @@ class EventSourceResponse(StreamingResponse):
         super().__init__(content, status_code=status_code, headers=headers, background=background)
 
     def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+        if not headers:  # the common case: the three fixed headers
+            return [self._fixed_content_type, _NO_CACHE, _NO_BUFFERING]
         raw = super()._build_headers(headers)
         present = {key for key, _ in raw}
         if b"cache-control" not in present:
-            raw.append((b"cache-control", b"no-cache"))
+            raw.append(_NO_CACHE)
         if b"x-accel-buffering" not in present:
-            raw.append((b"x-accel-buffering", b"no"))
+            raw.append(_NO_BUFFERING)
         return raw
 
     # The format is always UTF-8; no charset parameter needed.
-    _fixed_content_type = (b"content-type", b"text/event-stream")
+    _fixed_content_type: tuple[bytes, bytes] = (b"content-type", b"text/event-stream")
 
     async def _send_body(self, send: Send, watch: _Watch) -> None:
         if self.ping is not None:
-            pinger = _Pinger(self.ping)
-            self._encode = pinger.encode
-            pinger.start(send, watch)
+            _Pinger(self.ping).start(self, send, watch)
         await super()._send_body(send, watch)
