@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import types
 from asyncio import _get_running_loop
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -130,16 +130,26 @@ async def run_route(
                 coroutine = route.endpoint(request)
             else:
                 coroutine = run_in_threadpool(route.endpoint, request)
-            if _get_running_loop() is None:  # not asyncio (trio): set up before the call
+            loop = _get_running_loop()
+            if loop is None:  # not asyncio (trio): set up before the call
                 result = await _call_in_cancel_scope(coroutine, request)
-            else:
+            else:  # queued for the loop's watching timer; two dict operations if quick
+                watching = _watching
+                if watching is None or watching.loop is not loop:
+                    watching = _watching_for(loop)
+                queue = watching.young
+                queue[request] = _current_task(loop)
+                if watching.timer is None:
+                    watching.arm()
                 try:
-                    # Step it once by hand: most endpoints finish without waiting.
-                    pending = coroutine.send(None)
-                except StopIteration as done:
-                    result = done.value
+                    result = await coroutine
+                except BaseException:
+                    if queue.pop(request, None) is not None or not watching.finish(request, True):
+                        raise
+                    result = _CLIENT_LEFT
                 else:
-                    result = await _watch_from_suspension(coroutine, pending, request)
+                    if queue.pop(request, None) is None and watching.finish(request, False):
+                        result = _CLIENT_LEFT
             if result is _CLIENT_LEFT:
                 await _release(request)
                 return
@@ -249,46 +259,110 @@ async def call_guarded(
 # (`Request` reads through it), so it never steals the body.
 #
 # On asyncio it is cheap by construction: an anyio cancel scope plus a task cost ~3x a
-# whole "hello" request, so nothing is set up until the endpoint actually waits. Its
-# coroutine is stepped once by hand; if it finishes without suspending (most fast
-# endpoints), that was all. If it suspends, the watcher task is started and the value
-# the endpoint yielded is passed on to the event loop (`_resume`), as ``await`` would.
-# No cancel scope can be entered at that point (the endpoint may have entered its own
-# already; scopes must nest), so the watcher cancels the request's task natively,
+# whole "hello" request, so nothing is set up until the endpoint has run for a while.
+# The endpoint is awaited as usual; its request is queued in the loop's `_Watching` (a
+# dict insert, and a delete when it returns). One timer per loop, armed while requests
+# are queued, starts a watcher task for each request that has run for one to two
+# `_WATCH_AFTER` turns (the streaming responses start their listeners the same way).
+# No cancel scope can be entered then (the endpoint may have entered its own already;
+# scopes must nest), so the watcher cancels the request's task natively,
 # ``Task.cancel()``, and takes that cancellation back (``uncancel``) the way
 # ``asyncio.timeout`` does; anyio's own scopes let a native cancellation through. A
 # native cancellation also ends a shielded wait: an awaited `run_in_threadpool` call
 # stops waiting (its thread runs on, Python cannot interrupt it, and its pool slot is
 # given back at once: a disconnect may briefly let one more thread run).
 #
-# The watcher is started only while the endpoint is not itself in the middle of reading
-# the body straight from ``receive`` (checked at each suspension): the relay did not
-# exist when that read began. A body read notices a disconnect anyway
-# (`ClientDisconnect`). On trio everything is set up before the call: a cancel scope,
-# a task group and the relay.
+# The watcher is not started while the endpoint is in the middle of reading the body
+# straight from ``receive`` (it waits for a later turn): the relay did not exist when
+# that read began. A body read notices a disconnect anyway (`ClientDisconnect`). Nor is
+# it started for a task already being cancelled (a timeout). On trio everything is set
+# up before the call: a cancel scope, a task group and the relay.
 
 _CLIENT_LEFT: Any = object()  # the endpoint's "result" once cancelled by a disconnect
+# asyncio.current_task(loop): a plain function up to Python 3.11 that reads this dict
+# (~60 ns a request); the C function from 3.12.
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
+    asyncio.current_task
+    if isinstance(asyncio.current_task, types.BuiltinFunctionType)
+    else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+)
+_WATCH_AFTER = 0.001  # seconds between the watching timer's turns (asyncio)
 
 
-async def _watch_from_suspension(
-    coroutine: Coroutine[Any, Any, Any], pending: Any, request: Request
-) -> Any:
-    """Go on awaiting ``coroutine`` (stepped once, now waiting on ``pending``) with a
-    watcher; its result, or `_CLIENT_LEFT` if the client disconnected first (the
-    endpoint was then cancelled: its ``finally`` blocks ran)."""
-    watch = _Watch(request)
-    try:
-        result = await _resume(coroutine, pending, watch.start_if_safe)
-    except asyncio.CancelledError:
-        if watch.cancelled and watch.take_back_cancellation():
-            return _CLIENT_LEFT
-        raise
-    finally:
+class _Watching:
+    """The requests of one asyncio loop whose endpoint runs under cancel_on_disconnect,
+    and the one timer that starts their watchers (one per loop, not one per request).
+
+    A request is queued in `young` (`run_route`: a dict insert, and a delete when the
+    endpoint returns). At each turn, every `_WATCH_AFTER` seconds while some request
+    is queued, the requests queued before the previous turn (`old`: they have run for
+    one to two turns) get a `_Watch`, and `young` becomes `old`. A request read its body
+    straight from ``receive`` and is not done with it waits for the next turn."""
+
+    __slots__ = ("loop", "old", "timer", "watches", "young")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # The request's task (None outside a task: then never watched).
+        self.young: dict[Request, asyncio.Task[Any] | None] = {}
+        self.old: dict[Request, asyncio.Task[Any] | None] = {}
+        self.watches: dict[Request, _Watch] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        self.timer = self.loop.call_later(_WATCH_AFTER, self.turn)
+
+    def turn(self) -> None:
+        """Runs while every queued request's task is suspended (a loop callback)."""
+        self.timer = None
+        old, young = self.old, self.young
+        for request, task in old.items():
+            if _mid_body(request):
+                young[request] = task
+                continue
+            if task is None:
+                continue
+            cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+            if cancelling is not None and cancelling():
+                continue  # already being cancelled (a timeout): no second cancellation
+            self.watches[request] = _Watch(request, task)
+        old.clear()  # requests still hold it: their pop then finds nothing, see finish
+        self.old, self.young = young, old
+        if young:
+            self.arm()
+
+    def finish(self, request: Request, failed: bool) -> bool:
+        """``request``'s endpoint ended after it left `young` (watched, or put off):
+        stop its watcher; whether the client left first (nothing is then sent). With
+        ``failed`` (the endpoint raised), only if the error is our cancellation."""
+        watch = self.watches.pop(request, None)
+        if watch is None:  # put off to a later turn, or not watched
+            self.young.pop(request, None)
+            self.old.pop(request, None)
+            return False
         watch.stop()
-    if watch.cancelled:  # the endpoint swallowed the cancellation: still send nothing
-        watch.take_back_cancellation()
-        return _CLIENT_LEFT
-    return result
+        if not watch.cancelled:
+            return False
+        # The endpoint swallowed the cancellation and returned: still send nothing.
+        return watch.take_back_cancellation() or not failed
+
+
+_watching: _Watching | None = None  # the current asyncio loop's
+
+
+def _watching_for(loop: asyncio.AbstractEventLoop) -> _Watching:
+    global _watching
+    _watching = _Watching(loop)
+    return _watching
+
+
+def _mid_body(request: Request) -> bool:
+    """Whether ``request`` is reading its body straight from ``receive``: stream()
+    started and has not received the last body message. A watcher started now could
+    take body messages (the relay did not exist when that read began)."""
+    return request._stream_consumed and not (
+        request._body_complete or request._body is not None or request._form is not None
+    )
 
 
 async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> Any:
@@ -311,39 +385,22 @@ async def _cancel_on_disconnect(relay: ReceiveRelay, cancel: Callable[[], object
 
 
 class _Watch:
-    """One asyncio request's watcher: started at a safe suspension, cancels the task."""
+    """One asyncio request's watcher task: cancels the request's task natively."""
 
-    __slots__ = ("cancelled", "cancelling", "request", "task", "watcher")
+    __slots__ = ("cancelled", "task", "watcher")
 
-    def __init__(self, request: Request) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.request = request
+    def __init__(self, request: Request, task: asyncio.Task[Any]) -> None:
         self.task = task
-        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-        self.cancelling = cancelling() if cancelling is not None else 0
-        self.watcher: asyncio.Task[None] | None = None
         self.cancelled = False
-
-    def start_if_safe(self) -> bool:
-        """Called at each suspension until it returns True."""
-        request = self.request
-        # Mid-body: stream() started and has not received the last body message.
-        if request._stream_consumed and not (
-            request._body_complete or request._body is not None or request._form is not None
-        ):
-            return False
         relay = ReceiveRelay.of(request.scope, request.receive)
-        self.watcher = self.task.get_loop().create_task(_cancel_on_disconnect(relay, self.cancel))
-        return True
+        self.watcher = task.get_loop().create_task(_cancel_on_disconnect(relay, self.cancel))
 
     def cancel(self) -> None:
         self.cancelled = True
         self.task.cancel()
 
     def stop(self) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
+        self.watcher.cancel()
 
     def take_back_cancellation(self) -> bool:
         """Undo our ``Task.cancel()``; False if another cancellation is pending too
@@ -352,34 +409,7 @@ class _Watch:
         if uncancel is None:  # Python 3.10 counts no cancellations
             return True
         remaining: int = uncancel()
-        return remaining <= self.cancelling
-
-
-@types.coroutine
-def _resume(
-    steps: Coroutine[Any, Any, Any], pending: Any, on_suspend: Callable[[], bool]
-) -> Generator[Any, Any, Any]:
-    """Go on awaiting ``steps`` (already stepped once, now waiting on ``pending``), as
-    ``yield from`` would; ``on_suspend()`` runs at each suspension until it is True."""
-    waiting = True
-    while True:
-        if waiting:
-            waiting = not on_suspend()
-        try:
-            sent = yield pending
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as exc:  # cancellation, delivered by throw (asyncio)
-            try:
-                pending = steps.throw(exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                pending = steps.send(sent)
-            except StopIteration as done:
-                return done.value
+        return remaining == 0
 
 
 def _after_start(exc: Exception) -> None:

@@ -324,6 +324,68 @@ async def test_other_cancellations_still_win_timeout_middleware() -> None:
     assert client.sent[0]["status"] == 504
 
 
+async def test_many_requests_only_those_whose_client_left_are_cancelled(
+    anyio_backend: str,
+) -> None:
+    # Requests of one loop are watched together (one timer per loop on asyncio): each
+    # disconnect cancels its own endpoint and no other, and nothing is left running.
+    tasks_before = _asyncio_tasks(anyio_backend)
+    works = [Work() for _ in range(6)]
+    router = Router(cancel_on_disconnect=True)
+    for number, work in enumerate(works):
+        router.add_route(f"/work/{number}", work)
+    clients = [Client() for _ in works]
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            for number, client in enumerate(clients):
+                task_group.start_soon(serve, router, client, http_scope(path=f"/work/{number}"))
+            for work in works:
+                await work.started.wait()
+            await anyio.sleep(0.01)  # long enough for every watcher to have started
+            for client in clients[::2]:
+                client.leave()
+            for work in works[::2]:
+                while "finally" not in work.ended:
+                    await anyio.sleep(0.001)
+            for work in works[1::2]:
+                assert work.ended == []  # still running: its client is still there
+                work.release.set()
+    for work, client in zip(works[::2], clients[::2], strict=True):
+        assert work.ended == ["cancelled", "finally"]
+        assert client.sent == []
+    for work, client in zip(works[1::2], clients[1::2], strict=True):
+        assert work.ended == ["finally"]
+        assert client.sent[0]["status"] == 200
+        assert client.sent[1]["body"] == b"done"
+    with anyio.fail_after(5):  # the watchers were stopped with their requests
+        while _asyncio_tasks(anyio_backend) != tasks_before:
+            await anyio.sleep(0.001)
+
+
+def _asyncio_tasks(anyio_backend: str) -> set[object]:
+    if anyio_backend != "asyncio":
+        return set()
+    import asyncio
+
+    return set(asyncio.all_tasks())
+
+
+async def test_an_endpoint_that_waited_then_answers_is_sent_in_full(anyio_backend: str) -> None:
+    # Waits past the moment its watcher starts, then answers: sent as usual.
+    router = Router(cancel_on_disconnect=True)
+
+    @router.get("/work")
+    async def slowish(request: Request) -> str:
+        await anyio.sleep(0.01)
+        return "answer"
+
+    client = Client()
+    with anyio.fail_after(5):
+        await serve(router, client, http_scope())
+        await serve(router, client, http_scope())  # again, on the same loop
+    assert [message.get("body") for message in client.sent[1::2]] == [b"answer", b"answer"]
+
+
 # ------------------------------------------------------------------ real servers
 
 APP = textwrap.dedent(
