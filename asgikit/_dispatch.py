@@ -281,10 +281,12 @@ async def call_guarded(
 _CLIENT_LEFT: Any = object()  # the endpoint's "result" once cancelled by a disconnect
 # asyncio.current_task(loop): a plain function up to Python 3.11 that reads this dict
 # (~60 ns a request); the C function from 3.12.
+_current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
 _current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
-    asyncio.current_task
-    if isinstance(asyncio.current_task, types.BuiltinFunctionType)
-    else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+    _current_tasks.get
+    if isinstance(_current_tasks, dict)
+    and not isinstance(asyncio.current_task, types.BuiltinFunctionType)
+    else asyncio.current_task
 )
 _WATCH_AFTER = 0.001  # seconds between the watching timer's turns (asyncio)
 
