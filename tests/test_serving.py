@@ -6,7 +6,8 @@ import contextlib
 import dataclasses
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -130,6 +131,19 @@ class Callers:
             )
 
 
+@contextlib.asynccontextmanager
+async def gated_batcher(
+    **options: Any,
+) -> AsyncIterator[tuple[GatedModel, Batcher[str, object], Callers]]:
+    """A Batcher over a fresh GatedModel, with a Callers bound to a task group; the whole
+    block runs under a five-second bound, and leaving it waits for every caller."""
+    model = GatedModel()
+    batcher: Batcher[str, object] = Batcher(model, **options)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            yield model, batcher, Callers(batcher, group)
+
+
 async def test_lone_call_is_dispatched_at_once_without_waiting_for_max_wait() -> None:
     sizes: list[int] = []
 
@@ -145,35 +159,27 @@ async def test_lone_call_is_dispatched_at_once_without_waiting_for_max_wait() ->
 
 
 async def test_calls_queued_during_a_batch_form_the_next_one_at_once() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=8, max_wait=3600)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")
-            await until(lambda: len(model.batches) == 1)
-            await callers.start("b", "c", "d")
-            assert batcher.stats.queued == 3 and batcher.stats.running == 1
-            model.release(0)
-            await until(lambda: len(model.batches) == 2)  # no max_wait: the model was idle
-            model.release(1)
+    async with gated_batcher(max_batch_size=8, max_wait=3600) as (model, batcher, callers):
+        await callers.start("a")
+        await until(lambda: len(model.batches) == 1)
+        await callers.start("b", "c", "d")
+        assert batcher.stats.queued == 3 and batcher.stats.running == 1
+        model.release(0)
+        await until(lambda: len(model.batches) == 2)  # no max_wait: the model was idle
+        model.release(1)
     assert model.batches == [["a"], ["b", "c", "d"]]
     assert callers.outcomes == {"a": "ra", "b": "rb", "c": "rc", "d": "rd"}
     assert model.most_running == 1
 
 
 async def test_full_batches_leave_in_order_when_the_model_is_free() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=3, max_wait=3600)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("0")
-            await callers.start(*"1234567")
-            assert batcher.stats.queued == 7
-            for index in range(4):
-                await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
-                model.release(index)
+    async with gated_batcher(max_batch_size=3, max_wait=3600) as (model, batcher, callers):
+        await callers.start("0")
+        await callers.start(*"1234567")
+        assert batcher.stats.queued == 7
+        for index in range(4):
+            await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
+            model.release(index)
     assert model.batches == [["0"], ["1", "2", "3"], ["4", "5", "6"], ["7"]]
     assert callers.outcomes == {str(i): f"r{i}" for i in range(8)}
     stats = batcher.stats
@@ -181,16 +187,12 @@ async def test_full_batches_leave_in_order_when_the_model_is_free() -> None:
 
 
 async def test_failing_batch_fails_only_its_callers_and_batcher_keeps_serving() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=2, max_wait=3600)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("0")
-            await callers.start("raise", "1", "2", "3")  # batches [raise, 1], [2, 3]
-            for index in range(3):
-                await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
-                model.release(index)
+    async with gated_batcher(max_batch_size=2, max_wait=3600) as (model, batcher, callers):
+        await callers.start("0")
+        await callers.start("raise", "1", "2", "3")  # batches [raise, 1], [2, 3]
+        for index in range(3):
+            await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
+            model.release(index)
     assert model.batches == [["0"], ["raise", "1"], ["2", "3"]]
     outcomes = {item: str(outcome) for item, outcome in callers.outcomes.items()}
     assert outcomes == {
@@ -214,111 +216,95 @@ async def test_wrong_length_fails_the_batch_with_clear_error() -> None:
 
 
 async def test_exception_element_fails_only_its_caller() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=3, max_wait=3600)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("x")
-            await callers.start("1", "bad", "2")
-            model.release(0)
-            await until(lambda: len(model.batches) == 2)
-            model.release(1)
+    async with gated_batcher(max_batch_size=3, max_wait=3600) as (model, _batcher, callers):
+        await callers.start("x")
+        await callers.start("1", "bad", "2")
+        model.release(0)
+        await until(lambda: len(model.batches) == 2)
+        model.release(1)
     assert model.batches[1] == ["1", "bad", "2"]
     assert callers.outcomes["1"] == "r1" and callers.outcomes["2"] == "r2"
     assert isinstance(callers.outcomes["bad"], ValueError)
 
 
 async def test_cancelled_caller_leaves_the_queue_and_never_reaches_func() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=10, max_wait=3600)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")
-            await callers.start("keep", "cancelled")
-            callers.scopes["cancelled"].cancel()
-            await until(lambda: batcher.stats.queued == 1)
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                await batcher("cancelled-at-once")  # cancelled before it could be dispatched
-            model.release(0)
-            await until(lambda: len(model.batches) == 2)
-            model.release(1)
+    async with gated_batcher(max_batch_size=10, max_wait=3600) as (model, batcher, callers):
+        await callers.start("a")
+        await callers.start("keep", "cancelled")
+        callers.scopes["cancelled"].cancel()
+        await until(lambda: batcher.stats.queued == 1)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await batcher("cancelled-at-once")  # cancelled before it could be dispatched
+        model.release(0)
+        await until(lambda: len(model.batches) == 2)
+        model.release(1)
     assert model.batches == [["a"], ["keep"]]
     assert callers.outcomes == {"a": "ra", "keep": "rkeep", "cancelled": "cancelled"}
     assert batcher.stats.cancelled == 2 and batcher.stats.queued == 0
 
 
 async def test_a_runner_cancelled_mid_batch_still_delivers_the_batch() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=10, max_wait=3600)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")
-            await callers.start("b", "c", "d")
-            model.release(0)  # b's task dispatches the next batch: [b, c, d]
-            await until(lambda: len(model.batches) == 2)
-            callers.scopes["b"].cancel()
-            await anyio.sleep(0)
-            model.release(1)
-            await callers.start("e")  # the batcher still serves
-            await until(lambda: len(model.batches) == 3)
-            model.release(2)
+    async with gated_batcher(max_batch_size=10, max_wait=3600) as (model, _batcher, callers):
+        await callers.start("a")
+        await callers.start("b", "c", "d")
+        model.release(0)  # b's task dispatches the next batch: [b, c, d]
+        await until(lambda: len(model.batches) == 2)
+        callers.scopes["b"].cancel()
+        await anyio.sleep(0)
+        model.release(1)
+        await callers.start("e")  # the batcher still serves
+        await until(lambda: len(model.batches) == 3)
+        model.release(2)
     assert model.batches == [["a"], ["b", "c", "d"], ["e"]]
     assert callers.outcomes == {"a": "ra", "b": "cancelled", "c": "rc", "d": "rd", "e": "re"}
 
 
 async def test_max_concurrent_batches_runs_batches_side_by_side() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=2, max_wait=3600, max_concurrent_batches=2)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")  # idle: leaves at once
-            await callers.start("b")  # a batch is running: b waits for company (max_wait)
-            assert batcher.stats.queued == 1 and len(model.batches) == 1
-            await callers.start("c")  # full: leaves into the free slot
-            await until(lambda: batcher.stats.running == 2)
-            await callers.start("d", "e")  # full, but both slots are busy
-            assert batcher.stats.queued == 2 and batcher.stats.running == 2
-            model.release(1)
-            await until(lambda: len(model.batches) == 3)
-            model.release(0)
-            model.release(2)
+    async with gated_batcher(max_batch_size=2, max_wait=3600, max_concurrent_batches=2) as (
+        model,
+        batcher,
+        callers,
+    ):
+        await callers.start("a")  # idle: leaves at once
+        await callers.start("b")  # a batch is running: b waits for company (max_wait)
+        assert batcher.stats.queued == 1 and len(model.batches) == 1
+        await callers.start("c")  # full: leaves into the free slot
+        await until(lambda: batcher.stats.running == 2)
+        await callers.start("d", "e")  # full, but both slots are busy
+        assert batcher.stats.queued == 2 and batcher.stats.running == 2
+        model.release(1)
+        await until(lambda: len(model.batches) == 3)
+        model.release(0)
+        model.release(2)
     assert model.batches == [["a"], ["b", "c"], ["d", "e"]]
     assert model.most_running == 2
     assert callers.outcomes == {item: f"r{item}" for item in "abcde"}
 
 
 async def test_max_wait_applies_only_while_another_batch_runs() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=10, max_wait=0.01, max_concurrent_batches=2)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")
-            await callers.start("b")  # the second slot waits max_wait, then takes b alone
-            await until(lambda: len(model.batches) == 2)
-            model.release(0)
-            model.release(1)
+    async with gated_batcher(max_batch_size=10, max_wait=0.01, max_concurrent_batches=2) as (
+        model,
+        _batcher,
+        callers,
+    ):
+        await callers.start("a")
+        await callers.start("b")  # the second slot waits max_wait, then takes b alone
+        await until(lambda: len(model.batches) == 2)
+        model.release(0)
+        model.release(1)
     assert model.batches == [["a"], ["b"]]
 
 
 async def test_max_queue_wait_raises_queue_timeout_and_never_dispatches() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=4, max_queue_wait=0.02)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")
-            await callers.start("late")  # the model stays busy past its deadline
-            await until(lambda: "late" in callers.outcomes)
-            model.release(0)
-            await callers.start("b")
-            await until(lambda: len(model.batches) == 2)
-            model.release(1)
+    async with gated_batcher(max_batch_size=4, max_queue_wait=0.02) as (model, batcher, callers):
+        await callers.start("a")
+        await callers.start("late")  # the model stays busy past its deadline
+        await until(lambda: "late" in callers.outcomes)
+        model.release(0)
+        await callers.start("b")
+        await until(lambda: len(model.batches) == 2)
+        model.release(1)
     error = callers.outcomes["late"]
     assert isinstance(error, QueueTimeout) and isinstance(error, HTTPException)
     assert error.status_code == 504
@@ -327,39 +313,35 @@ async def test_max_queue_wait_raises_queue_timeout_and_never_dispatches() -> Non
 
 
 async def test_queue_timeout_of_a_caller_waiting_for_a_free_slot() -> None:
-    model = GatedModel()
-    batcher = Batcher(
-        model, max_batch_size=4, max_wait=3600, max_concurrent_batches=2, max_queue_wait=0.02
-    )
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")
-            await callers.start("late")  # its own task waits for company in the 2nd slot
-            await until(lambda: "late" in callers.outcomes)
-            await callers.start("b")  # the batcher still serves
-            await until(lambda: batcher.stats.queued == 1)
-            model.release(0)
-            await until(lambda: len(model.batches) == 2)
-            model.release(1)
+    async with gated_batcher(
+        max_batch_size=4, max_wait=3600, max_concurrent_batches=2, max_queue_wait=0.02
+    ) as (model, batcher, callers):
+        await callers.start("a")
+        await callers.start("late")  # its own task waits for company in the 2nd slot
+        await until(lambda: "late" in callers.outcomes)
+        await callers.start("b")  # the batcher still serves
+        await until(lambda: batcher.stats.queued == 1)
+        model.release(0)
+        await until(lambda: len(model.batches) == 2)
+        model.release(1)
     assert isinstance(callers.outcomes["late"], QueueTimeout)
     assert model.batches == [["a"], ["b"]]
     assert batcher.stats.timed_out == 1
 
 
 async def test_full_queue_raises_overloaded_503() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=1, max_wait=0, max_queue=2)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")
-            await callers.start("b", "c")  # one running, two queued
-            with pytest.raises(Overloaded) as info:
-                await batcher("d")
-            for index in range(3):
-                await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
-                model.release(index)
+    async with gated_batcher(max_batch_size=1, max_wait=0, max_queue=2) as (
+        model,
+        batcher,
+        callers,
+    ):
+        await callers.start("a")
+        await callers.start("b", "c")  # one running, two queued
+        with pytest.raises(Overloaded) as info:
+            await batcher("d")
+        for index in range(3):
+            await until(lambda index=index: len(model.batches) > index)  # type: ignore[misc]
+            model.release(index)
     assert isinstance(info.value, HTTPException)
     assert info.value.status_code == 503
     assert info.value.headers == {"Retry-After": "1"}
@@ -385,17 +367,17 @@ async def test_stats_are_a_read_only_snapshot() -> None:
 
 
 async def test_aclose_drains_then_rejects() -> None:
-    model = GatedModel()
-    batcher = Batcher(model, max_batch_size=100, max_wait=3600, max_concurrent_batches=2)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as group:
-            callers = Callers(batcher, group)
-            await callers.start("a")
-            await callers.start("b", "c")  # slot 2 would wait an hour for company
-            group.start_soon(batcher.aclose)
-            await until(lambda: len(model.batches) == 2)  # closing dispatches at once
-            model.release(0)
-            model.release(1)
+    async with gated_batcher(max_batch_size=100, max_wait=3600, max_concurrent_batches=2) as (
+        model,
+        batcher,
+        callers,
+    ):
+        await callers.start("a")
+        await callers.start("b", "c")  # slot 2 would wait an hour for company
+        callers.group.start_soon(batcher.aclose)
+        await until(lambda: len(model.batches) == 2)  # closing dispatches at once
+        model.release(0)
+        model.release(1)
     assert callers.outcomes == {"a": "ra", "b": "rb", "c": "rc"}
     with pytest.raises(RuntimeError, match="closed"):
         await batcher("d")
