@@ -7,9 +7,10 @@ unusual scope or server, and says so."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -240,3 +241,20 @@ async def left_mid_stream(
                 if until(line):
                     break
         yield
+
+
+T = TypeVar("T")
+
+
+def wait_until(
+    probe: Callable[[], T], done: Callable[[T], object] = bool, *, seconds: float = 10
+) -> T:
+    """Call ``probe()`` every 20 ms until ``done(value)`` holds or ``seconds`` pass (a
+    bounded wait, for sync tests watching a server subprocess: a file, a log, a counter);
+    returns the last value either way, for the caller to assert on and show."""
+    deadline = time.monotonic() + seconds
+    value = probe()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        value = probe()
+    return value

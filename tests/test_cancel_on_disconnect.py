@@ -5,19 +5,17 @@ and trio, and under uvicorn and hypercorn with a real client that closes its soc
 from __future__ import annotations
 
 import logging
-import re
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from _server import serving
+from helpers import wait_until
 
 from asgikit import Middleware, Request, Route, Router
 from asgikit.middleware import TimeoutMiddleware
@@ -409,16 +407,8 @@ APP = textwrap.dedent(
     """
 )
 
-SERVERS = {
-    "uvicorn": (
-        ["-m", "uvicorn", "slow_app:router", "--host", "127.0.0.1", "--port", "0"],
-        r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
-    ),
-    "hypercorn": (
-        ["-m", "hypercorn", "slow_app:router", "--bind", "127.0.0.1:0", "--log-level", "info"],
-        r"Running on http://127\.0\.0\.1:(\d+)",
-    ),
-}
+# The servers that run it (tests/_server.py commands): plain ``uvicorn`` picks httptools.
+SERVERS = {"hypercorn": "hypercorn", "uvicorn": "uvicorn-httptools"}
 
 
 @pytest.fixture(params=sorted(SERVERS))
@@ -427,37 +417,10 @@ def slow_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
     (tmp_path / "slow_app.py").write_text(APP)
     marks = tmp_path / "marks"
     marks.mkdir()
-    arguments, port_pattern = SERVERS[request.param]
-    process = subprocess.Popen(
-        [sys.executable, *arguments], cwd=tmp_path, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stderr is not None
-        port = None
-        for line in process.stderr:
-            found = re.search(port_pattern, line)
-            if found:
-                port = int(found.group(1))
-                break
-        assert port, f"{request.param} did not start"
-        threading.Thread(target=process.stderr.read, daemon=True).start()
-        yield port, marks
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_for(path: Path, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if path.exists():
-            return True
-        time.sleep(0.02)
-    return path.exists()
+    with serving(
+        SERVERS[request.param], "slow_app:router", tmp_dir=tmp_path, cwd=tmp_path
+    ) as server:
+        yield server.port, marks
 
 
 def test_real_client_closing_its_socket_cancels_the_endpoint(
@@ -466,6 +429,6 @@ def test_real_client_closing_its_socket_cancels_the_endpoint(
     port, marks = slow_server
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert wait_for(marks / "started"), "the endpoint never started"
+        assert wait_until((marks / "started").exists), "the endpoint never started"
     # The socket is closed: the server reports http.disconnect, the endpoint is cancelled.
-    assert wait_for(marks / "finally"), "the endpoint's finally did not run"
+    assert wait_until((marks / "finally").exists), "the endpoint's finally did not run"
