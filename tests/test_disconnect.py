@@ -7,19 +7,15 @@ a request and closes: the handler, polling every few ms, must see the disconnect
 
 from __future__ import annotations
 
-import re
 import socket
-import subprocess
-import sys
 import textwrap
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from helpers import http_scope, receive_messages, request_messages
+from _server import serving
+from helpers import http_scope, receive_messages, request_messages, wait_until
 
 from asgikit import ClientDisconnect, Request
 from asgikit.types import Message
@@ -155,12 +151,8 @@ async def poll(request: Request) -> str:
     return "done"
 """
 
-SERVERS = {
-    "uvicorn": (["-m", "uvicorn", "poll_app:router", "--host", "127.0.0.1", "--port", "0"],
-                r"Uvicorn running on http://127\.0\.0\.1:(\d+)"),
-    "hypercorn": (["-m", "hypercorn", "poll_app:router", "--bind", "127.0.0.1:0"],
-                  r"Running on http://127\.0\.0\.1:(\d+)"),
-}  # fmt: skip
+# The servers that run it (tests/_server.py commands): plain ``uvicorn`` picks httptools.
+SERVERS = {"hypercorn": "hypercorn", "uvicorn": "uvicorn-httptools"}
 
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))
@@ -171,41 +163,13 @@ def server(
     directory = tmp_path_factory.mktemp(request.param)
     (directory / "poll_app.py").write_text(textwrap.dedent(APP))
     log = directory / "log.txt"
-    arguments, port_pattern = SERVERS[request.param]
-    process = subprocess.Popen(
-        [sys.executable, *arguments],
-        cwd=directory,
-        env={"DISCONNECT_LOG": str(log), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(directory)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        port = None
-        for line in process.stderr:  # ends if the server exits
-            found = re.search(port_pattern, line)
-            if found:
-                port = int(found.group(1))
-                break
-        assert port, f"{request.param} did not start"
-        threading.Thread(target=process.stderr.read, daemon=True).start()  # never block it
-        yield port, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    env = {"DISCONNECT_LOG": str(log), "PYTHONPATH": str(directory)}
+    name = SERVERS[request.param]
+    with serving(name, "poll_app:router", tmp_dir=directory, cwd=directory, env=env) as running:
+        yield running.port, log
 
 
-def wait_for_log(log: Path, predicate: str, seconds: float = 10) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        text = log.read_text() if log.exists() else ""
-        if text.startswith(predicate):
-            return text
-        time.sleep(0.01)
+def read_log(log: Path) -> str:
     return log.read_text() if log.exists() else ""
 
 
@@ -224,7 +188,9 @@ def test_a_polling_handler_sees_the_client_close(
     log.unlink(missing_ok=True)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         client.sendall(request_bytes)
-        assert wait_for_log(log, "started") == "started"
+        assert (
+            wait_until(lambda: read_log(log), lambda text: text.startswith("started")) == "started"
+        )
     # The socket is closed: the handler must notice long before its 30 s are up.
-    outcome = wait_for_log(log, "disconnected", seconds=10)
+    outcome = wait_until(lambda: read_log(log), lambda text: text.startswith("disconnected"))
     assert outcome.startswith("disconnected after"), outcome
