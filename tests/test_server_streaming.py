@@ -5,64 +5,43 @@ a stream is written. The app is tests/apps/streams.py."""
 
 from __future__ import annotations
 
-import re
 import socket
 import struct
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from _server import serving
+from helpers import wait_until
 
 APPS = Path(__file__).resolve().parent / "apps"
 TOTAL = 1_000_000  # items per stream unless the client leaves: minutes of writing
 
 
 @pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    """uvicorn on a free port of 127.0.0.1 (the OS picks it), always stopped by PID."""
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "streams:router"),
-            *("--host", "127.0.0.1", "--port", "0", "--lifespan", "off"),
-        ],
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """uvicorn (httptools, as plain ``uvicorn`` picks) on a free port of 127.0.0.1, always
+    stopped by PID."""
+    with serving(
+        "uvicorn-httptools",
+        "streams:router",
+        tmp_dir=tmp_path_factory.mktemp("uvicorn"),
         cwd=APPS,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        url = None
-        for line in process.stderr:  # ends if the server exits
-            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url, "uvicorn did not start"
-        drain = threading.Thread(target=process.stderr.read, daemon=True)
-        drain.start()
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        extra_args=["--lifespan", "off"],  # the last --lifespan wins
+    ) as server:
+        yield server.url
 
 
 def wait_for_stats(client: httpx.Client, request_id: str, key: str) -> dict[str, int]:
     """Poll the server's counters until ``key`` is set (bounded: 20 s)."""
-    deadline = time.monotonic() + 20
-    while True:
-        stats: dict[str, int] = client.get(f"/stats/{request_id}").json()
-        if stats[key] or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.02)
+
+    def stats() -> dict[str, int]:
+        values: dict[str, int] = client.get(f"/stats/{request_id}").json()
+        return values
+
+    return wait_until(stats, lambda values: values[key], seconds=20)
 
 
 @pytest.mark.parametrize("kind", ["stream", "ndjson", "sse"])
