@@ -143,6 +143,7 @@ def serving(
     cwd: Path = SERVERS,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    ready_timeout: float = 30.0,
 ) -> Iterator[RunningServer]:
     """Serve ``app`` with the server ``name`` of `SERVER_COMMANDS`; always stop it."""
     port = free_port()
@@ -151,7 +152,10 @@ def serving(
         *(part.format(app=app, port=port) for part in SERVER_COMMANDS[name]),
         *extra_args,
     ]
-    server = start(name, command, cwd=cwd, log_path=tmp_dir / f"{name}.log", port=port, env=env)
+    log_path = tmp_dir / f"{name}.log"
+    server = start(
+        name, command, cwd=cwd, log_path=log_path, port=port, env=env, ready_timeout=ready_timeout
+    )
     try:
         yield server
     finally:

@@ -7,17 +7,14 @@ run (``CI=true``) fails instead.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _server import EXAMPLES, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -29,7 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def missing(reason: str) -> None:
@@ -46,40 +42,19 @@ except ImportError:  # pragma: no cover - the test extra installs playwright
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """The ML example under uvicorn on 127.0.0.1, on a socket bound here (a free port)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    port = listener.getsockname()[1]
-    uvicorn = [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "ml_serving:router"]
-    process = subprocess.Popen(
-        [*uvicorn, "--fd", str(listener.fileno()), "--log-level", "warning"],
-        pass_fds=[listener.fileno()],
-    )
-    listener.close()  # the child holds its own copy
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=5) as client:
-            for _ in range(600):  # training takes a few seconds; bounded wait
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, "uvicorn exited"
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=0.1)  # a pause that notices an early exit
-            else:
-                pytest.fail("the example did not become ready")
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The ML example under uvicorn on a free port of 127.0.0.1, stopped by its PID. It
+    trains in its lifespan, before uvicorn listens: the port answering means it is ready."""
+    with serving(
+        "uvicorn-httptools",
+        "ml_serving:router",
+        tmp_dir=tmp_path_factory.mktemp("uvicorn"),
+        cwd=EXAMPLES,
+        extra_args=["--log-level", "warning"],
+        ready_timeout=60,  # training takes a few seconds
+    ) as running:
+        assert httpx.get(f"{running.url}/readyz", timeout=5).status_code == 200
+        yield running.url
 
 
 @pytest.fixture(scope="module")
