@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from endless import endless_endpoint
 
 from asgikit import (
     BackgroundTask,
@@ -213,20 +214,7 @@ async def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
-@router.get("/endless/{token}")
-async def endless(request: Request) -> StreamingResponse:
-    """Ticks until the client leaves; the generator's ``finally`` records it."""
-    token = request.path_params["token"]
-
-    async def ticks() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"tick\n"
-                await anyio.sleep(0.01)
-        finally:
-            ENDINGS[token] = "closed"
-
-    return StreamingResponse(ticks(), media_type="text/plain")
+router.get("/endless/{token}")(endless_endpoint(ENDINGS.__setitem__, interval=0.01))
 
 
 @router.get("/until-disconnect/{token}")

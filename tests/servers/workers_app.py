@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 import ml_serving  # examples/ is on PYTHONPATH
+from endless import endless_endpoint
 from uvicorn_worker import UvicornWorker
 
 from asgikit import Request, Router, StreamingResponse
@@ -51,6 +52,10 @@ async def pid(request: Request) -> dict[str, int]:
     return {"pid": os.getpid()}
 
 
+def write_ending(token: str, ending: str) -> None:
+    (WORKERS_DIR / f"ending-{token}").write_text(ending)
+
+
 @app.get("/slow/{token}")
 async def slow(request: Request) -> StreamingResponse:
     token = request.path_params["token"]
@@ -63,25 +68,12 @@ async def slow(request: Request) -> StreamingResponse:
                 await anyio.sleep(0.05)
             ending = "completed"
         finally:
-            (WORKERS_DIR / f"ending-{token}").write_text(ending)
+            write_ending(token, ending)
 
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
-@app.get("/endless/{token}")
-async def endless(request: Request) -> StreamingResponse:
-    """Streams until the client leaves or the server cancels it at shutdown."""
-    token = request.path_params["token"]
-
-    async def ticks() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"tick\n"
-                await anyio.sleep(0.05)
-        finally:
-            (WORKERS_DIR / f"ending-{token}").write_text("closed")
-
-    return StreamingResponse(ticks(), media_type="text/plain")
+app.get("/endless/{token}")(endless_endpoint(write_ending, interval=0.05))
 
 
 app.mount("/", ml_serving.make_router())
