@@ -4,11 +4,12 @@ and trio, and under uvicorn and hypercorn with a real client that closes its soc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,18 @@ async def serve(app: ASGIApp, client: Client, scope: dict[str, Any]) -> None:
     await app(scope, client.receive, client.send)
 
 
+@contextlib.asynccontextmanager
+async def request_in_background(
+    app: ASGIApp, client: Client, scope: dict[str, Any]
+) -> AsyncIterator[None]:
+    """Serve ``client``'s request in a task while the block runs, all under a five-second
+    bound (a missing cancellation fails instead of hanging); leaving waits for the app."""
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve, app, client, scope)
+            yield
+
+
 class Work:
     """An endpoint that waits until released, and records how it ended."""
 
@@ -98,9 +111,8 @@ async def test_disconnect_cancels_the_endpoint_and_nothing_is_sent(
     router = Router(cancel_on_disconnect=True)
     router.add_route("/work", work)
     client = Client()
-    with caplog.at_level(logging.WARNING, logger="asgikit"), anyio.fail_after(5):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve, router, client, http_scope())
+    with caplog.at_level(logging.WARNING, logger="asgikit"):
+        async with request_in_background(router, client, http_scope()):
             await work.started.wait()
             client.leave()
     assert work.ended == ["cancelled", "finally"]
@@ -112,13 +124,11 @@ async def test_off_by_default_the_endpoint_finishes() -> None:
     work = Work()
     router = Router([Route("/work", work)])
     client = Client()
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve, router, client, http_scope())
-            await work.started.wait()
-            client.leave()
-            await anyio.sleep(0.01)  # give a (wrong) cancellation every chance to land
-            work.release.set()
+    async with request_in_background(router, client, http_scope()):
+        await work.started.wait()
+        client.leave()
+        await anyio.sleep(0.01)  # give a (wrong) cancellation every chance to land
+        work.release.set()
     assert work.ended == ["finally"]
     assert client.sent[0]["status"] == 200
 
@@ -134,16 +144,14 @@ async def test_route_setting_overrides_the_router(
     router = Router(cancel_on_disconnect=router_setting)
     router.get("/work", cancel_on_disconnect=route_setting)(work)
     client = Client()
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve, router, client, http_scope())
-            await work.started.wait()
-            client.leave()
-            if not cancelled:
-                await anyio.sleep(0.01)  # give a (wrong) cancellation every chance to land
-                work.release.set()
-            # Expected to be cancelled: never released, so only the cancellation ends it
-            # (fail_after turns a missing cancellation into a failure, not a hang).
+    async with request_in_background(router, client, http_scope()):
+        await work.started.wait()
+        client.leave()
+        if not cancelled:
+            await anyio.sleep(0.01)  # give a (wrong) cancellation every chance to land
+            work.release.set()
+        # Expected to be cancelled: never released, so only the cancellation ends it
+        # (fail_after turns a missing cancellation into a failure, not a hang).
     assert ("cancelled" in work.ended) is cancelled
     assert bool(client.sent) is not cancelled
 
@@ -184,13 +192,11 @@ async def test_endpoint_reading_the_body_is_not_raced_then_is_watched() -> None:
         return "never"
 
     client = Client([b"first ", b"second"])
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve, router, client, http_scope("POST"))
-            await anyio.sleep(0.01)
-            client.chunk_ready.set()  # the endpoint is waiting for this one
-            await body_read.wait()
-            client.leave()
+    async with request_in_background(router, client, http_scope("POST")):
+        await anyio.sleep(0.01)
+        client.chunk_ready.set()  # the endpoint is waiting for this one
+        await body_read.wait()
+        client.leave()
     assert events == ["first second", "finally"]
     assert client.sent == []
 
@@ -208,13 +214,11 @@ async def test_disconnect_during_the_body_read_is_a_quiet_client_disconnect() ->
         return "never"
 
     client = Client([b"first ", b"never sent"])
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve, router, client, http_scope("POST"))
-            await anyio.sleep(0.01)
-            client.chunks.clear()  # the rest never comes: the client leaves instead
-            client.chunk_ready.set()
-            client.leave()
+    async with request_in_background(router, client, http_scope("POST")):
+        await anyio.sleep(0.01)
+        client.chunks.clear()  # the rest never comes: the client leaves instead
+        client.chunk_ready.set()
+        client.leave()
     assert reached == ["finally"]
     assert client.sent == []
 
