@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import Recorder, http_scope, receive_body
 
 from asgikit.middleware import CORSMiddleware
 from asgikit.middleware.cors import _ORIGIN_CACHE_SIZE
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 
@@ -21,17 +22,9 @@ def app_with_vary(vary: bytes | None) -> object:
 
 
 async def response_headers(middleware: CORSMiddleware, origin: bytes) -> list[tuple[bytes, bytes]]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"origin", origin)]}
-    await middleware(scope, receive, send)
-    return list(sent[0]["headers"])
+    sent = Recorder()
+    await middleware(http_scope(headers=[(b"origin", origin)]), receive_body(), sent)
+    return list(sent.messages[0]["headers"])
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from helpers import Recorder, http_scope, receive_body
 
 from asgikit.middleware import GZipMiddleware
 from asgikit.types import Message, Receive, Scope, Send
@@ -28,22 +29,10 @@ def app_sending(*messages: Message) -> object:
 
 
 async def run(*messages: Message) -> list[Message]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/",
-        "headers": [(b"accept-encoding", b"gzip")],
-    }
-    await GZipMiddleware(app_sending(*messages), minimum_size=100)(scope, receive, send)  # type: ignore[arg-type]
-    return sent
+    sent = Recorder()
+    scope = http_scope(headers=[(b"accept-encoding", b"gzip")])
+    await GZipMiddleware(app_sending(*messages), minimum_size=100)(scope, receive_body(), sent)
+    return sent.messages
 
 
 def start(*headers: tuple[bytes, bytes]) -> Message:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import Recorder, http_scope, receive_body
 
 from asgikit.middleware import TrustedHostMiddleware
 from asgikit.middleware.trustedhost import _CHECKED_HOSTS_SIZE
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Receive, Scope, Send
 
 
 async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -17,17 +18,9 @@ async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def status_for(middleware: Any, host: bytes) -> int:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", host)]}
-    await middleware(scope, receive, send)
-    return int(sent[0]["status"])
+    sent = Recorder()
+    await middleware(http_scope(headers=[(b"host", host)]), receive_body(), sent)
+    return int(sent.messages[0]["status"])
 
 
 def test_one_host_may_be_given_as_a_string() -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+from helpers import Recorder, http_scope, receive_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asgikit.middleware import TrustedHostMiddleware
 from asgikit.middleware.httpsredirect import https_url
 from asgikit.middleware.trustedhost import host_without_port
-from asgikit.types import Message, Receive, Scope, Send
+from asgikit.types import Receive, Scope, Send
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ALLOWED = ["api.example.com", "*.models.example.com", "www.example.org"]
@@ -35,24 +36,9 @@ async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def answer(middleware: Any, host: bytes) -> int:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "scheme": "http",
-        "method": "GET",
-        "path": "/v1",
-        "query_string": b"",
-        "headers": [(b"host", host)],
-    }
-    anyio.run(middleware, scope, receive, send)
-    return int(sent[0]["status"])
+    sent = Recorder()
+    anyio.run(middleware, http_scope("/v1", headers=[(b"host", host)]), receive_body(), sent)
+    return int(sent.messages[0]["status"])
 
 
 @SETTINGS
