@@ -1,36 +1,42 @@
-"""Running a matched HTTP route: call, convert, answer errors, HEAD, background, release.
+"""Serving a request to a router: match, then run the route, in one coroutine frame.
 
-The router (`asgikit.routing`) finds the route; this module runs it, and is the only
-place that does. One request goes:
+`serve` is ``Router.__call__``. The router (`asgikit.routing`) keeps its own jobs:
+registration, matching (a plain function call from here), URL reversal, the middleware
+chain, WebSocket and lifespan scopes. Running a matched HTTP route is this module's,
+and only this module's. One HTTP request goes:
 
-1. `run_route` builds the `Request` and calls the endpoint (``async def`` awaited, a
-   plain ``def`` in the shared thread pool); with ``cancel_on_disconnect``, watched for
-   a disconnect (end of this module).
-2. The return value is converted (`asgikit._errors.to_response`); an exception is
+1. `serve` notes the top router in the scope, enters the router's middleware chain if
+   it has one (the chain ends in `serve` again), hands other scope types back to the
+   router, gives a ``HEAD`` request a ``send`` that drops the body (`strip_body`), and
+   asks the router to match. A route with route middleware, a mount, or no route at
+   all (404, 405, a slash redirect) comes back as an ASGI app (``route.app``) to call
+   instead; a route's middleware chain ends in `serve` again, with the route.
+2. It builds the `Request` and calls the endpoint (``async def`` awaited, a plain
+   ``def`` in the shared thread pool); with ``cancel_on_disconnect``, watched for a
+   disconnect (end of this module).
+3. The return value is converted (`asgikit._errors.to_response`); an exception is
    answered through the exception handlers (`asgikit._errors.error_response`).
-3. The response is called. A response that sends its start before anything can fail
+4. The response is called. A response that sends its start before anything can fail
    (a plain `Response`, a `StreamingResponse` and its SSE/NDJSON subclasses) is called
    directly; anything else (files, user ASGI apps) goes through a `StartTracker`, so
    an error raised before its ``http.response.start`` can still be answered with a
    500. An error raised after the start is only logged and re-raised.
-4. The request is released (uploaded files closed), even when cancelled.
+5. The request is released (uploaded files closed), even when cancelled.
 
-``HEAD`` requests get a ``send`` that drops the body (`strip_body`); the background task
-of a response runs inside the response's own ``__call__``. Route and router middleware
-wrap `run_route` and are guarded by `call_guarded`: an error they raise before any
+The background task of a response runs inside the response's own ``__call__``. Route
+and router middleware are guarded by `call_guarded`: an error they raise before any
 response started is answered like an endpoint's.
 
 The common case (an ``async def`` endpoint returning a plain or streaming response)
-costs one coroutine frame here and nothing else: no wrapper, no tracker, no task.
+costs this one coroutine frame and nothing else: no wrapper, no tracker, no task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import types
-from asyncio import _get_running_loop
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
@@ -45,21 +51,53 @@ from asgikit._errors import (
     to_response,
 )
 from asgikit._receive import ReceiveRelay
+from asgikit._tasks import RUNNING, PerLoop
 from asgikit.exceptions import ClientDisconnect
 from asgikit.requests import Request
 from asgikit.responses import Response
 from asgikit.streaming import StreamingResponse
 from asgikit.types import ASGIApp, Message, Receive, Scope, Send, StartTrackingSend
 
-__all__ = ["Runnable", "StartTracker", "call_guarded", "run_route", "strip_body"]
+__all__ = [
+    "PAST_MIDDLEWARE",
+    "Dispatching",
+    "Runnable",
+    "StartTracker",
+    "call_guarded",
+    "run_head",
+    "serve",
+    "strip_body",
+    "without_body",
+]
+
+# The scope key naming the router whose middleware already ran: the chain ends in that
+# router again, which then dispatches.
+PAST_MIDDLEWARE = "asgikit.past_middleware"
 
 
 class Runnable(Protocol):
-    """What `run_route` needs of a route."""
+    """What `serve` needs of a matched route."""
 
     endpoint: Callable[[Request], Any]
     is_async: bool
     watch_disconnect: bool  # cancel the endpoint if the client leaves (resolved setting)
+    direct: bool  # is_async and not watch_disconnect: awaited as it is
+    app: ASGIApp | None  # called instead of running the route, when set
+
+
+class Dispatching(ErrorPolicy, Protocol):
+    """What `serve` needs of a router (`asgikit.routing.Router`)."""
+
+    middleware: list[Any]
+    _first_request_pending: bool
+
+    def _first_request(self) -> None: ...
+
+    async def _enter_middleware(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+    async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+    def _match(self, scope: Scope) -> Runnable: ...
 
 
 class StartTracker(StartTrackingSend):
@@ -83,6 +121,22 @@ class StartTracker(StartTrackingSend):
         return self.send if self.started else self
 
 
+def run_head(router: Dispatching, route: Runnable) -> ASGIApp:
+    """How ``route`` answers ``HEAD``: as ``GET``, without the body. (The router stores
+    it for ``HEAD`` when the route is added: ``GET`` requests pay nothing for it.)"""
+    run = route.app if route.app is not None else functools.partial(serve, router, _route=route)
+    return without_body(run)
+
+
+def without_body(app: ASGIApp) -> ASGIApp:
+    """``app`` answering a ``HEAD`` request: its headers go out, its body does not."""
+
+    async def head(scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope, receive, strip_body(send))
+
+    return head
+
+
 def strip_body(send: Send) -> Send:
     """A ``send`` for ``HEAD`` requests: headers go out unchanged, the body does not."""
 
@@ -97,11 +151,10 @@ def strip_body(send: Send) -> Send:
 
 
 # Responses whose ``__call__`` sends ``http.response.start`` before anything else can
-# fail, so an error they raise always comes after the start: `run_route` calls them
+# fail, so an error they raise always comes after the start: `serve` calls them
 # directly, without a `StartTracker`. (Identity of ``__call__``: a subclass that
 # overrides it is not known to start first.)
-_PLAIN_CALL = Response.__call__
-_STREAM_CALL = StreamingResponse.__call__
+_STARTS_FIRST = frozenset({Response.__call__, StreamingResponse.__call__})
 _new_object = object.__new__
 
 
@@ -111,48 +164,84 @@ def routers_of(router: ErrorPolicy, scope: Scope) -> tuple[ErrorPolicy, ...]:
     return (router, *scope.get("asgikit.routers", ()))
 
 
-async def run_route(
-    route: Runnable, router: ErrorPolicy, scope: Scope, receive: Receive, send: Send
+async def serve(
+    router: Dispatching,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    _route: Runnable | None = None,
 ) -> None:
-    """Run ``route`` for one HTTP request and send its response (or its error's)."""
-    # Request(scope, receive) without re-checking the scope type: the router did.
+    """``Router.__call__``: every request to a router enters here, and an HTTP request
+    is matched and run in this one coroutine frame.
+
+    The router's own jobs stay the router's (the middleware chain, WebSocket and
+    lifespan scopes, matching); running the matched route is this function's, and
+    only this function's. A route with route middleware is entered through its chain
+    (``route.app``), which ends here again with ``_route`` set: then the route runs
+    without being matched twice.
+    """
+    if _route is None:
+        if "router" not in scope:
+            scope["router"] = router  # the top router: request.url_for() resolves here
+            if router._first_request_pending and scope["type"] != "lifespan":
+                router._first_request()
+        if router.middleware and scope.get(PAST_MIDDLEWARE) is not router:
+            await router._enter_middleware(scope, receive, send)  # ends here again
+            return
+        if scope["type"] != "http":
+            await router._serve_other(scope, receive, send)
+            return
+        route = router._match(scope)
+        if route.app is not None:  # route middleware, a mount, or no route: a 404/405
+            await route.app(scope, receive, send)
+            return
+    else:
+        route = _route
+    # Request(scope, receive) without re-checking the scope type: done above.
     request: Request = _new_object(Request)
     request.scope = scope
     request.receive = receive
     try:
-        if not route.watch_disconnect:
-            if route.is_async:
-                result = await route.endpoint(request)
-            else:
-                result = await run_in_threadpool(route.endpoint, request)
+        if route.direct:  # async def, no cancel_on_disconnect: the common case
+            result = await route.endpoint(request)
+        elif not route.watch_disconnect:
+            result = await run_in_threadpool(route.endpoint, request)
         else:  # cancel_on_disconnect (see the end of this module)
-            if route.is_async:
-                coroutine = route.endpoint(request)
-            else:
-                coroutine = run_in_threadpool(route.endpoint, request)
-            loop = _get_running_loop()
-            if loop is None:  # not asyncio (trio): set up before the call
-                result = await _call_in_cancel_scope(coroutine, request)
+            # This thread's loop's `_Watching` and the running task (asgikit._tasks).
+            watching: _Watching = _here.state
+            running = _running_task(watching.bound)
+            if running is None:
+                found = _WATCHING.bind()
+                if found is not None:
+                    watching, running = found
+            if running is None:  # not asyncio (trio): set up before the call
+                result = await _call_in_cancel_scope(route, request)
+                if result is _CLIENT_LEFT:
+                    await _release(request)
+                    return
             else:  # queued for the loop's watching timer; two dict operations if quick
-                watching = _watching
-                if watching is None or watching.loop is not loop:
-                    watching = _watching_for(loop)
-                queue = watching.young
-                queue[request] = _current_task(loop)
+                watching[request] = running
                 if watching.timer is None:
                     watching.arm()
                 try:
-                    result = await coroutine
+                    if route.is_async:
+                        result = await route.endpoint(request)
+                    else:
+                        result = await run_in_threadpool(route.endpoint, request)
                 except BaseException:
-                    if queue.pop(request, None) is not None or not watching.finish(request, True):
+                    if watching.pop(request, None) is not None or not watching.finish(
+                        request, True
+                    ):
                         raise
-                    result = _CLIENT_LEFT
-                else:
-                    if queue.pop(request, None) is None and watching.finish(request, False):
-                        result = _CLIENT_LEFT
-            if result is _CLIENT_LEFT:
-                await _release(request)
-                return
+                    await _release(request)  # cancelled by the disconnect: send nothing
+                    return
+                try:
+                    del watching[request]  # the common case: done before any turn
+                except KeyError:  # watched, or put off to a later turn
+                    if watching.finish(request, False):
+                        await _release(request)  # the client left: send nothing
+                        return
     except Exception as exc:
         await _respond(request, None, exc, send, router)
         return
@@ -160,8 +249,8 @@ async def run_route(
         await _release(request)
         raise
     call = result.__class__.__call__
-    if call is _PLAIN_CALL or call is _STREAM_CALL:
-        # A response that sends its start before anything else (see `_PLAIN_CALL`):
+    if call in _STARTS_FIRST:
+        # A response that sends its start before anything else (see `_STARTS_FIRST`):
         # anything raised from here on happens after the response started, so no
         # tracker. Called as the function it is: cheaper than calling the instance.
         try:
@@ -197,7 +286,7 @@ async def _respond(
                 response = result if isinstance(result, Response) else to_response(result)
             except Exception as exc:
                 response, unhandled = await error_response(request, exc, routers_of(router, scope))
-        if type(response).__call__ in (_PLAIN_CALL, _STREAM_CALL):
+        if type(response).__call__ in _STARTS_FIRST:
             try:
                 await response(scope, receive, send)
             except ClientDisconnect:
@@ -279,35 +368,29 @@ async def call_guarded(
 # up before the call: a cancel scope, a task group and the relay.
 
 _CLIENT_LEFT: Any = object()  # the endpoint's "result" once cancelled by a disconnect
-# asyncio.current_task(loop): a plain function up to Python 3.11 that reads this dict
-# (~60 ns a request); the C function from 3.12.
-_current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
-_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
-    _current_tasks.get
-    if isinstance(_current_tasks, dict)
-    and not isinstance(asyncio.current_task, types.BuiltinFunctionType)
-    else asyncio.current_task
-)
 _WATCH_AFTER = 0.001  # seconds between the watching timer's turns (asyncio)
 
 
-class _Watching:
+class _Watching(dict["Request", "asyncio.Task[Any]"]):
     """The requests of one asyncio loop whose endpoint runs under cancel_on_disconnect,
     and the one timer that starts their watchers (one per loop, not one per request).
 
-    A request is queued in `young` (`run_route`: a dict insert, and a delete when the
-    endpoint returns). At each turn, every `_WATCH_AFTER` seconds while some request
-    is queued, the requests queued before the previous turn (`old`: they have run for
-    one to two turns) get a `_Watch`, and `young` becomes `old`. A request read its body
-    straight from ``receive`` and is not done with it waits for the next turn."""
+    A request is queued in the dict itself, the young requests, with its task (`serve`:
+    a dict insert, and a delete when the endpoint returns). At each turn, every
+    `_WATCH_AFTER` seconds while some request is queued, the requests queued before the
+    previous turn (`old`: they have run for one to two turns) get a `_Watch`, and the
+    young ones become `old`. A request reading its body straight from ``receive`` and
+    not done with it waits for the next turn."""
 
-    __slots__ = ("loop", "old", "timer", "watches", "young")
+    __slots__ = ("bound", "loop", "old", "thread", "timer", "watches")
+
+    bound: asyncio.AbstractEventLoop | None  # (asgikit._tasks.LoopState)
+    thread: int
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self.loop = loop
-        # The request's task (None outside a task: then never watched).
-        self.young: dict[Request, asyncio.Task[Any] | None] = {}
-        self.old: dict[Request, asyncio.Task[Any] | None] = {}
+        self.old: dict[Request, asyncio.Task[Any]] = {}
         self.watches: dict[Request, _Watch] = {}
         self.timer: asyncio.TimerHandle | None = None
 
@@ -317,29 +400,26 @@ class _Watching:
     def turn(self) -> None:
         """Runs while every queued request's task is suspended (a loop callback)."""
         self.timer = None
-        old, young = self.old, self.young
+        old, self.old = self.old, dict(self)
+        self.clear()  # requests still hold this: their pop then finds nothing, see finish
         for request, task in old.items():
             if _mid_body(request):
-                young[request] = task
-                continue
-            if task is None:
+                self[request] = task
                 continue
             cancelling = getattr(task, "cancelling", None)  # Python 3.11+
             if cancelling is not None and cancelling():
                 continue  # already being cancelled (a timeout): no second cancellation
             self.watches[request] = _Watch(request, task)
-        old.clear()  # requests still hold it: their pop then finds nothing, see finish
-        self.old, self.young = young, old
-        if young:
+        if self or self.old:
             self.arm()
 
     def finish(self, request: Request, failed: bool) -> bool:
-        """``request``'s endpoint ended after it left `young` (watched, or put off):
-        stop its watcher; whether the client left first (nothing is then sent). With
-        ``failed`` (the endpoint raised), only if the error is our cancellation."""
+        """``request``'s endpoint ended after it left the young ones (watched, or put
+        off): stop its watcher; whether the client left first (nothing is then sent).
+        With ``failed`` (the endpoint raised), only if the error is our cancellation."""
         watch = self.watches.pop(request, None)
         if watch is None:  # put off to a later turn, or not watched
-            self.young.pop(request, None)
+            self.pop(request, None)
             self.old.pop(request, None)
             return False
         watch.stop()
@@ -349,13 +429,10 @@ class _Watching:
         return watch.take_back_cancellation() or not failed
 
 
-_watching: _Watching | None = None  # the current asyncio loop's
-
-
-def _watching_for(loop: asyncio.AbstractEventLoop) -> _Watching:
-    global _watching
-    _watching = _Watching(loop)
-    return _watching
+_WATCHING = PerLoop(_Watching)  # each loop's (see asgikit._tasks)
+# Bound once: a method of an imported name is looked up as an attribute per call.
+_here = _WATCHING.here
+_running_task = RUNNING.get
 
 
 def _mid_body(request: Request) -> bool:
@@ -367,13 +444,16 @@ def _mid_body(request: Request) -> bool:
     )
 
 
-async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> Any:
+async def _call_in_cancel_scope(route: Runnable, request: Request) -> Any:
     relay = ReceiveRelay.of(request.scope, request.receive)
     result: Any = _CLIENT_LEFT
     with anyio.CancelScope() as cancel_scope:
         async with HelperTasks() as helpers:
             helpers.start_soon(_cancel_on_disconnect, relay, cancel_scope.cancel)
-            result = await awaitable
+            if route.is_async:
+                result = await route.endpoint(request)
+            else:
+                result = await run_in_threadpool(route.endpoint, request)
     # Cancelled while shielded (a thread returning) or swallowed: still send nothing.
     return _CLIENT_LEFT if cancel_scope.cancel_called else result
 

@@ -28,6 +28,7 @@ __all__ = [
     "body_too_large",
     "content_length",
     "content_type_header",
+    "content_type_pair",
     "encode_header",
     "format_set_cookie",
     "parse_content_length",
@@ -110,7 +111,7 @@ def encode_header(name: str, value: str) -> tuple[bytes, bytes]:
     return name.lower().encode("latin-1"), value.encode("latin-1")
 
 
-_content_type_cache: dict[tuple[str, str], bytes] = {}
+_content_type_cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 
 
 def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:
@@ -119,18 +120,27 @@ def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:
     >>> content_type_header("text/html")
     b'text/html; charset=utf-8'
     """
+    return content_type_pair(media_type, charset)[1]
+
+
+def content_type_pair(media_type: str, charset: str = "utf-8") -> tuple[bytes, bytes]:
+    """The whole ``Content-Type`` header for ``media_type`` as a raw header pair, made
+    once per media type (a response sends the same tuple every time).
+
+    >>> content_type_pair("text/plain")
+    (b'content-type', b'text/plain; charset=utf-8')
+    """
     key = (media_type, charset)
-    try:
-        return _content_type_cache[key]
-    except KeyError:
-        pass
+    pair = _content_type_cache.get(key)
+    if pair is not None:
+        return pair
     value = media_type
     if media_type.startswith("text/") and "charset=" not in media_type.lower():
         value = f"{media_type}; charset={charset}"
-    encoded = encode_header("content-type", value)[1]
+    pair = encode_header("content-type", value)
     if len(_content_type_cache) < 256:  # bounded: media types come from code, not clients
-        _content_type_cache[key] = encoded
-    return encoded
+        _content_type_cache[key] = pair
+    return pair
 
 
 # --------------------------------------------------------------------------- cookies

@@ -32,15 +32,18 @@ class ReceiveRelay:
     itself when nobody else is reading.
     """
 
-    __slots__ = ("_buffer", "_changed", "_receive", "_receiving", "disconnected", "max_buffered")
+    # Class-level defaults, so a relay made for a short response that never reads
+    # ahead costs one attribute (one is made per streamed response).
+    _buffer: deque[Message] | tuple[()] = ()  # a deque once watch() reads ahead
+    _changed: anyio.Event | None = None
+    _receiving = False  # a task is awaiting the server's receive()
+    disconnected = False
+    max_buffered = 16
 
     def __init__(self, receive: Receive, max_buffered: int = 16) -> None:
         self._receive = receive
-        self._buffer: deque[Message] = deque()
-        self._changed: anyio.Event | None = None
-        self._receiving = False  # a task is awaiting the server's receive()
-        self.disconnected = False
-        self.max_buffered = max_buffered
+        if max_buffered != 16:
+            self.max_buffered = max_buffered
 
     @classmethod
     def of(cls, scope: Scope, receive: Receive) -> ReceiveRelay:
@@ -90,12 +93,15 @@ class ReceiveRelay:
                 continue
             message = await self._pull()
             if message["type"] != "http.disconnect":
+                if not isinstance(self._buffer, deque):
+                    self._buffer = deque()
                 self._buffer.append(message)
 
     async def receive(self) -> Message:
         """The next message: kept ones first, else read it (or wait for the reader)."""
         while True:
             if self._buffer:
+                assert isinstance(self._buffer, deque)
                 message = self._buffer.popleft()
                 self._notify()  # room for the watcher
                 return message

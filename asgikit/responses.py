@@ -39,6 +39,11 @@ def headers_to_raw(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes
     return [encode_header(key, value) for key, value in headers.items()]
 
 
+# Statuses whose response carries a Content-Length (every final status but 204 and 304):
+# one set lookup on the hot path (`Response.__init__`); others take `_build_headers`.
+_LENGTH_STATUSES = frozenset(range(200, 600)) - {204, 304}
+
+
 def _has_header(raw: list[tuple[bytes, bytes]], name: bytes) -> bool:
     for key, _ in raw:
         if key == name:
@@ -90,9 +95,9 @@ class Response:
             body = self.body = content.encode()
         else:
             body = self.body = self.render(content)
-        if headers is None and media_type is None and 200 <= status_code != 204:
+        if headers is None and media_type is None and status_code in _LENGTH_STATUSES:
             content_type = self._content_type
-            if content_type is not None and status_code != 304:
+            if content_type is not None:
                 # The common case: two headers, nothing to check.
                 self.raw_headers = [(b"content-length", b"%d" % len(body)), content_type]
                 return

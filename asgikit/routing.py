@@ -13,12 +13,19 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Concatenate, TypeAlias, TypeVar
+from typing import Any, Concatenate, Protocol, TypeAlias, TypeVar
 
 from typing_extensions import ParamSpec
 
 from asgikit._chain import Middleware, build_chain
-from asgikit._dispatch import call_guarded, run_route, strip_body
+from asgikit._dispatch import (
+    PAST_MIDDLEWARE,
+    Runnable,
+    call_guarded,
+    run_head,
+    serve,
+    without_body,
+)
 from asgikit._errors import ExceptionHandler, ExceptionHandlers, error_response, log_error
 from asgikit._inspect import is_async_callable
 from asgikit._lifespan import Lifespan, serve_lifespan, warn_lifespan_not_run
@@ -47,7 +54,6 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRA
 _ROUTERS = "asgikit.routers"  # the routers it is mounted in, nearest first (error handlers)
 _MOUNTS = "asgikit.mounts"  # the mounts it was reached through, outermost first (identity)
 _OUTER_SCOPE = "asgikit.outer_scope"  # the scope the mounting router was called with
-_PAST_MIDDLEWARE = "asgikit.past_middleware"  # the router whose middleware already ran
 
 
 def _endpoint_name(endpoint: Callable[..., Any]) -> str:
@@ -113,6 +119,9 @@ class Route(_Identified):
         # cancel_on_disconnect, or the router's setting once registered (None: off)
         self.watch_disconnect = bool(cancel_on_disconnect)
         self.is_async = is_async_callable(endpoint)
+        # An async endpoint without cancel_on_disconnect: awaited as it is (resolved
+        # again when a router adds the route).
+        self.direct = self.is_async and not self.watch_disconnect
         self.app: ASGIApp | None = None  # set by the router when the route has middleware
         self.identity = MatchedRoute(path_format(path), self.name, self.methods)
         self._identities = {}
@@ -202,7 +211,7 @@ class Mount:
         return f"Mount(path={self.path!r}, name={self.name!r}, app={self.app!r})"
 
 
-class _Leaf(dict[str, "Route"]):
+class _Leaf(dict[str, "Route | _Head"]):
     """Everything registered on one path: HTTP routes by method (the dict itself, so
     ``dict.get`` is the ``accept`` of an HTTP lookup), and a WebSocket route."""
 
@@ -227,7 +236,69 @@ class _Leaf(dict[str, "Route"]):
         return leaf.websocket
 
 
-_http_route = _Leaf.get  # accept for HTTP lookups: the route for a method, or None
+class _Matched(Runnable, Protocol):
+    """What `Router._match` finds in a leaf: a `Route`, or its `_Head`."""
+
+    @property
+    def identity(self) -> MatchedRoute: ...
+
+    def identity_under(self, mounts: tuple[Mount, ...]) -> MatchedRoute: ...
+
+
+_NO_LEAF = _Leaf()  # what a path without static routes has (always empty)
+
+# accept for HTTP lookups: the route for a method, or None
+_http_route: Callable[[_Leaf, str], _Matched | None] = _Leaf.get
+
+
+class _Head:
+    """A route as it answers ``HEAD``: run as for ``GET``, with a ``send`` that drops
+    the body (`asgikit._dispatch.run_head`). Made when the route is added, so a ``GET``
+    pays nothing for ``HEAD`` (no method test per request)."""
+
+    __slots__ = ("app", "route")
+
+    # (`Runnable`'s other attributes: never read, `app` is always set)
+    endpoint: Endpoint
+    is_async = False
+    watch_disconnect = False
+    direct = False
+
+    def __init__(self, route: Route, app: ASGIApp) -> None:
+        self.route = route
+        self.app: ASGIApp | None = app
+
+    @property
+    def implicit_head(self) -> bool:
+        return self.route.implicit_head
+
+    @property
+    def identity(self) -> MatchedRoute:
+        return self.route.identity
+
+    def identity_under(self, mounts: tuple[Mount, ...]) -> MatchedRoute:
+        return self.route.identity_under(mounts)
+
+
+def _answer(app: ASGIApp, method: str) -> _Answer:
+    # (HEAD: the body of a 404, 405, redirect or mounted app's answer is dropped too)
+    return _Answer(without_body(app) if method == "HEAD" else app)
+
+
+class _Answer:
+    """What `Router._match` returns when no route of this router runs: the ASGI app
+    that answers instead (a mount entered, a 404, 405 or redirect sent)."""
+
+    __slots__ = ("app",)
+
+    # (`Runnable`'s other attributes: never read, `app` is always set)
+    endpoint: Endpoint
+    is_async = False
+    watch_disconnect = False
+    direct = False
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app: ASGIApp | None = app
 
 
 def _for_method(
@@ -249,7 +320,7 @@ def _for_method(
     return decorator
 
 
-def _note_route(scope: Scope, route: Route | WebSocketRoute) -> None:
+def _note_route(scope: Scope, route: _Matched | WebSocketRoute) -> None:
     """Store the route's identity in ``scope`` and every scope enclosing it (mounts)."""
     mounts: tuple[Mount, ...] | None = scope.get(_MOUNTS)
     if mounts is None:  # the top router: the server's own scope
@@ -315,18 +386,22 @@ class Router:
             self._tree.insert_mount(route.template, route)
         elif isinstance(route, Route):
             leaf = self._tree.insert(route.template, _Leaf)
-            for method in route.methods:
-                existing = leaf.get(method)
-                # First come, first served; but a route declared for HEAD replaces the
-                # HEAD that a GET route answers implicitly.
-                if existing is None or (
-                    method == "HEAD" and existing.implicit_head and not route.implicit_head
-                ):
-                    leaf[method] = route
             if route.cancel_on_disconnect is None:
                 route.watch_disconnect = self.cancel_on_disconnect
+            route.direct = route.is_async and not route.watch_disconnect
             if route.middleware:
-                route.app = build_chain(functools.partial(run_route, route, self), route.middleware)
+                # Guarded like the router's own middleware; the chain ends in running
+                # the route (`serve` with the route already matched).
+                chain = build_chain(functools.partial(serve, self, _route=route), route.middleware)
+                route.app = functools.partial(call_guarded, chain, self)
+            for method in route.methods:
+                existing = leaf.get(method)
+                if method != "HEAD":
+                    if existing is None:  # first come, first served
+                        leaf[method] = route
+                # A route declared for HEAD replaces the HEAD a GET route answers.
+                elif existing is None or (existing.implicit_head and not route.implicit_head):
+                    leaf[method] = _Head(route, run_head(self, route))
             self._names.setdefault(route.name, route)
         elif isinstance(route, WebSocketRoute):
             leaf = self._tree.insert(route.template, _Leaf)
@@ -462,56 +537,47 @@ class Router:
 
     # ------------------------------------------------------------------ ASGI
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The scope-type switch; for HTTP: match, then run the route (`run_route`)."""
-        if "router" not in scope:
-            scope["router"] = self  # the top router: request.url_for() resolves names here
-            if self._first_request_pending and scope["type"] != "lifespan":
-                self._first_request()
-        if self.middleware and scope.get(_PAST_MIDDLEWARE) is not self:
-            app = self._app
-            if app is None:
-                app = self._build_app()
-            await app(scope, receive, send)  # the chain ends in this router again
-            return
-        if scope["type"] != "http":
-            await self._dispatch_other(scope, receive, send)
-            return
+    # The ASGI callable: `asgikit._dispatch.serve` (matching through `_match`, running
+    # the route there, in one coroutine frame; other scope types come back to
+    # `_serve_other`).
+    __call__ = serve
+
+    def _match(self, scope: Scope) -> Runnable:
+        """The route an HTTP request runs (its path parameters and identity stored in
+        ``scope``), or what answers it instead: a mount, a 404, a 405 or a redirect."""
         path: str = scope["path"]
         root_path = scope.get("root_path")
         if root_path:
             path = route_path(path, root_path)
         method: str = scope["method"]
-        if method == "HEAD":
-            send = strip_body(send)
-        mounted = _MOUNTS in scope
-        route: Route | None = None
-        leaf = self._static.get(path)
-        if leaf is not None:
-            route = leaf.get(method)
+        route: _Matched | None = self._static.get(path, _NO_LEAF).get(method)
         if route is None:
             found = self._tree.find(path, _http_route, method)
             if found is None:
-                await self._no_route(path, method, scope, receive, send)
-                return
+                return _answer(functools.partial(self._no_route, path, method), method)
             target, params, consumed = found
-            if target.__class__ is not Route:
-                assert isinstance(target, Mount)
-                await self._run_mount(target, params, path[:consumed], scope, receive, send)
-                return
+            if isinstance(target, Mount):
+                prefix = path[:consumed]
+                return _answer(functools.partial(self._run_mount, target, params, prefix), method)
             route = target
-            if params:
-                if mounted:  # keep the mount's own parameters
-                    params = {**scope.get("path_params", {}), **params}
-                scope["path_params"] = params
-        if mounted:
+            if _MOUNTS not in scope:  # the common case, inlined: the top router
+                if params:
+                    scope["path_params"] = params
+                scope["route"] = route.identity
+                return route
+            if params:  # keep the mount's own parameters
+                scope["path_params"] = {**scope.get("path_params", {}), **params}
+        if _MOUNTS in scope:
             _note_route(scope, route)
         else:  # the common case, inlined: the top router
             scope["route"] = route.identity
-        if route.app is None:
-            await run_route(route, self, scope, receive, send)
-        else:
-            await call_guarded(route.app, self, scope, receive, send)
+        return route
+
+    async def _enter_middleware(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self._app
+        if app is None:
+            app = self._build_app()
+        await app(scope, receive, send)  # the chain ends in this router again
 
     def _build_app(self) -> ASGIApp:
         """The middleware chain, built once, on first use, around the router itself:
@@ -528,7 +594,7 @@ class Router:
 
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
             # When the chain calls the router back, dispatch (the middleware ran).
-            scope[_PAST_MIDDLEWARE] = self
+            scope[PAST_MIDDLEWARE] = self
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
@@ -536,7 +602,7 @@ class Router:
 
         return guarded
 
-    async def _dispatch_other(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
         if scope_type == "websocket":
             await self._dispatch_websocket(scope, receive, send)

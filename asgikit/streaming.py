@@ -27,9 +27,10 @@ import anyio.lowlevel
 
 from asgikit import _json
 from asgikit._concurrency import iterate_in_threadpool
-from asgikit._http import content_type_header
+from asgikit._http import content_type_pair
 from asgikit._receive import ReceiveRelay
 from asgikit._sse import PING, ServerSentEvent, encode_event
+from asgikit._tasks import RUNNING, PerLoop
 from asgikit.background import BackgroundTask
 from asgikit.responses import Response, headers_to_raw
 from asgikit.types import Message, Receive, Scope, Send
@@ -155,25 +156,18 @@ class _Watch:
     streaming = True  # the streaming task may still be interrupted
 
     def __init__(
-        self,
-        relay: ReceiveRelay,
-        task: asyncio.Task[Any] | None,
-        loop: asyncio.AbstractEventLoop | None = None,
+        self, relay: ReceiveRelay, task: asyncio.Task[Any] | None, listening: _Listening | None
     ) -> None:
         self.relay = relay
         self.task = task
         self.started = now = time.monotonic()
         self.next_turn = now + _TURN_EVERY
         self.checks = _TURN_CHUNKS // _CHECK_EVERY
-        if loop is not None:  # asyncio: the loop's _Listening starts the listener
-            global _listening
-            listening = _listening
-            if listening is None or listening.loop is not loop:
-                listening = _listening = _Listening(loop)
+        if listening is not None:  # asyncio: the loop's _Listening starts the listener
             listening.pending[self] = None
             self.listening = listening
             if listening.timer is None:
-                listening.timer = loop.call_later(_LISTEN_AFTER, listening.start_due)
+                listening.timer = listening.loop.call_later(_LISTEN_AFTER, listening.start_due)
 
     # -- both backends -------------------------------------------------------------------
     def client_left(self) -> None:
@@ -272,7 +266,10 @@ class _Listening:
     `_LISTEN_AFTER` seconds: one timer per loop, not one per response (a timer costs
     about as much as the rest of a short stream's bookkeeping)."""
 
-    __slots__ = ("loop", "pending", "timer")
+    __slots__ = ("bound", "loop", "pending", "thread", "timer")
+
+    bound: asyncio.AbstractEventLoop | None  # (asgikit._tasks.LoopState)
+    thread: int
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -291,7 +288,10 @@ class _Listening:
             watch.start_listening()
 
 
-_listening: _Listening | None = None  # the current asyncio loop's (see _Watch.__init__)
+_LISTENING = PerLoop(_Listening)  # each loop's (see asgikit._tasks)
+# Bound once: a method of an imported name is looked up as an attribute per call.
+_here = _LISTENING.here
+_running_task = RUNNING.get
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:
@@ -354,8 +354,7 @@ class StreamingResponse(Response):
                     break
             else:
                 raw.append(
-                    self._fixed_content_type
-                    or (b"content-type", content_type_header(self.media_type, self.charset))
+                    self._fixed_content_type or content_type_pair(self.media_type, self.charset)
                 )
         return raw
 
@@ -397,18 +396,22 @@ class StreamingResponse(Response):
         # The body, while watching for a disconnect (see _Watch). On trio no asyncio
         # loop runs in this thread (anyio decides the same way): the anyio path.
         relay = ReceiveRelay.of(scope, receive)
-        loop = asyncio._get_running_loop()
-        task = None if loop is None else asyncio.current_task(loop)
+        # This thread's loop's `_Listening` and the running task (asgikit._tasks).
+        listening: _Listening = _here.state
+        task = _running_task(listening.bound)
         if task is None:
-            try:
-                complete = await self._stream_anyio(send, _Watch(relay, None))
-            except Exception:
-                await _end_body_after_error(scope, send)
-                raise
-            if complete and self.background is not None:
-                await self.background()
-            return
-        watch = _Watch(relay, task, loop)
+            found = _LISTENING.bind()
+            if found is None:
+                try:
+                    complete = await self._stream_anyio(send, _Watch(relay, None, None))
+                except Exception:
+                    await _end_body_after_error(scope, send)
+                    raise
+                if complete and self.background is not None:
+                    await self.background()
+                return
+            listening, task = found
+        watch = _Watch(relay, task, listening)
         try:
             await self._send_body(send, watch)
         except _ClientGone:

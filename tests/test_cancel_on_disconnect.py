@@ -436,3 +436,36 @@ def test_real_client_closing_its_socket_cancels_the_endpoint(
         assert wait_until((marks / "started").exists), "the endpoint never started"
     # The socket is closed: the server reports http.disconnect, the endpoint is cancelled.
     assert wait_until((marks / "finally").exists), "the endpoint's finally did not run"
+
+
+def test_two_loops_in_two_threads_each_cancel_their_own_endpoint() -> None:
+    # The watching timer is per loop, found through the thread (asgikit._tasks): two
+    # servers' loops in two threads, one router, each disconnect cancels its own request.
+    router = Router(cancel_on_disconnect=True)
+    works = {name: Work() for name in ("a", "b")}
+    both_started = threading.Barrier(2, timeout=10)
+    for name, work in works.items():
+        router.add_route(f"/{name}", work)
+    errors: list[BaseException] = []
+
+    def serve_in_thread(name: str) -> None:
+        async def main() -> None:
+            client = Client()
+            async with request_in_background(router, client, http_scope(path=f"/{name}")):
+                await works[name].started.wait()
+                await anyio.to_thread.run_sync(both_started.wait)
+                client.leave()
+            assert client.sent == []
+
+        try:
+            anyio.run(main)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=serve_in_thread, args=(name,)) for name in works]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=15)
+    assert not errors
+    assert all(work.ended == ["cancelled", "finally"] for work in works.values())
