@@ -39,6 +39,20 @@ def headers_to_raw(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes
     return [encode_header(key, value) for key, value in headers.items()]
 
 
+def content_length(size: int) -> tuple[bytes, bytes]:
+    """The ``Content-Length`` header pair for a body of ``size`` bytes.
+
+    >>> content_length(13)
+    (b'content-length', b'13')
+    """
+    return (b"content-length", b"%d" % size)
+
+
+# The pairs for short bodies, made once (formatting the number costs as much as the
+# rest of building a small response's headers).
+_MADE_LENGTHS = 4096
+_LENGTH_HEADERS = tuple(content_length(size) for size in range(_MADE_LENGTHS))
+
 # Statuses whose response carries a Content-Length (every final status but 204 and 304):
 # one set lookup on the hot path (`Response.__init__`); others take `_build_headers`.
 _LENGTH_STATUSES = frozenset(range(200, 600)) - {204, 304}
@@ -65,6 +79,7 @@ class Response:
 
     media_type: str | None = None
     charset = "utf-8"
+    background: BackgroundTask | None = None
     # Computed once per class: its own Content-Type header, and whether `render` is
     # the default one with the UTF-8 charset (so `__init__` may encode text without
     # calling it, and without naming the codec: ``str.encode()`` skips that lookup).
@@ -90,7 +105,8 @@ class Response:
         background: BackgroundTask | None = None,
     ) -> None:
         self.status_code = status_code
-        self.background = background
+        if background is not None:  # (else the class's None: one store less)
+            self.background = background
         if content.__class__ is str and self._utf8_text:
             body = self.body = content.encode()
         else:
@@ -99,7 +115,11 @@ class Response:
             content_type = self._content_type
             if content_type is not None:
                 # The common case: two headers, nothing to check.
-                self.raw_headers = [(b"content-length", b"%d" % len(body)), content_type]
+                size = len(body)
+                self.raw_headers = [
+                    _LENGTH_HEADERS[size] if size < _MADE_LENGTHS else content_length(size),
+                    content_type,
+                ]
                 return
         if media_type is not None:
             self.media_type = media_type
@@ -127,7 +147,7 @@ class Response:
         raw = headers_to_raw(headers)
         status = self.status_code
         if status >= 200 and status not in (204, 304) and not _has_header(raw, b"content-length"):
-            raw.append((b"content-length", str(len(self.body)).encode("latin-1")))
+            raw.append(content_length(len(self.body)))
         media_type = self.media_type
         if media_type is not None and not _has_header(raw, b"content-type"):
             raw.append((b"content-type", content_type_header(media_type, self.charset)))

@@ -17,6 +17,7 @@ closing the files (which deletes their temp files) is the caller's job.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import threading
@@ -25,7 +26,6 @@ from typing import IO
 
 import anyio
 import anyio.abc
-import anyio.from_thread
 
 from asgikit._concurrency import run_in_threadpool
 from asgikit.datastructures import SPOOL_MAX_SIZE, UploadFile
@@ -81,6 +81,18 @@ def _write_rest(fd: int, chunks: list[bytes], skip: int) -> None:
             view = view[os.write(fd, view) :]
 
 
+def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
+    """How the worker thread has a callback run on the running event loop without
+    waiting for it (``anyio.from_thread.run_sync`` would block the worker until the
+    loop, busy parsing, gets round to it)."""
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        return loop.call_soon_threadsafe
+    import trio  # anyio's only other backend
+
+    return trio.lowlevel.current_trio_token().run_sync_soon
+
+
 class DiskWriter:
     """Writes batches of file chunks to disk from a worker thread.
 
@@ -96,6 +108,7 @@ class DiskWriter:
 
     __slots__ = (
         "_aborted",
+        "_call_soon",
         "_error",
         "_finished",
         "_lock",
@@ -123,6 +136,7 @@ class DiskWriter:
         self._finished: anyio.Event | None = None  # set when the current worker returned
         self._error: BaseException | None = None
         self._aborted = False
+        self._call_soon = _call_soon_threadsafe()
 
     async def submit(self, file: IO[bytes], chunks: list[bytes], size: int, rewind: bool) -> None:
         """Queue ``chunks`` (``size`` bytes) to be appended to ``file`` (then rewound, with
@@ -205,7 +219,7 @@ class DiskWriter:
                     self._error = exc
             self._written += 1
             if self._wake_wanted:
-                anyio.from_thread.run_sync(self._wakeup.set)
+                self._call_soon(self._wakeup.set)  # on the loop's thread; no waiting here
 
 
 class FileSink:
