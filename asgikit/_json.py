@@ -80,6 +80,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Made once: json.loads with hooks builds a new decoder (and its scanner) per call.
+_decode = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
+
+
 def decode(data: bytes | str) -> Any:
     """Parse one JSON document (``bytes`` must be UTF-8); `InvalidJSON` if it is not one."""
     if isinstance(data, str):
@@ -90,7 +94,7 @@ def decode(data: bytes | str) -> Any:
         except UnicodeDecodeError as exc:
             raise InvalidJSON(f"not valid UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return _decode(text)
     except InvalidJSON:
         raise
     except json.JSONDecodeError as exc:

@@ -186,38 +186,50 @@ class Request(HTTPConnection):
             if self._body:
                 yield self._body
             return
+        self._claim_stream()
+        while True:
+            chunk = await self._next_chunk()
+            if chunk is None:
+                return
+            if chunk:
+                yield chunk
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next piece of the body as it arrives (maybe empty), None after the last.
+        Raises `ClientDisconnect` if the client goes away first. (`stream()` yields
+        these; `body()` reads them directly: no async generator per request.)"""
+        pending = self._pending
+        if pending:  # chunks is_disconnected() picked up come first, in order
+            message = pending.popleft()
+            self._pending_bytes -= len(message.get("body", b""))
+        elif self._body_complete:  # the last message was handed out
+            return None
+        elif self._is_disconnected:
+            raise ClientDisconnect("the client disconnected while sending the request body")
+        else:
+            # A streaming response may be watching receive() for a disconnect meanwhile
+            # (even one started after this stream): then the body comes through its
+            # relay, in order.
+            message = await self._relayed_receive()()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                self._body_complete = True
+        message_type = message["type"]
+        if message_type == "http.request":
+            chunk: bytes = message.get("body", b"")
+            return chunk
+        if message_type == "http.disconnect":
+            self._is_disconnected = True
+            raise ClientDisconnect("the client disconnected while sending the request body")
+        return b""  # not a body message: nothing
+
+    def _claim_stream(self) -> None:
+        """The body is read from the server once: the first reader claims it."""
         if self._stream_consumed:
             raise RuntimeError(
                 "the request body was already streamed (by stream() or form()); "
                 "call body() first to read it more than once"
             )
         self._stream_consumed = True
-        while True:
-            pending = self._pending
-            if pending:  # chunks is_disconnected() picked up come first, in order
-                message = pending.popleft()
-                self._pending_bytes -= len(message.get("body", b""))
-            elif self._body_complete:
-                return
-            elif self._is_disconnected:
-                raise ClientDisconnect("the client disconnected while sending the request body")
-            else:
-                # A streaming response may be watching receive() for a disconnect
-                # meanwhile (even one started after this stream): then the body comes
-                # through its relay, in order.
-                message = await self._relayed_receive()()
-                if message["type"] == "http.request" and not message.get("more_body", False):
-                    self._body_complete = True
-            message_type = message["type"]
-            if message_type == "http.request":
-                chunk = message.get("body", b"")
-                if chunk:
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-            elif message_type == "http.disconnect":
-                self._is_disconnected = True
-                raise ClientDisconnect("the client disconnected while sending the request body")
 
     def _relayed_receive(self) -> Receive:
         """This request's ``receive``, through the scope's relay when that relay reads
@@ -241,13 +253,15 @@ class Request(HTTPConnection):
             length = content_length(self.scope["headers"])
             if length is not None and length > max_size:
                 raise body_too_large(max_size)
+        self._claim_stream()
         chunks: list[bytes] = []
         received = 0
-        async for chunk in self.stream():
-            received += len(chunk)
-            if max_size is not None and received > max_size:
-                raise body_too_large(max_size)
-            chunks.append(chunk)
+        while (chunk := await self._next_chunk()) is not None:
+            if chunk:
+                received += len(chunk)
+                if max_size is not None and received > max_size:
+                    raise body_too_large(max_size)
+                chunks.append(chunk)
         self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
 

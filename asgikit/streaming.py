@@ -39,7 +39,10 @@ __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "Streamin
 
 Content: TypeAlias = AsyncIterable[Any] | Iterable[Any]
 
-_LISTEN_AFTER = 0.001  # seconds of streaming before the disconnect listener starts
+# Seconds of streaming before the disconnect listener starts: a listener task costs
+# tens of microseconds, a stream shorter than this never pays it, and a longer one pays
+# it once (a disconnect is noticed at most this much later).
+_LISTEN_AFTER = 0.02
 # A stream that never suspends gives the loop a turn after this long or this many
 # chunks, whichever comes first (one turn costs a few microseconds).
 _TURN_EVERY = 0.001
@@ -152,6 +155,8 @@ class _Watch:
     helpers: list[asyncio.Task[None]] | None = None
     listening: _Listening | None = None  # waiting there for the listener to start
     checks = _TURN_CHUNKS // _CHECK_EVERY  # looks at the clock left before a turn is due
+    ticking = False  # a tick was asked of the loop and has not run (see turn_due)
+    ticked = False  # it ran: the loop turned since
     disconnected = False
     cancel_requested = False
     streaming = True  # the streaming task may still be interrupted
@@ -161,7 +166,8 @@ class _Watch:
     ) -> None:
         self.relay = relay
         self.task = task
-        self.last_turn = time.monotonic()  # the start, until the stream gives a turn
+        # When the stream started (the listener's timer) and last gave the loop a turn.
+        self.started = self.last_turn = time.monotonic()
         if listening is not None:  # asyncio: the loop's _Listening starts the listener
             listening.pending[self] = None
             self.listening = listening
@@ -200,23 +206,45 @@ class _Watch:
         """Called every `_CHECK_EVERY` chunks: whether the stream has held the event loop
         for `_TURN_EVERY` seconds or `_TURN_CHUNKS` chunks, whichever comes first (then
         `checkpoint`). A plain call: most times nothing is due, and a coroutine would
-        cost more than the look at the clock."""
+        cost more than the look at the clock.
+
+        A stream that awaits now and then (a server whose ``send`` waits when its
+        buffers are full, a generator waiting for tokens) lets the loop run without a
+        checkpoint, which would cost it a turn and more: so on asyncio, the first time
+        one is due, a tick is asked of the loop (``call_soon``) and the stream goes on
+        for another `_CHECK_EVERY` chunks; a turn is given only if the tick has not run
+        by then (the stream held the loop all along)."""
         now = time.monotonic()
         self.checks -= 1
         if now - self.last_turn < _TURN_EVERY and self.checks:
             return False
+        if self.task is not None:  # asyncio: has the loop run since a tick was asked?
+            if not self.ticked and not self.ticking:
+                self.ticking = True
+                self.task.get_loop().call_soon(self._tick)
+                return False
+            held = not self.ticked  # the tick has not run: the stream held the loop
+            self.ticked = self.ticking = False
+        else:
+            held = True
         self.last_turn = now
         self.checks = _TURN_CHUNKS // _CHECK_EVERY
-        return True
+        return held
+
+    def _tick(self) -> None:
+        # A loop callback: the loop ran. (After a checkpoint the flag is cleared again.)
+        self.ticking = False
+        self.ticked = True
 
     async def checkpoint(self) -> None:
         """Give the event loop a turn (`turn_due` said so), and stop the stream if the
         client has gone meanwhile."""
         if self.task is not None:
-            if self.listening is not None:  # held the loop past _LISTEN_AFTER: listen now
+            if self.listening is not None:  # it holds the loop: listen now, not later
                 self.listening.pending.pop(self, None)
                 self.start_listening()
             await asyncio.sleep(0)
+            self.ticked = False  # a tick that ran during this turn says nothing
         else:
             await anyio.lowlevel.checkpoint()
         if self.disconnected or self.error is not None:
@@ -280,8 +308,8 @@ class _Listening:
         due = time.monotonic() - _LISTEN_AFTER
         pending = self.pending
         for watch in list(pending):
-            if watch.last_turn > due:  # the rest started later still (and gave no turn)
-                self.timer = self.loop.call_later(watch.last_turn - due + 0.0001, self.start_due)
+            if watch.started > due:  # the rest started later still
+                self.timer = self.loop.call_later(watch.started - due + 0.0001, self.start_due)
                 return
             del pending[watch]
             watch.start_listening()

@@ -24,6 +24,7 @@ from asgikit import (
     NDJSONResponse,
     Response,
     StreamingResponse,
+    streaming,
 )
 from asgikit.types import Message, Scope
 
@@ -268,3 +269,73 @@ async def test_completed_stream_runs_background_and_is_not_cancelled_later() -> 
     assert background_ran == [True]
     server.left.set()  # the server reports the end of the connection afterwards
     await anyio.sleep(0.01)  # the task goes on awaiting: no stray cancellation arrives
+
+
+class ListenerSpy:
+    """A server side that notes whether anything read ``receive`` after the body:
+    that is the disconnect listener starting."""
+
+    def __init__(self) -> None:
+        self.body_given = False
+        self.listened = False
+        self.chunks = 0
+
+    async def receive(self) -> Message:
+        if not self.body_given:
+            self.body_given = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        self.listened = True
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("more_body", False):
+            self.chunks += 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the tick is asyncio's
+async def test_a_stream_that_lets_the_loop_run_is_not_made_to_give_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Several milliseconds of streaming (past the 1 ms turn guard, short of the
+    # listener's start) from a generator that awaits now and then, as one does under a
+    # server whose send waits when its buffer is full: the loop runs meanwhile, so the
+    # stream is not made to give extra turns, nor does a checkpoint start its listener.
+    checkpoints: list[float] = []
+    real_checkpoint = streaming._Watch.checkpoint
+
+    async def counting_checkpoint(watch: Any) -> None:
+        checkpoints.append(anyio.current_time())
+        await real_checkpoint(watch)
+
+    monkeypatch.setattr(streaming._Watch, "checkpoint", counting_checkpoint)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        started = anyio.current_time()
+        index = 0
+        while anyio.current_time() - started < 0.008:
+            index += 1
+            if index % 16 == 0:
+                await asyncio.sleep(0)  # lets the loop run
+            yield b"x"
+
+    server = ListenerSpy()
+    with anyio.fail_after(10):
+        await StreamingResponse(chunks())(stream_scope(), server.receive, server.send)
+    assert server.chunks > 256  # long enough for the turn guard to have looked
+    assert checkpoints == []
+    assert not server.listened
+
+
+async def test_a_stream_that_holds_the_loop_gives_turns_and_listens_at_once() -> None:
+    # The same length of streaming from a generator that never awaits: it is made to
+    # give the loop turns, and its listener starts at the first (not 20 ms later).
+    async def chunks() -> AsyncIterator[bytes]:
+        started = anyio.current_time()
+        while anyio.current_time() - started < 0.008:
+            yield b"x"
+
+    server = ListenerSpy()
+    with anyio.fail_after(10):
+        await StreamingResponse(chunks())(stream_scope(), server.receive, server.send)
+    assert server.listened
