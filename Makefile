@@ -55,6 +55,9 @@ $(VENV)/.bench-installed: $(STAMP)
 
 bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/inproc.py
+	# what cancel_on_disconnect costs: the same routes with it on
+	$(BIN)/python bench/inproc.py --apps raw_app,asgikit_app,asgikit_cancel_app \
+		--scenarios hello,json,route-varied --routing '' --rounds 25
 	$(BIN)/python bench/bench_streaming.py
 	$(BIN)/python bench/bench_batching.py
 	$(BIN)/python bench/bench_multipart.py
