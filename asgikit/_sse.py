@@ -150,11 +150,10 @@ def encode_event(item: Any) -> bytes:
     """Frame one item of an event stream: a `ServerSentEvent` as itself, a ``str`` as
     one data event, ``bytes`` as UTF-8 text data, anything else as JSON data."""
     if item.__class__ is str:  # the common case (tokens), framed without another call
-        text: str = item
+        if "\n" in item or "\r" in item:
+            return (_field_lines("data", item) + "\n").encode()
         # (str.encode() is UTF-8 without naming it, and skips looking the name up.)
-        if "\n" not in text and "\r" not in text:
-            return ("data: " + text + "\n\n").encode()
-        return (_field_lines("data", text) + "\n").encode()
+        return ("data: " + item + "\n\n").encode()
     if isinstance(item, ServerSentEvent):
         return item.encode()
     if isinstance(item, str):
