@@ -1,16 +1,18 @@
 """Serving a request to a router: match, then run the route, in one coroutine frame.
 
 `serve` is ``Router.__call__``. The router (`asgikit.routing`) keeps its own jobs:
-registration, matching (a plain function call from here), URL reversal, the middleware
-chain, WebSocket and lifespan scopes. Running a matched HTTP route is this module's,
-and only this module's. One HTTP request goes:
+registration, URL reversal, the middleware chain, the switch on the scope type and
+matching (`Router._resolve`, a plain call from here), WebSocket and lifespan scopes.
+Running a matched HTTP route is this module's, and only this module's. One HTTP
+request goes:
 
 1. `serve` notes the top router in the scope, enters the router's middleware chain if
-   it has one (the chain ends in `serve` again), hands other scope types back to the
-   router, gives a ``HEAD`` request a ``send`` that drops the body (`strip_body`), and
-   asks the router to match. A route with route middleware, a mount, or no route at
-   all (404, 405, a slash redirect) comes back as an ASGI app (``route.app``) to call
-   instead; a route's middleware chain ends in `serve` again, with the route.
+   it has one (the chain ends in `serve` again), and asks the router what answers the
+   scope. For HTTP that is the matched route, or an ASGI app (``route.app``) to call
+   instead: a route's middleware chain (which ends in `serve` again, with the route), a
+   mount, or no route at all (404, 405, a slash redirect). ``HEAD`` is decided when a
+   route is added (`run_head`): the route table holds, for ``HEAD``, the route run with
+   a ``send`` that drops the body (`strip_body`), so ``GET`` pays nothing for it.
 2. It builds the `Request` and calls the endpoint (``async def`` awaited, a plain
    ``def`` in the shared thread pool); with ``cancel_on_disconnect``, watched for a
    disconnect (end of this module).
@@ -95,9 +97,7 @@ class Dispatching(ErrorPolicy, Protocol):
 
     async def _enter_middleware(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
-    async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None: ...
-
-    def _match(self, scope: Scope) -> Runnable: ...
+    def _resolve(self, scope: Scope) -> Runnable: ...
 
 
 class StartTracker(StartTrackingSend):
@@ -189,12 +189,9 @@ async def serve(
         if router.middleware and scope.get(PAST_MIDDLEWARE) is not router:
             await router._enter_middleware(scope, receive, send)  # ends here again
             return
-        if scope["type"] != "http":
-            await router._serve_other(scope, receive, send)
-            return
-        route = router._match(scope)
-        if route.app is not None:  # route middleware, a mount, or no route: a 404/405
-            await route.app(scope, receive, send)
+        route = router._resolve(scope)  # the router's switch on the scope type, matching
+        if route.app is not None:  # not a route to run here: WebSocket, lifespan, route
+            await route.app(scope, receive, send)  # middleware, a mount, a 404/405
             return
     else:
         route = _route

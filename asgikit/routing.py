@@ -237,7 +237,7 @@ class _Leaf(dict[str, "Route | _Head"]):
 
 
 class _Matched(Runnable, Protocol):
-    """What `Router._match` finds in a leaf: a `Route`, or its `_Head`."""
+    """What `Router._resolve` finds in a leaf: a `Route`, or its `_Head`."""
 
     @property
     def identity(self) -> MatchedRoute: ...
@@ -286,7 +286,7 @@ def _answer(app: ASGIApp, method: str) -> _Answer:
 
 
 class _Answer:
-    """What `Router._match` returns when no route of this router runs: the ASGI app
+    """What `Router._resolve` returns when no route of this router runs: the ASGI app
     that answers instead (a mount entered, a 404, 405 or redirect sent)."""
 
     __slots__ = ("app",)
@@ -537,14 +537,22 @@ class Router:
 
     # ------------------------------------------------------------------ ASGI
 
-    # The ASGI callable: `asgikit._dispatch.serve` (matching through `_match`, running
-    # the route there, in one coroutine frame; other scope types come back to
-    # `_serve_other`).
+    # The ASGI callable: `asgikit._dispatch.serve`, which asks `_resolve` what answers
+    # the scope and runs a matched route itself, in one coroutine frame.
     __call__ = serve
 
-    def _match(self, scope: Scope) -> Runnable:
-        """The route an HTTP request runs (its path parameters and identity stored in
-        ``scope``), or what answers it instead: a mount, a 404, a 405 or a redirect."""
+    def _resolve(self, scope: Scope) -> Runnable:
+        """What answers ``scope``: the switch on the scope type, then, for HTTP, the
+        route the request runs (its path parameters and identity stored in ``scope``),
+        or the app that answers instead: a mount, a 404, a 405 or a redirect. WebSocket
+        and lifespan scopes are the router's own to serve (``app`` set)."""
+        scope_type = scope["type"]
+        if scope_type != "http":
+            if scope_type == "websocket":
+                return _Answer(self._dispatch_websocket)
+            if scope_type == "lifespan":
+                return _Answer(self._run_lifespan)
+            raise ValueError(f"unsupported ASGI scope type {scope_type!r}")
         path: str = scope["path"]
         root_path = scope.get("root_path")
         if root_path:
@@ -601,15 +609,6 @@ class Router:
             await call_guarded(app, self, scope, receive, send)
 
         return guarded
-
-    async def _serve_other(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope_type = scope["type"]
-        if scope_type == "websocket":
-            await self._dispatch_websocket(scope, receive, send)
-        elif scope_type == "lifespan":
-            await self._run_lifespan(scope, receive, send)
-        else:
-            raise ValueError(f"unsupported ASGI scope type {scope_type!r}")
 
     async def _run_mount(
         self,
