@@ -116,15 +116,19 @@ class Route(_Identified):
         self.methods = tuple(allowed)
         self.middleware = tuple(middleware)
         self.cancel_on_disconnect = cancel_on_disconnect
-        # cancel_on_disconnect, or the router's setting once registered (None: off)
-        self.watch_disconnect = bool(cancel_on_disconnect)
         self.is_async = is_async_callable(endpoint)
-        # An async endpoint without cancel_on_disconnect: awaited as it is (resolved
-        # again when a router adds the route).
-        self.direct = self.is_async and not self.watch_disconnect
+        self._settle(False)
         self.app: ASGIApp | None = None  # set by the router when the route has middleware
         self.identity = MatchedRoute(path_format(path), self.name, self.methods)
         self._identities = {}
+
+    def _settle(self, router_setting: bool) -> None:
+        """Resolve ``cancel_on_disconnect`` (None: the router's setting, read when the
+        route is added) into what the dispatcher reads per request."""
+        setting = self.cancel_on_disconnect
+        self.watch_disconnect = router_setting if setting is None else bool(setting)
+        # An async endpoint that is not watched is awaited as it is: one test.
+        self.direct = self.is_async and not self.watch_disconnect
 
     def __repr__(self) -> str:
         return f"Route(path={self.path!r}, name={self.name!r}, methods={list(self.methods)!r})"
@@ -251,35 +255,6 @@ _NO_LEAF = _Leaf()  # what a path without static routes has (always empty)
 _http_route: Callable[[_Leaf, str], _Matched | None] = _Leaf.get
 
 
-class _Head:
-    """A route as it answers ``HEAD``: run as for ``GET``, with a ``send`` that drops
-    the body (`asgikit._dispatch.run_head`). Made when the route is added, so a ``GET``
-    pays nothing for ``HEAD`` (no method test per request)."""
-
-    __slots__ = ("app", "route")
-
-    # (`Runnable`'s other attributes: never read, `app` is always set)
-    endpoint: Endpoint
-    is_async = False
-    watch_disconnect = False
-    direct = False
-
-    def __init__(self, route: Route, app: ASGIApp) -> None:
-        self.route = route
-        self.app: ASGIApp | None = app
-
-    @property
-    def implicit_head(self) -> bool:
-        return self.route.implicit_head
-
-    @property
-    def identity(self) -> MatchedRoute:
-        return self.route.identity
-
-    def identity_under(self, mounts: tuple[Mount, ...]) -> MatchedRoute:
-        return self.route.identity_under(mounts)
-
-
 def _answer(app: ASGIApp, method: str) -> _Answer:
     # (HEAD: the body of a 404, 405, redirect or mounted app's answer is dropped too)
     return _Answer(without_body(app) if method == "HEAD" else app)
@@ -287,7 +262,8 @@ def _answer(app: ASGIApp, method: str) -> _Answer:
 
 class _Answer:
     """What `Router._resolve` returns when no route of this router runs: the ASGI app
-    that answers instead (a mount entered, a 404, 405 or redirect sent)."""
+    that answers instead (a mount entered, a 404, 405 or redirect sent, a WebSocket or
+    lifespan scope served)."""
 
     __slots__ = ("app",)
 
@@ -299,6 +275,29 @@ class _Answer:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app: ASGIApp | None = app
+
+
+class _Head(_Answer):
+    """A route as it answers ``HEAD``: run as for ``GET``, with a ``send`` that drops
+    the body (`asgikit._dispatch.run_head`). Made when the route is added, so a ``GET``
+    pays nothing for ``HEAD`` (no method test per request)."""
+
+    __slots__ = ("route",)
+
+    def __init__(self, route: Route, app: ASGIApp) -> None:
+        super().__init__(app)
+        self.route = route
+
+    @property
+    def implicit_head(self) -> bool:
+        return self.route.implicit_head
+
+    @property
+    def identity(self) -> MatchedRoute:
+        return self.route.identity
+
+    def identity_under(self, mounts: tuple[Mount, ...]) -> MatchedRoute:
+        return self.route.identity_under(mounts)
 
 
 def _for_method(
@@ -386,9 +385,7 @@ class Router:
             self._tree.insert_mount(route.template, route)
         elif isinstance(route, Route):
             leaf = self._tree.insert(route.template, _Leaf)
-            if route.cancel_on_disconnect is None:
-                route.watch_disconnect = self.cancel_on_disconnect
-            route.direct = route.is_async and not route.watch_disconnect
+            route._settle(self.cancel_on_disconnect)
             if route.middleware:
                 # Guarded like the router's own middleware; the chain ends in running
                 # the route (`serve` with the route already matched).

@@ -375,11 +375,7 @@ class StreamingResponse(Response):
     body = b""  # (a streamed body is not held)
 
     def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
-        if not headers:  # the common case: the content type alone
-            if self.media_type is None:
-                return []
-            return [self._fixed_content_type or content_type_pair(self.media_type, self.charset)]
-        raw = headers_to_raw(headers)
+        raw = headers_to_raw(headers) if headers else []
         if self.media_type is not None:
             for key, _ in raw:
                 if key == b"content-type":
