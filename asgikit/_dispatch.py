@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -205,6 +205,10 @@ async def serve(
         elif not route.watch_disconnect:
             result = await run_in_threadpool(route.endpoint, request)
         else:  # cancel_on_disconnect (see the end of this module)
+            if route.is_async:
+                coroutine = route.endpoint(request)
+            else:
+                coroutine = run_in_threadpool(route.endpoint, request)
             # This thread's loop's `_Watching` and the running task (asgikit._tasks).
             watching: _Watching = _here.state
             running = _running_task(watching.bound)
@@ -213,7 +217,7 @@ async def serve(
                 if found is not None:
                     watching, running = found
             if running is None:  # not asyncio (trio): set up before the call
-                result = await _call_in_cancel_scope(route, request)
+                result = await _call_in_cancel_scope(coroutine, request)
                 if result is _CLIENT_LEFT:
                     await _release(request)
                     return
@@ -222,10 +226,7 @@ async def serve(
                 if watching.timer is None:
                     watching.arm()
                 try:
-                    if route.is_async:
-                        result = await route.endpoint(request)
-                    else:
-                        result = await run_in_threadpool(route.endpoint, request)
+                    result = await coroutine
                 except BaseException:
                     if watching.pop(request, None) is not None or not watching.finish(
                         request, True
@@ -441,16 +442,13 @@ def _mid_body(request: Request) -> bool:
     )
 
 
-async def _call_in_cancel_scope(route: Runnable, request: Request) -> Any:
+async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> Any:
     relay = ReceiveRelay.of(request.scope, request.receive)
     result: Any = _CLIENT_LEFT
     with anyio.CancelScope() as cancel_scope:
         async with HelperTasks() as helpers:
             helpers.start_soon(_cancel_on_disconnect, relay, cancel_scope.cancel)
-            if route.is_async:
-                result = await route.endpoint(request)
-            else:
-                result = await run_in_threadpool(route.endpoint, request)
+            result = await awaitable
     # Cancelled while shielded (a thread returning) or swallowed: still send nothing.
     return _CLIENT_LEFT if cancel_scope.cancel_called else result
 
