@@ -25,8 +25,10 @@ from asgikit.exceptions import HTTPException
 
 __all__ = [
     "MAX_CONTENT_LENGTH_DIGITS",
+    "SMALL_LENGTHS",
     "body_too_large",
     "content_length",
+    "content_length_pair",
     "content_type_header",
     "content_type_pair",
     "encode_header",
@@ -112,6 +114,20 @@ def encode_header(name: str, value: str) -> tuple[bytes, bytes]:
 
 
 _content_type_cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
+def content_length_pair(size: int) -> tuple[bytes, bytes]:
+    """The ``Content-Length`` header of a body of ``size`` bytes, as a raw header pair.
+
+    >>> content_length_pair(13)
+    (b'content-length', b'13')
+    """
+    return (b"content-length", b"%d" % size)
+
+
+SMALL_LENGTHS = tuple(content_length_pair(size) for size in range(4096))
+"""`content_length_pair` for bodies under 4 KiB, made once (formatting the number costs
+as much as the rest of a small response's headers): ``SMALL_LENGTHS[size]``."""
 
 
 def content_type_header(media_type: str, charset: str = "utf-8") -> bytes:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from asgikit import _json
+from asgikit._http import SMALL_LENGTHS, content_length_pair, encode_header, format_set_cookie
 from asgikit._http import content_type_header as content_type_header  # its old home
-from asgikit._http import encode_header, format_set_cookie
 from asgikit.background import BackgroundTask
 from asgikit.datastructures import MutableHeaders
 from asgikit.types import Receive, Scope, Send
@@ -39,19 +39,7 @@ def headers_to_raw(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes
     return [encode_header(key, value) for key, value in headers.items()]
 
 
-def content_length(size: int) -> tuple[bytes, bytes]:
-    """The ``Content-Length`` header pair for a body of ``size`` bytes.
-
-    >>> content_length(13)
-    (b'content-length', b'13')
-    """
-    return (b"content-length", b"%d" % size)
-
-
-# The pairs for short bodies, made once (formatting the number costs as much as the
-# rest of building a small response's headers).
-_MADE_LENGTHS = 4096
-_LENGTH_HEADERS = tuple(content_length(size) for size in range(_MADE_LENGTHS))
+_SMALL = len(SMALL_LENGTHS)
 
 # Statuses whose response carries a Content-Length (every final status but 204 and 304):
 # one set lookup on the hot path (`Response.__init__`); others take `_build_headers`.
@@ -117,7 +105,7 @@ class Response:
                 # The common case: two headers, nothing to check.
                 size = len(body)
                 self.raw_headers = [
-                    _LENGTH_HEADERS[size] if size < _MADE_LENGTHS else content_length(size),
+                    SMALL_LENGTHS[size] if size < _SMALL else content_length_pair(size),
                     content_type,
                 ]
                 return
@@ -147,7 +135,7 @@ class Response:
         raw = headers_to_raw(headers)
         status = self.status_code
         if status >= 200 and status not in (204, 304) and not _has_header(raw, b"content-length"):
-            raw.append(content_length(len(self.body)))
+            raw.append(content_length_pair(len(self.body)))
         media_type = self.media_type
         if media_type is not None and not _has_header(raw, b"content-type"):
             raw.append((b"content-type", content_type_header(media_type, self.charset)))

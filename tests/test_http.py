@@ -223,3 +223,16 @@ def test_set_cookie_header_is_formatted_in_one_pure_function() -> None:
         format_set_cookie("a b", "x")
     with pytest.raises(ValueError, match="must not contain"):
         format_set_cookie("a", "x", path="/; Domain=evil")
+
+
+@pytest.mark.parametrize("size", [0, 1, 13, 4095, 4096, 10**9])
+def test_content_length_pair_and_the_small_table_agree(size: int) -> None:
+    from asgikit import Response
+    from asgikit._http import SMALL_LENGTHS, content_length_pair
+
+    expected = (b"content-length", str(size).encode())
+    assert content_length_pair(size) == expected
+    if size < len(SMALL_LENGTHS):
+        assert SMALL_LENGTHS[size] == expected
+    if size <= 4096:  # a Response takes the table below 4 KiB, formats above
+        assert Response(b"x" * size).raw_headers[0] == expected
