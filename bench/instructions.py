@@ -8,9 +8,9 @@ and prints the difference per request, and the ratio to the first app.
 
     python bench/instructions.py --apps raw_app,asgikit_app --scenarios hello,stream
 
-Valgrind runs Python ~50x slower, so the streaming responses' time thresholds (when
-the disconnect listener starts, how often a stream that never waits gives the loop a
-turn) are stretched by ``--slowdown`` to behave as they do at full speed. The cyclic
+Valgrind runs Python ~50x slower, so the time thresholds (when a streaming response's
+disconnect listener starts, how often a stream that never waits gives the loop a turn,
+when cancel_on_disconnect starts watching a request) are stretched by ``--slowdown`` to behave as they do at full speed. The cyclic
 garbage collector is off while requests are counted (whether a full collection lands
 in one of the two runs would otherwise decide the result): reference counting frees
 what requests leave behind, and the count excludes collecting cycles. Needs the
@@ -39,10 +39,11 @@ def run_requests(app_name: str, scenario: str, count: int, slowdown: float) -> N
     sys.path.insert(0, str(HERE))
     import inproc
 
-    from asgikit import streaming
+    from asgikit import _dispatch, streaming
 
     streaming._LISTEN_AFTER *= slowdown
     streaming._TURN_EVERY *= slowdown
+    _dispatch._WATCH_AFTER *= slowdown  # cancel_on_disconnect's watching timer
     app = importlib.import_module(app_name).app
     paths, expected = inproc.SCENARIOS[scenario]
 
