@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from asgikit._concurrency import HelperTasks, run_in_threadpool
+from asgikit._concurrency import HelperTasks
 from asgikit._errors import (
     ErrorPolicy,
     any_debug,
@@ -53,7 +53,7 @@ from asgikit._errors import (
     to_response,
 )
 from asgikit._receive import ReceiveRelay
-from asgikit._tasks import RUNNING, PerLoop
+from asgikit._tasks import NOWHERE, RUNNING, PerLoop
 from asgikit.exceptions import ClientDisconnect
 from asgikit.requests import Request
 from asgikit.responses import Response
@@ -80,10 +80,9 @@ PAST_MIDDLEWARE = "asgikit.past_middleware"
 class Runnable(Protocol):
     """What `serve` needs of a matched route."""
 
-    endpoint: Callable[[Request], Any]
-    is_async: bool
+    # The endpoint as a call returning an awaitable (a plain def: in the thread pool).
+    run: Callable[[Request], Awaitable[Any]]
     watch_disconnect: bool  # cancel the endpoint if the client leaves (resolved setting)
-    direct: bool  # is_async and not watch_disconnect: awaited as it is
     app: ASGIApp | None  # called instead of running the route, when set
 
 
@@ -200,33 +199,28 @@ async def serve(
     request.scope = scope
     request.receive = receive
     try:
-        if route.direct:  # async def, no cancel_on_disconnect: the common case
-            result = await route.endpoint(request)
-        elif not route.watch_disconnect:
-            result = await run_in_threadpool(route.endpoint, request)
+        if not route.watch_disconnect:  # the common case
+            result = await route.run(request)
         else:  # cancel_on_disconnect (see the end of this module)
-            if route.is_async:
-                coroutine = route.endpoint(request)
-            else:
-                coroutine = run_in_threadpool(route.endpoint, request)
-            # This thread's loop's `_Watching` and the running task (asgikit._tasks).
-            watching: _Watching = _here.state
-            running = _running_task(watching.bound)
-            if running is None:
-                found = _WATCHING.bind()
-                if found is not None:
-                    watching, running = found
+            awaitable = route.run(request)
+            # This thread's loop's `_Watching`, bound while its timer is armed, and the
+            # running task (asgikit._tasks).
+            watching: _Watching
+            running: asyncio.Task[Any] | None
+            try:
+                watching = _here.state
+                running = RUNNING[watching.bound]
+            except (AttributeError, KeyError):
+                watching, running = _watching_here()  # binds it and arms the timer
             if running is None:  # not asyncio (trio): set up before the call
-                result = await _call_in_cancel_scope(coroutine, request)
+                result = await _call_in_cancel_scope(awaitable, request)
                 if result is _CLIENT_LEFT:
                     await _release(request)
                     return
             else:  # queued for the loop's watching timer; two dict operations if quick
                 watching[request] = running
-                if watching.timer is None:
-                    watching.arm()
                 try:
-                    result = await coroutine
+                    result = await awaitable
                 except BaseException:
                     if watching.pop(request, None) is not None or not watching.finish(
                         request, True
@@ -378,7 +372,9 @@ class _Watching(dict["Request", "asyncio.Task[Any]"]):
     `_WATCH_AFTER` seconds while some request is queued, the requests queued before the
     previous turn (`old`: they have run for one to two turns) get a `_Watch`, and the
     young ones become `old`. A request reading its body straight from ``receive`` and
-    not done with it waits for the next turn."""
+    not done with it waits for the next turn. The state is bound (`asgikit._tasks`) only
+    while the timer is armed: a turn that leaves it disarmed unbinds it, and the next
+    request arms it again on its way through `_watching_here`."""
 
     __slots__ = ("bound", "loop", "old", "thread", "timer", "watches")
 
@@ -410,6 +406,8 @@ class _Watching(dict["Request", "asyncio.Task[Any]"]):
             self.watches[request] = _Watch(request, task)
         if self or self.old:
             self.arm()
+        else:  # nothing to watch: idle; the next request takes the slow way and arms
+            self.bound = None
 
     def finish(self, request: Request, failed: bool) -> bool:
         """``request``'s endpoint ended after it left the young ones (watched, or put
@@ -428,9 +426,19 @@ class _Watching(dict["Request", "asyncio.Task[Any]"]):
 
 
 _WATCHING = PerLoop(_Watching)  # each loop's (see asgikit._tasks)
-# Bound once: a method of an imported name is looked up as an attribute per call.
-_here = _WATCHING.here
-_running_task = RUNNING.get
+_here = _WATCHING.here  # (bound once: one attribute lookup less per request)
+
+
+def _watching_here() -> tuple[_Watching, asyncio.Task[Any]] | tuple[Any, None]:
+    """The slow way to this thread's loop's `_Watching` and the running task: the state
+    is bound, and its timer armed, until a turn finds nothing to watch (so the hot path
+    tests no timer). ``(NOWHERE, None)`` outside an asyncio task (trio)."""
+    found = _WATCHING.bind()
+    if found is None:
+        return NOWHERE, None
+    if found[0].timer is None:
+        found[0].arm()
+    return found
 
 
 def _mid_body(request: Request) -> bool:

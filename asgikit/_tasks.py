@@ -6,18 +6,22 @@ that is a ``getpid()`` system call, about 200 ns on a VM, a tenth of a whole "he
 request. asgikit needs the running task, and state kept per event loop (the timers
 that start disconnect watchers), on every streamed response and every request under
 cancel_on_disconnect. A `PerLoop` keeps that state in a thread-local slot, and the hot
-path reads::
+path reads (a plain ``threading.local`` and a subscript: the cheapest lookups Python
+has for these, about 40 ns together; a ``try`` costs nothing until it catches)::
 
-    state = per_loop.here.state  # this thread's, or NOWHERE (``bound`` is None)
-    task = RUNNING.get(state.bound)  # asyncio's table: loop -> the task taking a step
-    if task is None:
-        found = per_loop.bind()  # the slow way, remembered; None: not in asyncio
+    try:
+        state = per_loop.here.state  # AttributeError: nothing bound in this thread yet
+        task = RUNNING[state.bound]  # asyncio's table: loop -> the task taking a step
+    except (AttributeError, KeyError):  # no task (or ``bound`` is None): the slow way
+        found = per_loop.bind()  # remembered; None: not in an asyncio task
 
 Why that is the right task: a loop has a running task only while it executes a step
 of that task, in the thread that runs the loop. A state is bound to the thread that
 made it (``bound`` is its loop, seen running there), and unbound (``bound = None``)
 when its loop is seen running in another thread; a stopped or closed loop has no
-running task, so then `PerLoop.bind` asks asyncio and remembers the answer. (The one
+running task, so then `PerLoop.bind` asks asyncio and remembers the answer. Its owner
+may unbind it too, to send the next hot-path lookup the slow way (the disconnect
+watching does while its timer is idle); `bind` binds it again. (The one
 case this cannot tell apart: a loop that stopped here and now runs in another thread
 that has not run asgikit since, in the very instant this thread runs a request on a
 second loop. Servers run one loop per thread for their life.) A forked child forgets
@@ -41,7 +45,8 @@ class LoopState(Protocol):
     """What a `PerLoop` keeps: state for one loop, in the thread that runs it."""
 
     # The loop, while this state is this thread's for it; None once the loop was seen
-    # running in another thread (the hot path then takes the slow way).
+    # running in another thread, or when its owner unbound it (the hot path then
+    # takes the slow way).
     bound: asyncio.AbstractEventLoop | None
     loop: asyncio.AbstractEventLoop
     thread: int
@@ -59,7 +64,8 @@ RUNNING: dict[Any, asyncio.Task[Any]] = (
 
 
 class _Nowhere:
-    """The state of a thread where no loop was seen yet: no task runs on ``None``."""
+    """The state of a thread that forgot its loop (a forked child): no task runs on
+    ``None``."""
 
     bound = None
 
@@ -67,16 +73,14 @@ class _Nowhere:
 NOWHERE: Any = _Nowhere()  # stands in for any PerLoop's state type
 
 
-class _Here(threading.local):
-    state: Any = NOWHERE
-
-
 class PerLoop(Generic[S]):
     """State for each asyncio loop, ``make(loop)``, found from the thread running it."""
 
     def __init__(self, make: Callable[[asyncio.AbstractEventLoop], S]) -> None:
         self.make = make
-        self.here = _Here()  # ``here.state``: this thread's (the hot path reads it)
+        # ``here.state``: this thread's, unset until `bind` (the hot path reads it). A
+        # plain local: a subclass's attributes are looked up on the class first.
+        self.here = threading.local()
         self._states: dict[asyncio.AbstractEventLoop, S] = {}
         _all.append(self)
 
@@ -98,7 +102,8 @@ class PerLoop(Generic[S]):
             for closed in [known for known in self._states if known.is_closed()]:
                 del self._states[closed]
             state = self._states[loop] = self.make(loop)
-            state.bound, state.thread = loop, ident
+            state.thread = ident
+        state.bound = loop  # (again, if its owner unbound it)
         self.here.state = state
         return state, task
 

@@ -13,11 +13,12 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Concatenate, Protocol, TypeAlias, TypeVar
+from typing import Any, Concatenate, Protocol, TypeAlias, TypeVar, cast
 
 from typing_extensions import ParamSpec
 
 from asgikit._chain import Middleware, build_chain
+from asgikit._concurrency import run_in_threadpool
 from asgikit._dispatch import (
     PAST_MIDDLEWARE,
     Runnable,
@@ -127,8 +128,12 @@ class Route(_Identified):
         route is added) into what the dispatcher reads per request."""
         setting = self.cancel_on_disconnect
         self.watch_disconnect = router_setting if setting is None else bool(setting)
-        # An async endpoint that is not watched is awaited as it is: one test.
-        self.direct = self.is_async and not self.watch_disconnect
+        # The endpoint as a call returning an awaitable: an async endpoint as it is, a
+        # plain def sent to the thread pool (so the dispatcher makes no test for it).
+        run: Any = self.endpoint
+        if not self.is_async:
+            run = functools.partial(cast(Any, run_in_threadpool), self.endpoint)
+        self.run: Callable[[Request], Awaitable[Any]] = run
 
     def __repr__(self) -> str:
         return f"Route(path={self.path!r}, name={self.name!r}, methods={list(self.methods)!r})"
@@ -268,10 +273,8 @@ class _Answer:
     __slots__ = ("app",)
 
     # (`Runnable`'s other attributes: never read, `app` is always set)
-    endpoint: Endpoint
-    is_async = False
+    run: Callable[[Request], Awaitable[Any]]
     watch_disconnect = False
-    direct = False
 
     def __init__(self, app: ASGIApp) -> None:
         self.app: ASGIApp | None = app

@@ -30,7 +30,7 @@ from asgikit._concurrency import iterate_in_threadpool
 from asgikit._http import content_type_pair
 from asgikit._receive import ReceiveRelay
 from asgikit._sse import PING, ServerSentEvent, encode_event
-from asgikit._tasks import RUNNING, PerLoop
+from asgikit._tasks import NOWHERE, RUNNING, PerLoop
 from asgikit.background import BackgroundTask
 from asgikit.responses import Response, headers_to_raw
 from asgikit.types import Message, Receive, Scope, Send
@@ -318,7 +318,6 @@ class _Listening:
 _LISTENING = PerLoop(_Listening)  # each loop's (see asgikit._tasks)
 # Bound once: a method of an imported name is looked up as an attribute per call.
 _here = _LISTENING.here
-_running_task = RUNNING.get
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:
@@ -425,20 +424,23 @@ class StreamingResponse(Response):
         # loop runs in this thread (anyio decides the same way): the anyio path.
         relay = ReceiveRelay.of(scope, receive)
         # This thread's loop's `_Listening` and the running task (asgikit._tasks).
-        listening: _Listening = _here.state
-        task = _running_task(listening.bound)
-        if task is None:
+        listening: _Listening
+        task: asyncio.Task[Any] | None
+        try:
+            listening = _here.state
+            task = RUNNING[listening.bound]
+        except (AttributeError, KeyError):  # the slow way (see asgikit._tasks)
             found = _LISTENING.bind()
-            if found is None:
-                try:
-                    complete = await self._stream_anyio(send, _Watch(relay, None, None))
-                except Exception:
-                    await _end_body_after_error(scope, send)
-                    raise
-                if complete and self.background is not None:
-                    await self.background()
-                return
-            listening, task = found
+            listening, task = found if found is not None else (NOWHERE, None)
+        if task is None:  # not in an asyncio task (trio)
+            try:
+                complete = await self._stream_anyio(send, _Watch(relay, None, None))
+            except Exception:
+                await _end_body_after_error(scope, send)
+                raise
+            if complete and self.background is not None:
+                await self.background()
+            return
         watch = _Watch(relay, task, listening)
         try:
             await self._send_body(send, watch)

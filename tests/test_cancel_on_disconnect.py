@@ -120,6 +120,30 @@ async def test_disconnect_cancels_the_endpoint_and_nothing_is_sent(
     assert caplog.records == []
 
 
+async def test_a_request_after_the_watching_timer_went_idle_is_watched_again(
+    anyio_backend: str,
+) -> None:
+    # The loop's watching timer stops when it has nothing to watch (asyncio); the next
+    # request must start it again, or a disconnect would go unnoticed.
+    from asgikit._dispatch import _WATCHING
+
+    router = Router(cancel_on_disconnect=True)
+    works = [Work(), Work()]
+    router.add_route("/work/0", works[0])
+    router.add_route("/work/1", works[1])
+    for number, work in enumerate(works):
+        client = Client()
+        async with request_in_background(router, client, http_scope(path=f"/work/{number}")):
+            await work.started.wait()
+            client.leave()
+        assert work.ended == ["cancelled", "finally"]
+        assert client.sent == []
+        if anyio_backend == "asyncio":
+            with anyio.fail_after(5):  # until the timer found nothing to watch and stopped
+                while _WATCHING.here.state.bound is not None:
+                    await anyio.sleep(0.001)
+
+
 async def test_off_by_default_the_endpoint_finishes() -> None:
     work = Work()
     router = Router([Route("/work", work)])

@@ -22,8 +22,27 @@ class State:
 
 
 def fast_task(per_loop: PerLoop[State]) -> asyncio.Task[Any] | None:
-    """What the hot paths read before they fall back on `PerLoop.bind`."""
-    return RUNNING.get(per_loop.here.state.bound)
+    """What the hot paths read before they fall back on `PerLoop.bind` (None: they
+    would fall back)."""
+    try:
+        return RUNNING[per_loop.here.state.bound]
+    except (AttributeError, KeyError):
+        return None
+
+
+def test_an_unbound_state_is_bound_again_by_bind() -> None:
+    per_loop = PerLoop(State)
+
+    async def main() -> None:
+        found = per_loop.bind()
+        assert found is not None
+        state, task = found
+        state.bound = None  # its owner sends the hot path the slow way (an idle timer)
+        assert fast_task(per_loop) is None
+        assert per_loop.bind() == (state, task)  # the same state, bound again
+        assert fast_task(per_loop) is task
+
+    asyncio.run(main())
 
 
 def test_bind_finds_the_running_task_and_remembers_the_loop() -> None:
