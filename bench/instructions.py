@@ -10,11 +10,11 @@ and prints the difference per request, and the ratio to the first app.
 
 Valgrind runs Python ~50x slower, so the time thresholds (when a streaming response's
 disconnect listener starts, how often a stream that never waits gives the loop a turn,
-when cancel_on_disconnect starts watching a request) are stretched by ``--slowdown`` to behave as they do at full speed. The cyclic
-garbage collector is off while requests are counted (whether a full collection lands
-in one of the two runs would otherwise decide the result): reference counting frees
-what requests leave behind, and the count excludes collecting cycles. Needs the
-``valgrind`` Debian package.
+when cancel_on_disconnect starts watching a request) are stretched by ``--slowdown``
+to behave as they do at full speed. The cyclic garbage collector is off while
+requests are counted (whether a full collection lands in one of the two runs would
+otherwise decide the result): reference counting frees what requests leave behind,
+and the count excludes collecting cycles. Needs the ``valgrind`` Debian package.
 """
 
 from __future__ import annotations
