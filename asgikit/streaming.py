@@ -43,6 +43,7 @@ Content: TypeAlias = AsyncIterable[Any] | Iterable[Any]
 # tens of microseconds, a stream shorter than this never pays it, and a longer one pays
 # it once (a disconnect is noticed at most this much later).
 _LISTEN_AFTER = 0.02
+_TIMER_GRAIN = 0.001  # event loop timers are this coarse (uvloop: whole milliseconds)
 # A stream that never suspends gives the loop a turn after this long or this many
 # chunks, whichever comes first (one turn costs a few microseconds).
 _TURN_EVERY = 0.001
@@ -152,7 +153,7 @@ class _Watch:
     task_group: anyio.abc.TaskGroup | None = None
     error: Exception | None = None
     pinger: _Pinger | None = None
-    helpers: list[asyncio.Task[None]] | None = None
+    helpers: list[asyncio.Task[None] | asyncio.TimerHandle] | None = None
     listening: _Listening | None = None  # waiting there for the listener to start
     checks = _TURN_CHUNKS // _CHECK_EVERY  # looks at the clock left before a turn is due
     ticking = False  # a tick was asked of the loop and has not run (see turn_due)
@@ -263,11 +264,19 @@ class _Watch:
             self.task_group.start_soon(func, *args)
 
     def start_listening(self) -> None:
-        """Start the helpers a stream needs once it has run for `_LISTEN_AFTER` (asyncio;
-        the anyio path starts them at once): the listener, and the SSE pinger."""
+        """Start the listener once the stream has run for `_LISTEN_AFTER` (asyncio; the
+        anyio path starts its helpers at once). An SSE pinger starts later still, when
+        its first look for silence is due (a quarter of its interval after the stream
+        started): a stream that ends before then never pays for it."""
         self.listening = None
         self.start_soon(self.listen)
         if self.pinger is not None:
+            assert self.task is not None and self.helpers is not None
+            wait = self.started + self.pinger.interval / 4 - time.monotonic()
+            self.helpers.append(self.task.get_loop().call_later(wait, self._start_pinger))
+
+    def _start_pinger(self) -> None:
+        if self.streaming and self.pinger is not None:
             self.start_soon(self.pinger.run)
 
     # -- asyncio -------------------------------------------------------------------------
@@ -304,12 +313,19 @@ class _Listening:
         self.timer: asyncio.TimerHandle | None = None
 
     def start_due(self) -> None:
+        """Start the listeners that are due, then sleep until the next one is. Event
+        loops keep time in milliseconds (uvloop rounds a timer's delay down to whole
+        milliseconds): so listeners due within `_TIMER_GRAIN` start now, a little early,
+        and the timer never wakes up before the next one is due only to sleep again."""
         self.timer = None
-        due = time.monotonic() - _LISTEN_AFTER
+        due = time.monotonic() - _LISTEN_AFTER + _TIMER_GRAIN
         pending = self.pending
-        for watch in list(pending):
+        while pending:
+            watch = next(iter(pending))
             if watch.started > due:  # the rest started later still
-                self.timer = self.loop.call_later(watch.started - due + 0.0001, self.start_due)
+                self.timer = self.loop.call_later(
+                    watch.started - due + _TIMER_GRAIN, self.start_due
+                )
                 return
             del pending[watch]
             watch.start_listening()
@@ -565,10 +581,11 @@ class _Pinger:
     """The keep-alive pinger of one event stream: ``: ping`` after ``interval`` seconds
     without an event.
 
-    Once it runs (with the disconnect listener: a stream shorter than that never pays
-    for it), `encode` frames each event for the response and keeps a reference to its
-    bytes in ``last``: one store per event is the whole cost, and the pinger notices
-    progress by identity (every body is a new bytes object). ``closed`` and
+    Once it runs (on asyncio from a quarter of its interval into the stream, its first
+    look for silence: a stream shorter than that never pays for it), `encode` frames
+    each event for the response and keeps a reference to its bytes in ``last``: one
+    store per event is the whole cost, and the pinger notices progress by identity
+    (every body is a new bytes object). ``closed`` and
     ``ping_sent`` (set while a ping is being sent) keep a ping from following the final
     message.
     """
@@ -590,7 +607,7 @@ class _Pinger:
         self.send = send
         self.watch = watch
         watch.pinger = self
-        if watch.task is None:  # anyio: now; asyncio: with the listener (start_listening)
+        if watch.task is None:  # anyio: now; asyncio: later (see Watch.start_listening)
             watch.start_soon(self.run)
 
     def finish(self) -> anyio.Event | None:

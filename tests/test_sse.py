@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -130,6 +131,32 @@ async def test_ping_comment_during_silence() -> None:
     assert lines[:2] == ["data: before", ""]
     assert ": ping" in lines
     assert lines[-2:] == ["data: after", ""]
+
+
+@pytest.mark.anyio
+async def test_a_ping_never_comes_before_a_whole_interval_of_silence() -> None:
+    # On asyncio the pinger starts a quarter interval into the stream (a short stream
+    # never pays for it); the silence it measures still begins no later than the last
+    # event, so the ping never comes early.
+    interval = 0.08
+    sent: list[tuple[float, bytes]] = []
+    ping_sent = anyio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        body = message.get("body", b"")
+        sent.append((time.monotonic(), body))
+        if body == b": ping\n\n":
+            ping_sent.set()
+
+    async def events() -> Any:
+        yield "first"
+        await ping_sent.wait()  # silence until the ping
+
+    with anyio.fail_after(5):
+        await EventSourceResponse(events(), ping=interval)(http_scope(), never_disconnects, send)
+    first = next(when for when, body in sent if body == b"data: first\n\n")
+    ping = next(when for when, body in sent if body == b": ping\n\n")
+    assert ping - first >= interval
 
 
 @pytest.mark.anyio

@@ -339,3 +339,39 @@ async def test_a_stream_that_holds_the_loop_gives_turns_and_listens_at_once() ->
     with anyio.fail_after(10):
         await StreamingResponse(chunks())(stream_scope(), server.receive, server.send)
     assert server.listened
+
+
+def test_the_listener_timer_wakes_once_per_due_stream_on_uvloop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # uvloop rounds a timer's delay down to whole milliseconds: a timer asked for "in
+    # 0.4 ms" fires at once. The listeners' timer must not then wake again and again
+    # until a stream is due (it did: about five wake-ups per stream under load).
+    uvloop = pytest.importorskip("uvloop")
+    wakeups = 0
+    start_due = streaming._Listening.start_due
+
+    def counted(self: streaming._Listening) -> None:
+        nonlocal wakeups
+        wakeups += 1
+        start_due(self)
+
+    monkeypatch.setattr(streaming._Listening, "start_due", counted)
+
+    async def one_stream(delay: float) -> None:
+        await asyncio.sleep(delay)
+
+        async def slow() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                await asyncio.sleep(0.005)  # 50 ms in all: its listener starts
+                yield b"x"
+
+        server = Spec23Server(leave_after=TOTAL)
+        await StreamingResponse(slow())(stream_scope(), server.receive, server.send)
+
+    async def main() -> None:
+        # Five streams started 0.3 ms apart: each is due 20 ms after its start.
+        await asyncio.gather(*(one_stream(0.0003 * number) for number in range(5)))
+
+    uvloop.run(main())
+    assert 1 <= wakeups <= 10
