@@ -281,3 +281,17 @@ async def test_a_stalled_upload_does_not_hold_a_thread_pool_slot(temp_dir: Path)
             resume.set()
     finally:
         set_threadpool_size(40)
+
+
+@pytest.mark.anyio
+async def test_closing_a_large_file_on_disk_and_a_small_one() -> None:
+    # A file on disk of 4 MiB or more is closed in the thread pool (freeing its pages
+    # would stall the loop), a small one on the loop: both end closed, twice is harmless.
+    large, small = UploadFile(filename="large.bin"), UploadFile(filename="small.bin")
+    await large.write(b"x" * (5 * 1024 * 1024))
+    await small.write(b"y" * 1024)
+    assert not large.in_memory and small.in_memory
+    for upload in (large, small):
+        await upload.close()
+        assert upload.file.closed
+        await upload.close()
