@@ -480,10 +480,11 @@ class State:
 
 
 SPOOL_MAX_SIZE = 1024 * 1024
+"""Bytes an `UploadFile` keeps in memory before its spooled file moves to disk."""
+
 # Closing a file on disk frees its pages in the kernel, about 25 us per MiB here: past
 # this size that would stall the event loop longer than a thread hand-off takes.
 _CLOSE_IN_THREAD = 4 * 1024 * 1024
-"""Bytes an `UploadFile` keeps in memory before its spooled file moves to disk."""
 
 
 class UploadFile:

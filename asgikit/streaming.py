@@ -332,8 +332,7 @@ class _Listening:
 
 
 _LISTENING = PerLoop(_Listening)  # each loop's (see asgikit._tasks)
-# Bound once: a method of an imported name is looked up as an attribute per call.
-_here = _LISTENING.here
+_here = _LISTENING.here  # (bound once: one attribute lookup less per response)
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:
