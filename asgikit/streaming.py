@@ -153,7 +153,7 @@ class _Watch:
     task_group: anyio.abc.TaskGroup | None = None
     error: Exception | None = None
     pinger: _Pinger | None = None
-    helpers: list[asyncio.Task[None] | asyncio.TimerHandle] | None = None
+    helpers: list[asyncio.Task[None]] | None = None
     listening: _Listening | None = None  # waiting there for the listener to start
     checks = _TURN_CHUNKS // _CHECK_EVERY  # looks at the clock left before a turn is due
     ticking = False  # a tick was asked of the loop and has not run (see turn_due)
@@ -264,19 +264,11 @@ class _Watch:
             self.task_group.start_soon(func, *args)
 
     def start_listening(self) -> None:
-        """Start the listener once the stream has run for `_LISTEN_AFTER` (asyncio; the
-        anyio path starts its helpers at once). An SSE pinger starts later still, when
-        its first look for silence is due (a quarter of its interval after the stream
-        started): a stream that ends before then never pays for it."""
+        """Start the helpers a stream needs once it has run for `_LISTEN_AFTER` (asyncio;
+        the anyio path starts them at once): the listener, and the SSE pinger."""
         self.listening = None
         self.start_soon(self.listen)
         if self.pinger is not None:
-            assert self.task is not None and self.helpers is not None
-            wait = self.started + self.pinger.interval / 4 - time.monotonic()
-            self.helpers.append(self.task.get_loop().call_later(wait, self._start_pinger))
-
-    def _start_pinger(self) -> None:
-        if self.streaming and self.pinger is not None:
             self.start_soon(self.pinger.run)
 
     # -- asyncio -------------------------------------------------------------------------
@@ -580,11 +572,10 @@ class _Pinger:
     """The keep-alive pinger of one event stream: ``: ping`` after ``interval`` seconds
     without an event.
 
-    Once it runs (on asyncio from a quarter of its interval into the stream, its first
-    look for silence: a stream shorter than that never pays for it), `encode` frames
-    each event for the response and keeps a reference to its bytes in ``last``: one
-    store per event is the whole cost, and the pinger notices progress by identity
-    (every body is a new bytes object). ``closed`` and
+    Once it runs (with the disconnect listener: a stream shorter than that never pays
+    for it), `encode` frames each event for the response and keeps a reference to its
+    bytes in ``last``: one store per event is the whole cost, and the pinger notices
+    progress by identity (every body is a new bytes object). ``closed`` and
     ``ping_sent`` (set while a ping is being sent) keep a ping from following the final
     message.
     """
@@ -606,7 +597,7 @@ class _Pinger:
         self.send = send
         self.watch = watch
         watch.pinger = self
-        if watch.task is None:  # anyio: now; asyncio: later (see Watch.start_listening)
+        if watch.task is None:  # anyio: now; asyncio: with the listener (start_listening)
             watch.start_soon(self.run)
 
     def finish(self) -> anyio.Event | None:

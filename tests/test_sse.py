@@ -135,9 +135,9 @@ async def test_ping_comment_during_silence() -> None:
 
 @pytest.mark.anyio
 async def test_a_ping_never_comes_before_a_whole_interval_of_silence() -> None:
-    # On asyncio the pinger starts a quarter interval into the stream (a short stream
-    # never pays for it); the silence it measures still begins no later than the last
-    # event, so the ping never comes early.
+    # The pinger starts some time into the stream (on asyncio with the disconnect
+    # listener); the silence it measures begins no earlier than the last event, so the
+    # ping never comes early.
     interval = 0.08
     sent: list[tuple[float, bytes]] = []
     ping_sent = anyio.Event()
