@@ -269,7 +269,7 @@ class _Watch:
         self.listening = None
         self.start_soon(self.listen)
         if self.pinger is not None:
-            self.start_soon(self.pinger.run)
+            self.pinger.tick_later()
 
     # -- asyncio -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -280,6 +280,9 @@ class _Watch:
         if self.helpers is not None:
             for helper in self.helpers:
                 helper.cancel()
+            # A cancelled helper's traceback holds its frames, which hold this watch:
+            # without this list the task is freed when it ends, not by the collector.
+            self.helpers = None
 
     def take_back_cancel(self) -> bool:
         """Undo the cancellation the listener asked for; False if someone else also
@@ -519,7 +522,7 @@ class StreamingResponse(Response):
         countdown = _CHECK_EVERY
         # The hot loop: one type test, one dict per chunk; bytes chunks of a plain
         # stream go out as they are. (``self._encode`` is read per item: an SSE pinger
-        # swaps in its own once it runs.)
+        # leaves its mark there, see `_Pinger`.)
         async for item in self.body_iterator:
             if item.__class__ is not ready:
                 item = self._encode(item)
@@ -572,78 +575,139 @@ class _Pinger:
     """The keep-alive pinger of one event stream: ``: ping`` after ``interval`` seconds
     without an event.
 
-    Once it runs (with the disconnect listener: a stream shorter than that never pays
-    for it), `encode` frames each event for the response and keeps a reference to its
-    bytes in ``last``: one store per event is the whole cost, and the pinger notices
-    progress by identity (every body is a new bytes object). ``closed`` and
-    ``ping_sent`` (set while a ping is being sent) keep a ping from following the final
-    message.
+    Theory of operation. The pinger looks at the stream four times per interval (a
+    *tick*). It leaves a mark for the next event: the response's encoder becomes `mark`,
+    which notes that an event went out and puts the class's encoder back, so the first
+    event after a tick costs one call more and every other event nothing. A tick that
+    finds the mark taken starts the silence again there (and leaves a new mark); one
+    that finds it untouched a whole interval after the silence started sends a ping.
+    So a ping goes out after between 1 and 1.25 intervals of silence, never earlier.
+
+    On asyncio a tick is a timer callback: no task per stream (one is started only to
+    send a ping), and the ticks start with the disconnect listener, so a stream shorter
+    than that never pays for them. Elsewhere (trio) `run` ticks in the stream's task
+    group. ``closed`` and ``ping_sent`` (set while a ping is being sent) keep a ping
+    from following the final message.
     """
 
-    __slots__ = ("closed", "interval", "last", "ping_sent", "response", "send", "watch")
+    __slots__ = (
+        "closed",
+        "encode",
+        "interval",
+        "ping_sent",
+        "response",
+        "seen",
+        "send",
+        "silent_since",
+        "timer",
+        "watch",
+    )
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.last: bytes | None = None
         self.closed = False
+        self.seen = False
+        self.silent_since = 0.0
         self.ping_sent: anyio.Event | None = None
-
-    def encode(self, item: Any) -> bytes:
-        self.last = body = encode_event(item)
-        return body
+        self.timer: asyncio.TimerHandle | None = None
 
     def start(self, response: StreamingResponse, send: Send, watch: _Watch) -> None:
         self.response = response
+        self.encode = response._encode  # the class's encoder
         self.send = send
         self.watch = watch
         watch.pinger = self
-        if watch.task is None:  # anyio: now; asyncio: with the listener (start_listening)
+        if watch.task is None:  # anyio: now; asyncio: with the listener (`tick_later`)
             watch.start_soon(self.run)
+
+    def mark(self, item: Any) -> bytes:
+        """The response's encoder until an event goes out after a tick."""
+        self.seen = True
+        del self.response._encode  # the class's encoder again
+        return self.encode(item)
+
+    def _begin(self) -> None:
+        self.silent_since = time.monotonic()
+        self.response._encode = self.mark
+
+    def ping_due(self, now: float) -> bool:
+        """One tick: whether a ping is due."""
+        if self.seen:  # an event went out since the last tick: the silence starts again
+            self.seen = False
+            self.silent_since = now
+            self.response._encode = self.mark
+            return False
+        return now - self.silent_since >= self.interval and not self.closed
+
+    async def send_ping(self) -> bool:
+        """Send ``: ping``; False when the stream must stop (the client left, or the
+        server's ``send`` failed: the watch has been told)."""
+        sent = self.ping_sent = anyio.Event()
+        try:
+            await _send_message(
+                self.send, {"type": "http.response.body", "body": PING, "more_body": True}
+            )
+        except _ClientGone:
+            self.watch.client_left()
+            return False
+        except Exception as exc:
+            self.watch.helper_failed(exc)
+            return False
+        finally:
+            self.ping_sent = None
+            sent.set()
+        self.silent_since = time.monotonic()
+        return True
 
     def finish(self) -> anyio.Event | None:
         """No ping starts after this; the one under way (wait for it), if any."""
         self.closed = True
         return self.ping_sent
 
-    async def run(self) -> None:
-        """Send ``: ping`` once ``interval`` seconds passed without an event.
+    def stop(self) -> None:
+        """No tick and no ping once the body is over, and the references between the
+        pinger, its response and the watch are dropped: the response is freed when the
+        request ends, not left to the garbage collector (one cycle per stream would run
+        it every few dozen streams)."""
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        vars(self.response).pop("_encode", None)
+        self.watch.pinger = None
 
-        The pinger looks for a new event four times per interval, so a ping goes out
-        after between 1 and 1.25 intervals of silence. (A ping may go out while an event
-        that has waited a whole interval for a slow client is still being sent: each is
-        a complete message, so the stream stays well formed.)
-        """
-        self.response._encode = self.encode  # from now on, events leave a mark
-        interval = self.interval
-        step = interval / 4
-        seen = self.last
-        silent_since = time.monotonic()
+    # -- asyncio: timer callbacks --------------------------------------------------------
+    def tick_later(self) -> None:
+        """Start ticking (asyncio, with the disconnect listener)."""
+        self._begin()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.closed:
+            assert self.watch.task is not None
+            loop = self.watch.task.get_loop()
+            self.timer = loop.call_later(self.interval / 4, self._tick)
+
+    def _tick(self) -> None:
+        self.timer = None
+        if self.ping_due(time.monotonic()):
+            self.watch.start_soon(self._ping_then_tick)
+        else:
+            self._schedule()
+
+    async def _ping_then_tick(self) -> None:
+        if await self.send_ping():
+            self._schedule()
+
+    # -- anyio -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Tick in a task until cancelled (the stream's task group ends it)."""
+        self._begin()
+        step = self.interval / 4
         while True:
             await anyio.sleep(step)
-            now = time.monotonic()
-            if self.last is not seen:
-                seen = self.last
-                silent_since = now
-                continue
-            if now - silent_since < interval:
-                continue
-            if self.closed:
+            if self.ping_due(time.monotonic()) and not await self.send_ping():
                 return
-            sent = self.ping_sent = anyio.Event()
-            try:
-                await _send_message(
-                    self.send, {"type": "http.response.body", "body": PING, "more_body": True}
-                )
-            except _ClientGone:
-                self.watch.client_left()
-                return
-            except Exception as exc:
-                self.watch.helper_failed(exc)
-                return
-            finally:
-                self.ping_sent = None
-                sent.set()
-            silent_since = time.monotonic()
 
 
 _NO_CACHE = (b"cache-control", b"no-cache")
@@ -705,6 +769,12 @@ class EventSourceResponse(StreamingResponse):
     _fixed_content_type: tuple[bytes, bytes] = (b"content-type", b"text/event-stream")
 
     async def _send_body(self, send: Send, watch: _Watch) -> None:
-        if self.ping is not None:
-            _Pinger(self.ping).start(self, send, watch)
-        await super()._send_body(send, watch)
+        if self.ping is None:
+            await super()._send_body(send, watch)
+            return
+        pinger = _Pinger(self.ping)
+        pinger.start(self, send, watch)
+        try:
+            await super()._send_body(send, watch)
+        finally:
+            pinger.stop()

@@ -160,6 +160,47 @@ async def test_a_ping_never_comes_before_a_whole_interval_of_silence() -> None:
 
 
 @pytest.mark.anyio
+async def test_pings_only_in_silences_of_a_whole_interval_and_repeat() -> None:
+    # Events closer together than the interval (each is noticed, though the pinger looks
+    # at only one per tick), then a long silence (pings repeat), then events again.
+    interval = 0.06
+    sent: list[tuple[float, bytes]] = []
+    pings = 0
+    three_pings = anyio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal pings
+        body = message.get("body", b"")
+        sent.append((time.monotonic(), body))
+        if body == b": ping\n\n":
+            pings += 1
+            if pings == 3:
+                three_pings.set()
+
+    async def events() -> Any:
+        for n in range(15):
+            yield f"early {n}"
+            await anyio.sleep(interval / 4)
+        await three_pings.wait()
+        for n in range(5):
+            yield f"late {n}"
+            await anyio.sleep(interval / 4)
+
+    with anyio.fail_after(10):
+        await EventSourceResponse(events(), ping=interval)(http_scope(), never_disconnects, send)
+    bodies = [body for _, body in sent]
+    assert bodies.count(b": ping\n\n") >= 3
+    assert bodies.index(b"data: late 0\n\n") > bodies.index(b": ping\n\n")
+    last_event = None
+    for when, body in sent:
+        if body.startswith(b"data: "):
+            last_event = when
+        elif body == b": ping\n\n":
+            assert last_event is not None
+            assert when - last_event >= interval  # never a ping while events come
+
+
+@pytest.mark.anyio
 async def test_disconnect_stops_event_generation() -> None:
     stopped = anyio.Event()
     router = Router()
