@@ -486,6 +486,9 @@ class _Watch:
 
     def stop(self) -> None:
         self.watcher.cancel()
+        # The cancelled watcher's traceback holds this watch (its `cancel`): without
+        # the reference back, the task is freed when it ends, not by the collector.
+        del self.watcher
 
     def take_back_cancellation(self) -> bool:
         """Undo our ``Task.cancel()``; False if another cancellation is pending too

@@ -502,6 +502,7 @@ class StreamingResponse(Response):
                     watch.streaming = False
                     task_group.cancel_scope.cancel()
                     await self._close_iterator()
+        watch.cancel_scope = watch.task_group = None  # (no cycle through trio's nursery)
         if error is None and not complete:
             error = watch.error
         if error is not None:
@@ -627,17 +628,20 @@ class _Pinger:
         return self.encode(item)
 
     def _begin(self) -> None:
-        self.silent_since = time.monotonic()
-        self.response._encode = self.mark
+        if not self.closed:
+            self.silent_since = time.monotonic()
+            self.response._encode = self.mark
 
     def ping_due(self, now: float) -> bool:
         """One tick: whether a ping is due."""
+        if self.closed:
+            return False
         if self.seen:  # an event went out since the last tick: the silence starts again
             self.seen = False
             self.silent_since = now
             self.response._encode = self.mark
             return False
-        return now - self.silent_since >= self.interval and not self.closed
+        return now - self.silent_since >= self.interval
 
     async def send_ping(self) -> bool:
         """Send ``: ping``; False when the stream must stop (the client left, or the
@@ -704,7 +708,7 @@ class _Pinger:
         """Tick in a task until cancelled (the stream's task group ends it)."""
         self._begin()
         step = self.interval / 4
-        while True:
+        while not self.closed:
             await anyio.sleep(step)
             if self.ping_due(time.monotonic()) and not await self.send_ping():
                 return
