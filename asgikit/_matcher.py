@@ -267,6 +267,19 @@ class _Node(Generic[T, M]):
     # Whether anything but a static child can match below: if not, a lookup just walks
     # on (nothing to come back to), without a call per level.
     branches: bool = False
+    # (name, child) when the only thing but static children is one whole-segment str
+    # parameter (no other parameter, catch-all or mount): a segment no static child
+    # takes has then nowhere else to go, so a lookup walks on here too.
+    sole: tuple[str, _Node[T, M]] | None = None
+
+    def settle(self) -> None:
+        """Recompute `branches` and `sole` after a child, leaf or mount was added."""
+        self.branches = bool(self.dynamic or self.catch_all or self.mounts)
+        self.sole = None
+        if len(self.dynamic) == 1 and not self.catch_all and not self.mounts:
+            _, str_name, child = self.dynamic[0]
+            if str_name is not None:
+                self.sole = (str_name, child)
 
 
 class SegmentTree(Generic[T, M]):
@@ -295,7 +308,7 @@ class SegmentTree(Generic[T, M]):
                         return existing
                 leaf = make_leaf()
                 node.catch_all.append((name, leaf))
-                node.branches = True
+                node.settle()
                 return leaf
             else:
                 node = _dynamic_child(node, segment)
@@ -313,7 +326,7 @@ class SegmentTree(Generic[T, M]):
             else:
                 node = _dynamic_child(node, segment)
         node.mounts.append(mount)
-        node.branches = True
+        node.settle()
 
     def find(
         self, path: str, accept: Callable[[T, K], R | None], key: K
@@ -338,8 +351,8 @@ def _dynamic_child(node: _Node[T, M], segment: Segment) -> _Node[T, M]:
     child = _Node()
     str_name = segment.names[0] if segment.rank == _STR else None
     node.dynamic.append((segment, str_name, child))
-    node.branches = True
     node.dynamic.sort(key=lambda entry: entry[0].rank)  # stable: equals keep their order
+    node.settle()
     return child
 
 
@@ -352,18 +365,57 @@ def _find(
     accept: Callable[[T, K], R | None],
     key: K,
 ) -> tuple[R | M, dict[str, Any], int] | None:
-    while not node.branches and index < end:  # static only: walk on, no call
-        child = node.static.get(parts[index])
-        if child is None:
-            return None
-        node = child
+    # Walk on without a call while there is nothing to come back to: through static
+    # segments, and through a node's sole str parameter when no static child takes the
+    # segment. The parameters set on the way (the last ones in ``params``) are taken
+    # out again if nothing matches.
+    walked_from = len(params)
+    while index < end:
+        part = parts[index]
+        child = node.static.get(part)
+        if child is not None:
+            if node.branches:
+                break  # a static child first, then the other ways: `_branch`
+            node = child
+        else:
+            sole = node.sole
+            if sole is None or not part:
+                if node.branches:
+                    break
+                _unwalk(params, walked_from)
+                return None
+            name, node = sole
+            params[name] = part
         index += 1
     if index == end:
         if node.leaf is not None:
             answer = accept(node.leaf, key)
             if answer is not None:
                 return answer, params, 0
+        _unwalk(params, walked_from)
         return None
+    found = _branch(node, parts, index, end, params, accept, key)
+    if found is None:
+        _unwalk(params, walked_from)
+    return found
+
+
+def _unwalk(params: dict[str, Any], walked_from: int) -> None:
+    # A failed walk: take out the parameters it set (a caller backtracks).
+    for name in list(params)[walked_from:]:
+        del params[name]
+
+
+def _branch(
+    node: _Node[T, M],
+    parts: list[str],
+    index: int,
+    end: int,
+    params: dict[str, Any],
+    accept: Callable[[T, K], R | None],
+    key: K,
+) -> tuple[R | M, dict[str, Any], int] | None:
+    # A node with several ways on, in precedence order; each tried branch backtracks.
     part = parts[index]
     last = index + 1 == end  # the last segment: check the child's leaf without a call
     child = node.static.get(part)

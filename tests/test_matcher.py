@@ -83,6 +83,25 @@ def test_backtracking_restores_params() -> None:
     assert lookup(tree, "/a/5/d") == ("/a/{y:int}/d", {"y": 5})
 
 
+def test_a_failed_walk_through_sole_parameters_takes_them_out() -> None:
+    # Below {first:int} the only way on is {second} (walked without backtracking); it
+    # fails two levels down, so the lookup comes back and {other} matches: "second"
+    # must not be left in the parameters.
+    tree = build("/p/{first:int}/{second}/end", "/p/{other}/x/y")
+    assert lookup(tree, "/p/5/x/y") == ("/p/{other}/x/y", {"other": "5"})
+    assert lookup(tree, "/p/5/x/end") == (
+        "/p/{first:int}/{second}/end",
+        {"first": 5, "second": "x"},
+    )
+    # A static child takes its segment before the sole parameter, which is still tried
+    # when the static branch fails.
+    tree = build("/q/{a}/{b}", "/q/{a}/fixed/c")
+    assert lookup(tree, "/q/1/fixed/c") == ("/q/{a}/fixed/c", {"a": "1"})
+    assert lookup(tree, "/q/1/fixed") == ("/q/{a}/{b}", {"a": "1", "b": "fixed"})
+    assert lookup(tree, "/q/1/other") == ("/q/{a}/{b}", {"a": "1", "b": "other"})
+    assert lookup(tree, "/q/1/fixed/d") is None
+
+
 def test_mounts_come_after_routes_and_report_consumed_prefix() -> None:
     tree: SegmentTree[str, str] = SegmentTree()
     tree.insert(compile_template("/api/health"), lambda: "health")
