@@ -152,15 +152,25 @@ class MultipartReader:
         if error is None:
             return FormData(self.items)
         self._discard()
-        if isinstance(error, ParserLimitReached):
-            raise HTTPException(
-                413,
-                f"Multipart part headers too large: {error} (limits: {MAX_PART_HEADER_SIZE} "
-                f"bytes per header line, {MAX_PART_HEADERS} headers per part)",
-            ) from None
-        if isinstance(error, MultipartError):
-            raise HTTPException(400, f"Malformed multipart body: {error}") from None
-        raise error
+        try:
+            if isinstance(error, MultipartError):
+                # Answered as a 400/413 below. The parser keeps its error, whose frames
+                # hold the parser: a cycle, unless the traceback goes.
+                error.__traceback__ = None
+            if isinstance(error, ParserLimitReached):
+                raise HTTPException(
+                    413,
+                    f"Multipart part headers too large: {error} (limits: "
+                    f"{MAX_PART_HEADER_SIZE} bytes per header line, {MAX_PART_HEADERS} "
+                    "headers per part)",
+                ) from None
+            if isinstance(error, MultipartError):
+                raise HTTPException(400, f"Malformed multipart body: {error}") from None
+            raise error
+        finally:
+            # The error's traceback holds this frame: without this, frame and error
+            # hold each other (and the chunks in the frames) until the collector runs.
+            error = None
 
     async def _read_with_writer(
         self, parser: Any, body: AsyncIterator[bytes], max_size: int | None
@@ -179,7 +189,10 @@ class MultipartReader:
                 error = exc
             finally:
                 writer.abort()  # a no-op once close() returned
-        return error
+        try:
+            return error
+        finally:
+            error = None  # (the error's traceback holds this frame, see `read`)
 
     def _discard(self) -> None:
         # Synchronous on purpose: this also runs when the task is being cancelled.
