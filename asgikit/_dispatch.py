@@ -304,6 +304,8 @@ async def _respond(
         if unhandled is not None:
             raise unhandled
     finally:
+        # (The error's traceback holds this frame: no cycle back to the error.)
+        error = unhandled = None
         await _release(request)
 
 

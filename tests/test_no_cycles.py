@@ -70,6 +70,10 @@ def _router() -> Router:
     async def teapot(request: Request) -> None:
         raise HTTPException(418, "short and stout")
 
+    @router.get("/boom")
+    async def boom(request: Request) -> None:
+        raise RuntimeError("a bug: answered 500, logged, raised to the server")
+
     @router.get("/watched", cancel_on_disconnect=True)
     async def watched(request: Request) -> dict[str, bool]:
         await anyio.sleep(0.03)  # the disconnect watch is armed
@@ -100,6 +104,7 @@ REQUESTS: dict[str, tuple[str, str, list[tuple[bytes, bytes]], bytes]] = {
     "upload cut": ("POST", "/upload", MULTIPART, UPLOAD[: 2 * 1024 * 1024] + LEFT),
     "malformed upload": ("POST", "/upload", MULTIPART, UPLOAD[:-4]),
     "http error": ("GET", "/teapot", [], b""),
+    "unhandled error": ("GET", "/boom", [], b""),
     "no route": ("GET", "/nowhere", [], b""),
     "wrong method": ("DELETE", "/hello", [], b""),
     "cancel_on_disconnect": ("GET", "/watched", [], b""),
@@ -149,6 +154,9 @@ async def test_a_request_leaves_no_cycle(case: str, stack: str, no_collector: No
                 {"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks
             ]
             await router(scope, receive_messages(messages), send)
+        elif path == "/boom":
+            with pytest.raises(RuntimeError, match="a bug"):
+                await router(scope, receive_body(body), send)
         else:
             await router(scope, receive_body(body), send)
 
