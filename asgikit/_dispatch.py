@@ -453,22 +453,28 @@ def _mid_body(request: Request) -> bool:
 
 
 async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> Any:
-    relay = ReceiveRelay.of(request.scope, request.receive)
+    scope = request.scope
+    relay = ReceiveRelay.of(scope, request.receive)
     result: Any = _CLIENT_LEFT
     with anyio.CancelScope() as cancel_scope:
         async with HelperTasks() as helpers:
-            helpers.start_soon(_cancel_on_disconnect, relay, cancel_scope.cancel)
+            helpers.start_soon(_cancel_on_disconnect, relay, cancel_scope.cancel, scope)
             result = await awaitable
     # Cancelled while shielded (a thread returning) or swallowed: still send nothing.
     return _CLIENT_LEFT if cancel_scope.cancel_called else result
 
 
-async def _cancel_on_disconnect(relay: ReceiveRelay, cancel: Callable[[], object]) -> None:
+async def _cancel_on_disconnect(
+    relay: ReceiveRelay, cancel: Callable[[], object], scope: Scope
+) -> None:
     try:
         await relay.watch()
     except Exception:  # a broken receive is the server's business, not a disconnect
         return
-    cancel()
+    else:
+        cancel()
+    finally:
+        relay.leave(scope)  # (no reference cycle through the server's request object)
 
 
 class _Watch:
@@ -479,8 +485,9 @@ class _Watch:
     def __init__(self, request: Request, task: asyncio.Task[Any]) -> None:
         self.task = task
         self.cancelled = False
-        relay = ReceiveRelay.of(request.scope, request.receive)
-        self.watcher = task.get_loop().create_task(_cancel_on_disconnect(relay, self.cancel))
+        scope = request.scope
+        relay = ReceiveRelay.of(scope, request.receive)
+        self.watcher = task.get_loop().create_task(_cancel_on_disconnect(relay, self.cancel, scope))
 
     def cancel(self) -> None:
         self.cancelled = True

@@ -58,9 +58,29 @@ class ReceiveRelay:
             relay = scope[RELAY_KEY] = cls(receive)
         return relay
 
+    def leave(self, scope: Scope) -> None:
+        """Take this relay out of ``scope`` once what needed it is over, unless someone
+        is reading through it or it keeps body bytes nobody has read yet.
+
+        A server's ``receive`` is usually a bound method of its own per-request object,
+        which holds the scope: a relay left in the scope closes a reference cycle
+        (scope, relay, ``receive``, the server's object, scope) that only the garbage
+        collector would free. A later reader reads ``receive`` itself again, or makes a
+        new relay. (A kept message without bytes, the empty body of a ``GET``, is not
+        worth the cycle: the response is over.)
+        """
+        if self._receiving or scope.get(RELAY_KEY) is not self:
+            return
+        for message in self._buffer:
+            if message.get("body"):
+                return
+        del scope[RELAY_KEY]
+
     def serves(self, receive: Receive) -> bool:
-        """Whether reading ``receive`` should go through this relay."""
-        return receive is self._receive or receive == self.receive
+        """Whether reading ``receive`` should go through this relay: it is the one the
+        relay reads (a bound method equal to it counts: ``server.receive`` makes a new
+        one each time) or the relay's own."""
+        return receive is self._receive or receive == self._receive or receive == self.receive
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, None

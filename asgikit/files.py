@@ -89,9 +89,14 @@ def _spec_version(scope: Scope) -> tuple[int, ...]:
         return (2, 0)
 
 
-async def _cancel_on_disconnect(relay: ReceiveRelay, cancel_scope: anyio.CancelScope) -> None:
-    await relay.watch()  # request body messages are kept for whoever reads them
-    cancel_scope.cancel()
+async def _cancel_on_disconnect(
+    relay: ReceiveRelay, cancel_scope: anyio.CancelScope, scope: Scope
+) -> None:
+    try:
+        await relay.watch()  # request body messages are kept for whoever reads them
+        cancel_scope.cancel()
+    finally:
+        relay.leave(scope)  # (no reference cycle through the server's request object)
 
 
 _COMPUTED_HEADERS = frozenset({b"content-length", b"content-range"})
@@ -288,7 +293,7 @@ class FileResponse(Response):
             return
         async with anyio.create_task_group() as task_group:
             relay = ReceiveRelay.of(scope, receive)
-            task_group.start_soon(_cancel_on_disconnect, relay, task_group.cancel_scope)
+            task_group.start_soon(_cancel_on_disconnect, relay, task_group.cancel_scope, scope)
             await self._send_chunks(plan, parts, send, tail)
             task_group.cancel_scope.cancel()
 

@@ -163,8 +163,13 @@ class _Watch:
     streaming = True  # the streaming task may still be interrupted
 
     def __init__(
-        self, relay: ReceiveRelay, task: asyncio.Task[Any] | None, listening: _Listening | None
+        self,
+        scope: Scope,
+        relay: ReceiveRelay,
+        task: asyncio.Task[Any] | None,
+        listening: _Listening | None,
     ) -> None:
+        self.scope = scope
         self.relay = relay
         self.task = task
         # When the stream started (the listener's timer) and last gave the loop a turn.
@@ -196,12 +201,16 @@ class _Watch:
 
     async def listen(self) -> None:
         """Wait for ``http.disconnect`` (body messages stay in the relay for readers)."""
+        relay = self.relay
         try:
-            await self.relay.watch()
+            await relay.watch()
         except Exception as exc:
             self.helper_failed(exc)
         else:
             self.client_left()
+        finally:
+            # The response's own leave() came while this still read: done reading now.
+            relay.leave(self.scope)
 
     def turn_due(self) -> bool:
         """Called every `_CHECK_EVERY` chunks: whether the stream has held the event loop
@@ -433,55 +442,58 @@ class StreamingResponse(Response):
         # The body, while watching for a disconnect (see _Watch). On trio no asyncio
         # loop runs in this thread (anyio decides the same way): the anyio path.
         relay = ReceiveRelay.of(scope, receive)
-        # This thread's loop's `_Listening` and the running task (asgikit._tasks).
-        listening: _Listening
-        task: asyncio.Task[Any] | None
         try:
-            listening = _here.state
-            task = RUNNING[listening.bound]
-        except (AttributeError, KeyError):  # the slow way (see asgikit._tasks)
-            found = _LISTENING.bind()
-            listening, task = found if found is not None else (NOWHERE, None)
-        if task is None:  # not in an asyncio task (trio)
+            # This thread's loop's `_Listening` and the running task (asgikit._tasks).
+            listening: _Listening
+            task: asyncio.Task[Any] | None
             try:
-                complete = await self._stream_anyio(send, _Watch(relay, None, None))
-            except Exception:
-                await _end_body_after_error(scope, send)
-                raise
-            if complete and self.background is not None:
-                await self.background()
-            return
-        watch = _Watch(relay, task, listening)
-        try:
-            await self._send_body(send, watch)
-        except _ClientGone:
-            watch.disconnected = watch.error is None
-        except asyncio.CancelledError:
-            if not (watch.cancel_requested and watch.take_back_cancel()):
+                listening = _here.state
+                task = RUNNING[listening.bound]
+            except (AttributeError, KeyError):  # the slow way (see asgikit._tasks)
+                found = _LISTENING.bind()
+                listening, task = found if found is not None else (NOWHERE, None)
+            if task is None:  # not in an asyncio task (trio)
+                try:
+                    complete = await self._stream_anyio(send, _Watch(scope, relay, None, None))
+                except Exception:
+                    await _end_body_after_error(scope, send)
+                    raise
+                if complete and self.background is not None:
+                    await self.background()
+                return
+            watch = _Watch(scope, relay, task, listening)
+            try:
+                await self._send_body(send, watch)
+            except _ClientGone:
+                watch.disconnected = watch.error is None
+            except asyncio.CancelledError:
+                if not (watch.cancel_requested and watch.take_back_cancel()):
+                    watch.stop()
+                    await self._close_iterator()
+                    raise
+            except BaseException as exc:
                 watch.stop()
                 await self._close_iterator()
+                if isinstance(exc, Exception):  # the iterator or an item's encoding failed
+                    await _end_body_after_error(scope, send)
                 raise
-        except BaseException as exc:
+            else:
+                # Servers report a disconnect once the response is complete: from here on
+                # it no longer means the client left early.
+                watch.stop()
+                if watch.cancel_requested and not watch.take_back_cancel():
+                    raise asyncio.CancelledError  # pragma: no cover - a second canceller
+                if self.background is not None:
+                    await self.background()
+                return
+            # The client has gone (or a helper failed): no background.
             watch.stop()
             await self._close_iterator()
-            if isinstance(exc, Exception):  # the iterator or an item's encoding failed
+            if watch.error is not None:
                 await _end_body_after_error(scope, send)
-            raise
-        else:
-            # Servers report a disconnect once the response is complete: from here on
-            # it no longer means the client left early.
-            watch.stop()
-            if watch.cancel_requested and not watch.take_back_cancel():
-                raise asyncio.CancelledError  # pragma: no cover - a second canceller
-            if self.background is not None:
-                await self.background()
-            return
-        # The client has gone (or a helper failed): no background.
-        watch.stop()
-        await self._close_iterator()
-        if watch.error is not None:
-            await _end_body_after_error(scope, send)
-            raise watch.error
+                raise watch.error
+        finally:
+            relay.leave(scope)  # (no reference cycle through the server's request object)
 
     async def _stream_anyio(self, send: Send, watch: _Watch) -> bool:
         error: Exception | None = None

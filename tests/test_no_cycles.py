@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,7 +14,9 @@ import pytest
 from helpers import http_scope, receive_body, receive_messages
 
 from asgikit import (
+    BackgroundTask,
     EventSourceResponse,
+    FileResponse,
     HTTPException,
     JSONResponse,
     PlainTextResponse,
@@ -37,8 +40,13 @@ async def _tokens(pause: float) -> AsyncIterator[str]:
             await anyio.sleep(pause)
 
 
-def _router() -> Router:
+def _router(tmp_path: Path) -> Router:
     router = Router()
+    (tmp_path / "weights.bin").write_bytes(b"w" * 300_000)
+
+    @router.get("/file")  # spec 2.3: watched for a disconnect through the relay
+    async def file(request: Request) -> FileResponse:
+        return FileResponse(tmp_path / "weights.bin")
 
     @router.get("/hello")
     async def hello(request: Request) -> PlainTextResponse:
@@ -103,6 +111,7 @@ REQUESTS: dict[str, tuple[str, str, list[tuple[bytes, bytes]], bytes]] = {
     "upload": ("POST", "/upload", MULTIPART, UPLOAD),
     "upload cut": ("POST", "/upload", MULTIPART, UPLOAD[: 2 * 1024 * 1024] + LEFT),
     "malformed upload": ("POST", "/upload", MULTIPART, UPLOAD[:-4]),
+    "file": ("GET", "/file", [], b""),
     "http error": ("GET", "/teapot", [], b""),
     "unhandled error": ("GET", "/boom", [], b""),
     "no route": ("GET", "/nowhere", [], b""),
@@ -111,7 +120,7 @@ REQUESTS: dict[str, tuple[str, str, list[tuple[bytes, bytes]], bytes]] = {
 }
 
 
-def _with_middleware() -> Router:
+def _with_middleware(tmp_path: Path) -> Router:
     outer = Router(
         middleware=[
             Middleware(TimeoutMiddleware, timeout=5),
@@ -119,8 +128,21 @@ def _with_middleware() -> Router:
             Middleware(GZipMiddleware),
         ]
     )
-    outer.mount("/", _router())
+    outer.mount("/", _router(tmp_path))
     return outer
+
+
+class _Connection:
+    """What a server passes as ``receive``: a bound method of its per-request object,
+    which holds the scope (uvicorn's RequestResponseCycle does). Anything asgikit leaves
+    in the scope that refers to ``receive`` makes a cycle through it."""
+
+    def __init__(self, scope: dict[str, Any], receive: Any) -> None:
+        self.scope = scope
+        self._receive = receive
+
+    async def receive(self) -> Any:
+        return await self._receive()
 
 
 @pytest.fixture
@@ -136,9 +158,16 @@ def no_collector() -> Iterator[None]:
 @pytest.mark.anyio
 @pytest.mark.parametrize("stack", ["router", "middleware and mount"])
 @pytest.mark.parametrize("case", list(REQUESTS))
-async def test_a_request_leaves_no_cycle(case: str, stack: str, no_collector: None) -> None:
+async def test_a_request_leaves_no_cycle(
+    case: str, stack: str, no_collector: None, tmp_path: Path
+) -> None:
+    if case == "file":
+        pytest.xfail(
+            "FileResponse watches for a disconnect in an anyio task group, whose "
+            "cancellation leaves a cycle inside anyio (a task's traceback holds its frames)"
+        )
     method, path, headers, body = REQUESTS[case]
-    router = _router() if stack == "router" else _with_middleware()
+    router = _router(tmp_path) if stack == "router" else _with_middleware(tmp_path)
 
     sent: list[bytes] = []
 
@@ -153,12 +182,14 @@ async def test_a_request_leaves_no_cycle(case: str, stack: str, no_collector: No
             messages = [
                 {"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks
             ]
-            await router(scope, receive_messages(messages), send)
-        elif path == "/boom":
-            with pytest.raises(RuntimeError, match="a bug"):
-                await router(scope, receive_body(body), send)
+            connection = _Connection(scope, receive_messages(messages))
         else:
-            await router(scope, receive_body(body), send)
+            connection = _Connection(scope, receive_body(body))
+        if path == "/boom":
+            with pytest.raises(RuntimeError, match="a bug"):
+                await router(scope, connection.receive, send)
+        else:
+            await router(scope, connection.receive, send)
 
     await serve()  # first-use setup (per-loop state, caches) is not per request
     await anyio.sleep(0.01)
@@ -178,3 +209,46 @@ async def test_a_request_leaves_no_cycle(case: str, stack: str, no_collector: No
     assert sent or body.endswith(LEFT)  # (nobody to answer once the client left)
     if path == "/sse-long":
         assert b": ping\n\n" in sent  # the pinger did run
+
+
+@pytest.mark.anyio
+async def test_body_bytes_nobody_read_are_kept_for_a_later_reader() -> None:
+    # The stream's listener reads the body ahead (nobody else reads it): when the
+    # response is over, the relay stays in the scope with those bytes, so a reader
+    # after the response still gets them (the cycle is the lesser evil).
+    router = Router()
+    late_bodies: list[bytes] = []
+
+    @router.post("/stream")
+    async def stream(request: Request) -> StreamingResponse:
+        async def slow() -> AsyncIterator[bytes]:
+            yield b"a"
+            await anyio.sleep(0.05)  # the listener starts and reads ahead
+            yield b"b"
+
+        async def read_late() -> None:
+            late_bodies.append(await request.body())
+
+        return StreamingResponse(slow(), background=BackgroundTask(read_late))
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for _ in range(2):
+        scope = http_scope(path="/stream", method="POST")
+        connection = _Connection(scope, receive_body(b"part one, ", b"part two"))
+        await router(scope, connection.receive, send)
+    assert late_bodies == [b"part one, part two"] * 2  # read in the background task
+
+    router = Router()
+
+    @router.post("/ignore")
+    async def ignore(request: Request) -> StreamingResponse:
+        return StreamingResponse(chunk.encode() async for chunk in _tokens(0.03))
+
+    scope = http_scope(path="/ignore", method="POST")
+    connection = _Connection(scope, receive_body(b"unread"))
+    await router(scope, connection.receive, send)
+    assert await Request(scope, connection.receive).body() == b"unread"
