@@ -153,6 +153,8 @@ class _Watch:
     task_group: anyio.abc.TaskGroup | None = None
     error: Exception | None = None
     pinger: _Pinger | None = None
+    # (an event stream and its send, on asyncio: its pinger is made with the listener)
+    pinging: tuple[EventSourceResponse, Send] | None = None
     helpers: list[asyncio.Task[None]] | None = None
     listening: _Listening | None = None  # waiting there for the listener to start
     checks = _TURN_CHUNKS // _CHECK_EVERY  # looks at the clock left before a turn is due
@@ -277,8 +279,12 @@ class _Watch:
         the anyio path starts them at once): the listener, and the SSE pinger."""
         self.listening = None
         self.start_soon(self.listen)
-        if self.pinger is not None:
-            self.pinger.tick_later()
+        if self.pinging is not None:
+            response, send = self.pinging
+            assert response.ping is not None
+            pinger = _Pinger(response.ping)
+            pinger.start(response, send, self)
+            pinger.tick_later()
 
     # -- asyncio -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -596,9 +602,9 @@ class _Pinger:
     that finds it untouched a whole interval after the silence started sends a ping.
     So a ping goes out after between 1 and 1.25 intervals of silence, never earlier.
 
-    On asyncio a tick is a timer callback: no task per stream (one is started only to
-    send a ping), and the ticks start with the disconnect listener, so a stream shorter
-    than that never pays for them. Elsewhere (trio) `run` ticks in the stream's task
+    On asyncio the pinger is made with the disconnect listener (a stream shorter than
+    that never pays for it) and a tick is a timer callback: no task per stream, one is
+    started only to send a ping. Elsewhere (trio) `run` ticks in the stream's task
     group. ``closed`` and ``ping_sent`` (set while a ping is being sent) keep a ping
     from following the final message.
     """
@@ -788,9 +794,12 @@ class EventSourceResponse(StreamingResponse):
         if self.ping is None:
             await super()._send_body(send, watch)
             return
-        pinger = _Pinger(self.ping)
-        pinger.start(self, send, watch)
+        if watch.task is None:  # anyio: the pinger runs in the task group from the start
+            _Pinger(self.ping).start(self, send, watch)
+        else:  # asyncio: made with the listener, if the stream lives that long
+            watch.pinging = (self, send)
         try:
             await super()._send_body(send, watch)
         finally:
-            pinger.stop()
+            if watch.pinger is not None:
+                watch.pinger.stop()
