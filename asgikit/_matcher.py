@@ -394,27 +394,6 @@ def _find(
                 return answer, params, 0
         _unwalk(params, walked_from)
         return None
-    found = _branch(node, parts, index, end, params, accept, key)
-    if found is None:
-        _unwalk(params, walked_from)
-    return found
-
-
-def _unwalk(params: dict[str, Any], walked_from: int) -> None:
-    # A failed walk: take out the parameters it set (a caller backtracks).
-    for name in list(params)[walked_from:]:
-        del params[name]
-
-
-def _branch(
-    node: _Node[T, M],
-    parts: list[str],
-    index: int,
-    end: int,
-    params: dict[str, Any],
-    accept: Callable[[T, K], R | None],
-    key: K,
-) -> tuple[R | M, dict[str, Any], int] | None:
     # A node with several ways on, in precedence order; each tried branch backtracks.
     part = parts[index]
     last = index + 1 == end  # the last segment: check the child's leaf without a call
@@ -463,4 +442,11 @@ def _branch(
     if node.mounts:
         consumed = index - 1 + sum(len(part) for part in parts[:index])
         return node.mounts[0], params, consumed
+    _unwalk(params, walked_from)
     return None
+
+
+def _unwalk(params: dict[str, Any], walked_from: int) -> None:
+    # A failed walk: take out the parameters it set (a caller backtracks).
+    for name in list(params)[walked_from:]:
+        del params[name]
