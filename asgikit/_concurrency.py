@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ T = TypeVar("T")
 _DEFAULT_THREADS = 40
 _threadpool_size = _DEFAULT_THREADS
 _limiter: RunVar[anyio.CapacityLimiter] = RunVar("asgikit_threadpool_limiter")
+logger = logging.getLogger("asgikit")
 
 
 def set_threadpool_size(max_threads: int) -> None:
@@ -83,11 +86,63 @@ class _StopIteration(Exception):
     """Carries the end of a sync iterator out of a worker thread."""
 
 
-def _next(iterator: Iterator[T]) -> T:
-    try:
-        return next(iterator)
-    except StopIteration:
-        raise _StopIteration from None
+class _ThreadSteps:
+    """Steps a blocking iterator in worker threads, one step at a time, and closes it
+    exactly once, never while a step runs.
+
+    A caller cancelled while it waits for a step stops waiting at once (asyncio's native
+    cancellation does not wait for the thread), but the step runs on: Python cannot
+    interrupt it. Closing the iterator then, from another thread, would fail ("generator
+    already executing") and skip the generator's ``finally``. So `close` called while a
+    step runs only asks for the close, and the step's thread closes the iterator as soon
+    as ``next()`` returns; its item is dropped. Nobody waits for that step: a step that
+    never returns holds its thread, not the request. A failing close is logged there.
+    """
+
+    __slots__ = ("close_asked", "closed", "iterator", "lock", "stepping")
+
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self.iterator = iterator
+        self.lock = threading.Lock()  # guards the three flags, never held during a step
+        self.stepping = False
+        self.closed = False
+        self.close_asked = False
+
+    def step(self) -> Any:
+        """The next item (in a worker thread); `_StopIteration` at the end or once closed."""
+        with self.lock:
+            if self.closed:
+                raise _StopIteration
+            self.stepping = True
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            raise _StopIteration from None
+        finally:
+            with self.lock:
+                self.stepping = False
+                close_now = self.close_asked
+            if close_now:  # asked while this step ran; its caller has gone
+                try:
+                    self._close_iterator()
+                except Exception:
+                    logger.exception("Closing the iterator after the client left failed")
+
+    def close(self) -> None:
+        """Close the iterator now (in a worker thread), or after the step that runs."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.stepping:
+                self.close_asked = True
+                return
+        self._close_iterator()
+
+    def _close_iterator(self) -> None:
+        close = getattr(self.iterator, "close", None)
+        if close is not None:
+            close()
 
 
 async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
@@ -95,21 +150,21 @@ async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
 
     When this async generator is closed early (``aclose()``, ``contextlib.aclosing``,
     or a streaming response whose client left) the iterator's ``close()`` runs in the
-    pool, so a generator's ``finally`` block executes.
+    pool, so a generator's ``finally`` block executes. If it was cancelled while the
+    iterator was computing an item (a thread cannot be interrupted), the close comes
+    right after that item, in its thread, and nothing waits for it.
     """
-    iterator = iter(iterable)
+    steps = _ThreadSteps(iter(iterable))
     try:
         while True:
             try:
-                item = await run_in_threadpool(_next, iterator)
+                item = await run_in_threadpool(steps.step)
             except _StopIteration:
                 return
             yield item
     finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(close)
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(steps.close)
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:

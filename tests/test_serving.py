@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import random
@@ -50,6 +51,89 @@ async def test_iterate_in_threadpool_closes_on_break() -> None:
             if n == 2:
                 break
     assert closed.is_set()
+
+
+def blocked_mid_step(
+    ended: list[str], cleanup_fails: bool = False
+) -> tuple[Iterator[int], threading.Event, threading.Event]:
+    """A generator that yields 1, then blocks computing its next item until released
+    (model code a thread cannot be interrupted in); it notes how it ended."""
+    computing = threading.Event()
+    release = threading.Event()
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield 1
+            computing.set()
+            release.wait(10)
+            yield 2
+            ended.append("went on")
+        finally:
+            ended.append("closed")
+            if cleanup_fails:
+                raise RuntimeError("cleanup failed")
+
+    return numbers(), computing, release
+
+
+async def wait_for(ended: list[str]) -> None:
+    with anyio.fail_after(10):
+        while not ended:  # written by a worker thread: polled, bounded
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # native cancellation
+async def test_iterate_in_threadpool_cancelled_mid_step_closes_after_that_step(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # asyncio's Task.cancel() stops the wait for the thread at once, while the step
+    # runs on: the generator must not be closed under its feet ("generator already
+    # executing", and its finally skipped), nor must the cancelled task wait for it.
+    ended: list[str] = []
+    numbers, computing, release = blocked_mid_step(ended)
+
+    async def consume() -> None:
+        async for _ in iterate_in_threadpool(numbers):
+            pass
+
+    task = asyncio.get_running_loop().create_task(consume())
+    try:
+        await anyio.to_thread.run_sync(computing.wait, 10)
+        task.cancel()
+        with anyio.fail_after(10), pytest.raises(asyncio.CancelledError):
+            await task
+        assert ended == []  # the step still runs; the task is over all the same
+    finally:
+        release.set()
+    await wait_for(ended)
+    assert ended == ["closed"]  # closed right after the step: its item was dropped
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_close_that_fails_after_the_step_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ended: list[str] = []
+    numbers, computing, release = blocked_mid_step(ended, cleanup_fails=True)
+
+    async def consume() -> None:
+        async for _ in iterate_in_threadpool(numbers):
+            pass
+
+    task = asyncio.get_running_loop().create_task(consume())
+    await anyio.to_thread.run_sync(computing.wait, 10)
+    task.cancel()
+    with anyio.fail_after(10), pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    await wait_for(ended)
+    with anyio.fail_after(10):
+        while not caplog.records:  # logged by the step's thread once the close failed
+            await anyio.sleep(0.01)
+    (record,) = caplog.records
+    assert record.levelname == "ERROR" and "after the client left" in record.getMessage()
+    assert record.exc_info is not None and "cleanup failed" in str(record.exc_info[1])
 
 
 async def test_threadpool_size_is_shared_and_configurable() -> None:

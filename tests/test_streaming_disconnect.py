@@ -11,6 +11,7 @@ process; tests/test_server_streaming.py does the same through uvicorn.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -236,6 +237,49 @@ async def test_client_leaving_while_the_iterator_waits_stops_it_at_once() -> Non
             await closed.wait()
     assert server.chunks == 1
     assert background_ran == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # native cancellation
+async def test_client_leaving_while_a_blocking_step_runs_closes_the_generator_after_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Blocking model code (a sync generator, in the thread pool) is computing its next
+    # token when the client leaves. A thread cannot be interrupted: the response ends
+    # at once, and the generator is closed as soon as that token is done (its finally
+    # runs, the token is dropped), with nothing logged as an error.
+    computing = threading.Event()
+    release = threading.Event()
+    ended: list[str] = []
+
+    def model() -> Iterator[str]:
+        try:
+            yield "first"
+            computing.set()
+            release.wait(10)
+            yield "dropped"
+            ended.append("went on")
+        finally:
+            ended.append("closed")
+
+    server = Spec23Server(leave_after=TOTAL)
+    background_ran = []
+    response = StreamingResponse(model(), background=BackgroundTask(background_ran.append, 1))
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(response, stream_scope(), server.receive, server.send)
+                await anyio.to_thread.run_sync(computing.wait, 10)
+                server.left.set()
+        assert ended == []  # the response is over; the token is still being computed
+    finally:
+        release.set()
+    with anyio.fail_after(10):
+        while not ended:  # written by the worker thread: polled, bounded
+            await anyio.sleep(0.01)
+    assert ended == ["closed"]
+    assert server.chunks == 1
+    assert background_ran == []
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
 async def test_an_outer_cancellation_still_propagates() -> None:

@@ -217,6 +217,24 @@ async def stream(request: Request) -> StreamingResponse:
 router.get("/endless/{token}")(endless_endpoint(ENDINGS.__setitem__, interval=0.01))
 
 
+@router.get("/blocking-stream/{token}")
+async def blocking_stream(request: Request) -> StreamingResponse:
+    """Blocking model code (a sync generator, run in the thread pool) that is always in
+    the middle of computing its next token: a client leaving catches it mid-step."""
+    token = request.path_params["token"]
+
+    def tokens() -> Iterator[str]:
+        try:
+            for _ in range(int(RELEASE_TIMEOUT / 0.05)):  # ends by itself if nobody leaves
+                time.sleep(0.05)  # the forward pass
+                yield "tick\n"
+            ENDINGS[token] = "completed"
+        finally:
+            ENDINGS.setdefault(token, "closed")
+
+    return StreamingResponse(tokens(), media_type="text/plain")
+
+
 @router.get("/until-disconnect/{token}")
 async def until_disconnect(request: Request) -> str:
     """Works (polls) without answering until the client leaves, as a model would.

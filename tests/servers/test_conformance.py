@@ -187,6 +187,19 @@ def test_disconnect_stops_the_generator(client: httpx.Client) -> None:
     assert wait_for_ending(client, name) == "closed"
 
 
+def test_leaving_mid_step_closes_a_blocking_generator(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    # The generator is in the thread pool computing its next token when the client
+    # leaves: it is closed as soon as that token is done, and nothing fails on the way.
+    name = token()
+    log_before = len(server.log())
+    with client.stream("GET", f"/blocking-stream/{name}") as response:
+        assert next(response.iter_bytes()).startswith(b"tick\n")
+    assert wait_for_ending(client, name) == "closed"
+    assert "Traceback" not in server.log()[log_before:]
+
+
 def next_event(lines: Iterator[str]) -> dict[str, str]:
     """The fields of the next server-sent event (lines up to the blank line)."""
     fields: dict[str, str] = {}
