@@ -14,9 +14,10 @@ from collections import deque
 
 import anyio
 
+from asgikit._concurrency import running_on_asyncio
 from asgikit.types import Message, Receive, Scope
 
-__all__ = ["RELAY_KEY", "ReceiveRelay"]
+__all__ = ["RELAY_KEY", "ReceiveRelay", "receive_if_ready"]
 
 RELAY_KEY = "asgikit.receive_relay"
 _DISCONNECT: Message = {"type": "http.disconnect"}
@@ -130,3 +131,30 @@ class ReceiveRelay:
             if not self._receiving:
                 return await self._pull()
             await self._wait()
+
+
+async def receive_if_ready(receive: Receive) -> Message | None:
+    """The message ``receive`` has ready, or None at once if it would have to wait.
+
+    Servers' ``receive`` waits on an event or a queue, which a cancellation leaves as it
+    was, so the call runs in a cancel scope cancelled by the time it would wait. On
+    asyncio a cancelled scope interrupts only a wait: it is cancelled before the call.
+    trio checks for a cancellation on entry as well (a trio memory channel, hypercorn's
+    ``receive`` under trio, would not hand over a ready message in a cancelled scope):
+    there a helper task cancels it, and it runs only once the call waits.
+    """
+    if running_on_asyncio():
+        with anyio.CancelScope() as cancel_scope:
+            cancel_scope.cancel()
+            return await receive()
+        return None
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(_cancel, task_group.cancel_scope)
+        message = await receive()
+        task_group.cancel_scope.cancel()  # ready at once: the helper need not run
+        return message
+    return None
+
+
+async def _cancel(cancel_scope: anyio.CancelScope) -> None:
+    cancel_scope.cancel()

@@ -10,14 +10,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
-
 from asgikit import _json
 from asgikit._http import body_too_large, content_length
 from asgikit._http import parse_cookie_header as parse_cookie_header  # its old home
 from asgikit._lifespan import request_state
 from asgikit._matched import MatchedRoute
-from asgikit._receive import RELAY_KEY, ReceiveRelay
+from asgikit._receive import RELAY_KEY, ReceiveRelay, receive_if_ready
 from asgikit.datastructures import URL, FormData, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
 from asgikit.forms import DEFAULT_LIMITS, parse_form
@@ -324,13 +322,7 @@ class Request(HTTPConnection):
             return True
         receive = self._relayed_receive()
         while self._pending_bytes <= _MAX_READ_AHEAD:
-            message: Message | None = None
-            with anyio.CancelScope() as cancel_scope:
-                cancel_scope.cancel()
-                # Returns a message the server has ready; would it have to wait, it is
-                # cancelled before it takes one (servers' receive() waits on an event
-                # or a queue, which a cancellation leaves as it was).
-                message = await receive()
+            message = await receive_if_ready(receive)
             if message is None:
                 return False
             message_type = message["type"]

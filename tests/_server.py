@@ -35,6 +35,9 @@ SERVER_COMMANDS: dict[str, list[str]] = {
         *("--http", "httptools", "--loop", "uvloop", "--ws", "auto", "--lifespan", "on"),
     ],
     "hypercorn": ["-m", "hypercorn", "{app}", "--bind", "127.0.0.1:{port}"],
+    "hypercorn-trio": [
+        *("-m", "hypercorn", "--worker-class", "trio", "{app}", "--bind", "127.0.0.1:{port}"),
+    ],
     "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "{app}"],
     "granian": [
         *("-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}"),

@@ -126,6 +126,23 @@ async def test_a_receive_that_never_waits_does_not_hang_polling() -> None:
             assert await request.is_disconnected() is False
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_trio_channel_hands_over_what_is_ready() -> None:
+    # hypercorn's receive under trio is a memory channel's: it checks for a
+    # cancellation before taking a message, so a poll in a cancelled scope got nothing.
+    import trio
+
+    to_app, receive_channel = trio.open_memory_channel[Message](10)
+    request = Request(POST_SCOPE, receive_channel.receive)
+    assert await request.is_disconnected() is False  # nothing ready: no wait either
+    await to_app.send({"type": "http.request", "body": b"data", "more_body": False})
+    assert await request.is_disconnected() is False
+    await to_app.send({"type": "http.disconnect"})
+    assert await request.is_disconnected() is True
+    assert await request.body() == b"data"
+
+
 # --------------------------------------------------------------------------- real servers
 
 APP = """
@@ -151,8 +168,13 @@ async def poll(request: Request) -> str:
     return "done"
 """
 
-# The servers that run it (tests/_server.py commands): plain ``uvicorn`` picks httptools.
-SERVERS = {"hypercorn": "hypercorn", "uvicorn": "uvicorn-httptools"}
+# The servers that run it (tests/_server.py commands): plain ``uvicorn`` picks httptools;
+# hypercorn also on trio, whose channels refuse a ready message to a cancelled scope.
+SERVERS = {
+    "hypercorn": "hypercorn",
+    "hypercorn-trio": "hypercorn-trio",
+    "uvicorn": "uvicorn-httptools",
+}
 
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))

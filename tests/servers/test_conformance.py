@@ -28,7 +28,7 @@ NO_DENIAL_RESPONSE = {"daphne"}
 # Servers that send a close frame with the app's code but not its reason.
 NO_CLOSE_REASON = {"daphne"}
 # Servers that ignore a websocket.send after the client closed (no error to the app).
-SILENT_SEND_AFTER_CLOSE = {"daphne", "granian", "hypercorn"}
+SILENT_SEND_AFTER_CLOSE = {"daphne", "granian", "hypercorn", "hypercorn-trio"}
 
 FILE_SIZE = 300_000
 UPLOAD_SIZE = 20 * 1024 * 1024

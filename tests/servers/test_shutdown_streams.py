@@ -58,7 +58,7 @@ def test_a_stream_ending_within_the_grace_period(name: str, tmp_path: Path) -> N
         assert body.endswith(b"tick\ndone\n")
 
 
-@pytest.mark.parametrize("name", ["daphne", "hypercorn"])
+@pytest.mark.parametrize("name", ["daphne", "hypercorn", "hypercorn-trio"])
 def test_a_stream_outlasting_the_grace_period_is_cut_and_its_finally_runs(
     name: str, tmp_path: Path
 ) -> None:
