@@ -435,8 +435,13 @@ APP = textwrap.dedent(
     """
 )
 
-# The servers that run it (tests/_server.py commands): plain ``uvicorn`` picks httptools.
-SERVERS = {"hypercorn": "hypercorn", "uvicorn": "uvicorn-httptools"}
+# The servers that run it (tests/_server.py commands): plain ``uvicorn`` picks httptools;
+# hypercorn on trio too.
+SERVERS = {
+    "hypercorn": "hypercorn",
+    "hypercorn-trio": "hypercorn-trio",
+    "uvicorn": "uvicorn-httptools",
+}
 
 
 @pytest.fixture(params=sorted(SERVERS))
