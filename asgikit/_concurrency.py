@@ -86,50 +86,52 @@ class _StopIteration(Exception):
     """Carries the end of a sync iterator out of a worker thread."""
 
 
-class _ThreadSteps:
-    """Steps a blocking iterator in worker threads, one step at a time, and closes it
-    exactly once, never while a step runs.
+class StepsThenClose:
+    """Work on one resource done in worker-thread steps, one step at a time, and a close
+    that runs exactly once and never during a step.
 
     A caller cancelled while it waits for a step stops waiting at once (asyncio's native
     cancellation does not wait for the thread), but the step runs on: Python cannot
-    interrupt it. Closing the iterator then, from another thread, would fail ("generator
-    already executing") and skip the generator's ``finally``. So `close` called while a
-    step runs only asks for the close, and the step's thread closes the iterator as soon
-    as ``next()`` returns; its item is dropped. Nobody waits for that step: a step that
-    never returns holds its thread, not the request. A failing close is logged there.
+    interrupt it. Closing the resource then, from another thread, would close it under
+    the step's feet (a generator: "generator already executing", its ``finally``
+    skipped; a file descriptor: read after it was closed, or its number reused). So
+    `close` called while a step runs only asks for the close, and the step's thread
+    closes the resource as soon as the step returns; the step's result is dropped.
+    Nobody waits for that step: one that never returns holds its thread, not the
+    request. A close that fails there is logged. A step asked for after the close
+    raises `ResourceClosed`.
     """
 
-    __slots__ = ("close_asked", "closed", "iterator", "lock", "stepping")
+    __slots__ = ("close_asked", "closed", "closer", "lock", "stepping")
 
-    def __init__(self, iterator: Iterator[Any]) -> None:
-        self.iterator = iterator
+    def __init__(self, closer: Callable[[], object]) -> None:
+        self.closer = closer
         self.lock = threading.Lock()  # guards the three flags, never held during a step
         self.stepping = False
         self.closed = False
         self.close_asked = False
 
-    def step(self) -> Any:
-        """The next item (in a worker thread); `_StopIteration` at the end or once closed."""
+    def step(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``func(*args, **kwargs)``, as the one step running now (in a worker thread)."""
         with self.lock:
             if self.closed:
-                raise _StopIteration
+                raise ResourceClosed
             self.stepping = True
         try:
-            return next(self.iterator)
-        except StopIteration:
-            raise _StopIteration from None
+            return func(*args, **kwargs)
         finally:
             with self.lock:
                 self.stepping = False
                 close_now = self.close_asked
-            if close_now:  # asked while this step ran; its caller has gone
+            if close_now:  # asked for while this step ran; its caller has gone
                 try:
-                    self._close_iterator()
+                    self.closer()
                 except Exception:
-                    logger.exception("Closing the iterator after the client left failed")
+                    logger.exception("Closing %r after its caller left failed", self.closer)
 
     def close(self) -> None:
-        """Close the iterator now (in a worker thread), or after the step that runs."""
+        """Close now (where the caller runs: a worker thread if closing may block), or
+        leave it to the step that runs."""
         with self.lock:
             if self.closed:
                 return
@@ -137,12 +139,22 @@ class _ThreadSteps:
             if self.stepping:
                 self.close_asked = True
                 return
-        self._close_iterator()
+        self.closer()
 
-    def _close_iterator(self) -> None:
-        close = getattr(self.iterator, "close", None)
-        if close is not None:
-            close()
+
+class ResourceClosed(Exception):
+    """A step was asked for after `StepsThenClose.close`."""
+
+
+def _next(iterator: Iterator[T]) -> T:
+    try:
+        return next(iterator)
+    except StopIteration:
+        raise _StopIteration from None
+
+
+def _nothing() -> None:
+    pass
 
 
 async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
@@ -154,12 +166,13 @@ async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
     iterator was computing an item (a thread cannot be interrupted), the close comes
     right after that item, in its thread, and nothing waits for it.
     """
-    steps = _ThreadSteps(iter(iterable))
+    iterator = iter(iterable)
+    steps = StepsThenClose(getattr(iterator, "close", _nothing))
     try:
         while True:
             try:
-                item = await run_in_threadpool(steps.step)
-            except _StopIteration:
+                item = await run_in_threadpool(steps.step, _next, iterator)
+            except (_StopIteration, ResourceClosed):
                 return
             yield item
     finally:

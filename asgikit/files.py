@@ -8,15 +8,14 @@ each in the pool, so the event loop never blocks on disk. What to answer (``200`
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
 
-import anyio
-
-from asgikit._concurrency import run_in_threadpool
+from asgikit._concurrency import StepsThenClose, run_in_threadpool
 from asgikit._fileplan import (
     FilePlan,
     FileUnavailable,
@@ -33,10 +32,10 @@ from asgikit._ranges import (
     content_range,
     multipart_byteranges_layout,
 )
-from asgikit._receive import ReceiveRelay
 from asgikit.background import BackgroundTask
 from asgikit.datastructures import encode_header
 from asgikit.responses import JSONResponse, Response, headers_to_raw
+from asgikit.streaming import StreamingResponse
 from asgikit.types import Receive, Scope, Send
 
 __all__ = ["FileResponse", "guess_media_type"]
@@ -81,22 +80,25 @@ def _prepare(
     )
 
 
-def _spec_version(scope: Scope) -> tuple[int, ...]:
-    version = scope.get("asgi", {}).get("spec_version", "2.0")
-    try:
-        return tuple(int(part) for part in str(version).split("."))
-    except ValueError:
-        return (2, 0)
-
-
-async def _cancel_on_disconnect(
-    relay: ReceiveRelay, cancel_scope: anyio.CancelScope, scope: Scope
-) -> None:
-    try:
-        await relay.watch()  # request body messages are kept for whoever reads them
-        cancel_scope.cancel()
-    finally:
-        relay.leave(scope)  # (no reference cycle through the server's request object)
+async def _read_parts(
+    reads: StepsThenClose,
+    fd: int,
+    parts: list[tuple[bytes, tuple[int, int]]],
+    tail: bytes,
+    chunk_size: int,
+) -> AsyncIterator[bytes]:
+    """Each part's header bytes, then its range of the file in ``chunk_size`` reads (each
+    a step of ``reads`` in the thread pool), then ``tail``."""
+    for head, (start, stop) in parts:
+        if head:
+            yield head
+        offset = start
+        while offset < stop:
+            end = min(offset + chunk_size, stop)
+            yield await run_in_threadpool(reads.step, read_exactly, fd, offset, end)
+            offset = end
+    if tail:
+        yield tail
 
 
 _COMPUTED_HEADERS = frozenset({b"content-length", b"content-range"})
@@ -118,7 +120,9 @@ class FileResponse(Response):
     ``filename*``. ``media_type`` defaults to a guess from ``filename`` or ``path``.
     A missing file answers ``404`` (an unreadable one ``403``) before anything else is
     sent. When the server offers the ``http.response.pathsend`` extension, whole-file
-    ``200`` responses let the server send the file itself.
+    ``200`` responses let the server send the file itself. A client that leaves mid-file
+    stops the response (as it stops a `StreamingResponse`) and ``background`` does not
+    run; otherwise it runs once the response was sent (after a ``304`` or ``404`` too).
 
     >>> response = FileResponse("cards/model-card.md", media_type="text/markdown")
     """
@@ -174,18 +178,20 @@ class FileResponse(Response):
             )
         except FileUnavailable as exc:
             await JSONResponse({"detail": exc.detail}, status_code=exc.status)(scope, receive, send)
+            if self.background is not None:
+                await self.background()
         else:
             await self.send_planned(plan, self.path, scope, receive, send)
-        if self.background is not None:
-            await self.background()
 
     async def send_planned(
         self, plan: FilePlan, path: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Send what ``plan`` decided (used by `StaticFiles`, which plans in its own
-        thread hand-off). Closes the plan's file descriptor."""
+        thread hand-off), then run ``background`` unless the client left mid-body.
+        Closes the plan's file descriptor."""
         try:
             status = plan.status
+            streamed = False  # (a streamed body runs the background itself, if complete)
             if status == 304:
                 await self._send_not_modified(plan, send)
             elif status == 416:
@@ -196,13 +202,15 @@ class FileResponse(Response):
                 )
                 await response(scope, receive, send)
             elif status == 206 and len(plan.ranges) > 1:
-                await self._send_multipart(plan, scope, receive, send)
+                streamed = await self._send_multipart(plan, scope, receive, send)
             else:
-                await self._send_single(plan, path, scope, receive, send)
+                streamed = await self._send_single(plan, path, scope, receive, send)
         finally:
             if plan.fd is not None:
                 os.close(plan.fd)
                 plan.fd = None
+        if not streamed and self.background is not None:
+            await self.background()
 
     def _validator_headers(self, plan: FilePlan) -> list[tuple[bytes, bytes]]:
         # The length and range are the file's own, whatever the caller passed.
@@ -225,7 +233,7 @@ class FileResponse(Response):
 
     async def _send_single(
         self, plan: FilePlan, path: str, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    ) -> bool:
         raw = self._validator_headers(plan)
         start, stop = plan.ranges[0]
         if plan.status == 206:
@@ -234,19 +242,23 @@ class FileResponse(Response):
         else:
             status = self.status_code
         raw.append((b"content-length", str(stop - start).encode("latin-1")))
+        streamed = plan.body is None and scope.get("method") != "HEAD" and stop != start
+        if streamed and (status == 206 or not offers_pathsend(scope)):
+            parts = [(b"", (start, stop))]
+            await self._stream(plan, status, raw, parts, b"", scope, receive, send)
+            return True
         await send({"type": "http.response.start", "status": status, "headers": raw})
         if plan.body is not None:
             await send({"type": "http.response.body", "body": plan.body})
         elif scope.get("method") == "HEAD" or stop == start:
             await send({"type": "http.response.body", "body": b""})
-        elif status != 206 and offers_pathsend(scope):
-            await send({"type": "http.response.pathsend", "path": os.path.abspath(path)})
         else:
-            await self._stream(plan, [(b"", (start, stop))], scope, receive, send)
+            await send({"type": "http.response.pathsend", "path": os.path.abspath(path)})
+        return False
 
     async def _send_multipart(
         self, plan: FilePlan, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    ) -> bool:
         boundary = secrets.token_hex(16)
         part_type = content_type_header(self.media_type or "application/octet-stream")
         for name, value in self.raw_headers:
@@ -262,59 +274,46 @@ class FileResponse(Response):
         ]
         raw.append((b"content-type", f"multipart/byteranges; boundary={boundary}".encode()))
         raw.append((b"content-length", str(length).encode("latin-1")))
+        if plan.body is None:
+            parts = list(zip(heads, plan.ranges, strict=True))
+            await self._stream(plan, 206, raw, parts, tail, scope, receive, send)
+            return True
+        # Already read: the ranges' bytes, back to back.
+        pieces: list[bytes] = []
+        offset = 0
+        for head, (start, stop) in zip(heads, plan.ranges, strict=True):
+            pieces.append(head)
+            pieces.append(plan.body[offset : offset + stop - start])
+            offset += stop - start
+        pieces.append(tail)
         await send({"type": "http.response.start", "status": 206, "headers": raw})
-        if plan.body is not None:
-            # Already read: the ranges' bytes, back to back.
-            pieces: list[bytes] = []
-            offset = 0
-            for head, (start, stop) in zip(heads, plan.ranges, strict=True):
-                pieces.append(head)
-                pieces.append(plan.body[offset : offset + stop - start])
-                offset += stop - start
-            pieces.append(tail)
-            await send({"type": "http.response.body", "body": b"".join(pieces)})
-        else:
-            await self._stream(
-                plan, list(zip(heads, plan.ranges, strict=True)), scope, receive, send, tail
-            )
+        await send({"type": "http.response.body", "body": b"".join(pieces)})
+        return False
 
     async def _stream(
         self,
         plan: FilePlan,
+        status: int,
+        raw: list[tuple[bytes, bytes]],
         parts: list[tuple[bytes, tuple[int, int]]],
+        tail: bytes,
         scope: Scope,
         receive: Receive,
         send: Send,
-        tail: bytes = b"",
     ) -> None:
-        if _spec_version(scope) >= (2, 4):
-            # The server's send raises OSError once the client is gone.
-            await self._send_chunks(plan, parts, send, tail)
-            return
-        async with anyio.create_task_group() as task_group:
-            relay = ReceiveRelay.of(scope, receive)
-            task_group.start_soon(_cancel_on_disconnect, relay, task_group.cancel_scope, scope)
-            await self._send_chunks(plan, parts, send, tail)
-            task_group.cancel_scope.cancel()
-
-    async def _send_chunks(
-        self,
-        plan: FilePlan,
-        parts: list[tuple[bytes, tuple[int, int]]],
-        send: Send,
-        tail: bytes,
-    ) -> None:
-        """Send each part's header bytes (if any), then its range of the file in chunks."""
+        """Send the file's ``parts`` (each part's header bytes, if any, then its range of
+        the file) and ``tail`` as a `StreamingResponse`: the one disconnect watch every
+        stream has stops it when the client leaves, and ``background`` runs only once
+        the body is complete. Each chunk is read in the thread pool; the descriptor is
+        closed once, never under a read (`StepsThenClose`)."""
         fd = plan.fd
         assert fd is not None
-        chunk_size = self.chunk_size
-        for head, (start, stop) in parts:
-            if head:
-                await send({"type": "http.response.body", "body": head, "more_body": True})
-            offset = start
-            while offset < stop:
-                end = min(offset + chunk_size, stop)
-                chunk = await run_in_threadpool(read_exactly, fd, offset, end)
-                offset = end
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        plan.fd = None  # closed by `reads` from here on
+        reads = StepsThenClose(functools.partial(os.close, fd))
+        chunks = _read_parts(reads, fd, parts, tail, self.chunk_size)
+        body = StreamingResponse(chunks, status, background=self.background)
+        body.raw_headers = raw
+        try:
+            await body(scope, receive, send)
+        finally:
+            reads.close()  # now, or by the read still running (its caller has gone)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 import pytest
-from helpers import Recorder, client_gone, http_scope, receive_body
+from helpers import Recorder, client_gone, http_scope, never_disconnects, receive_body
 
 from asgikit import BackgroundTask, FileResponse, Request, Router
 from asgikit.testing import AsyncTestClient, TestClient
@@ -328,12 +329,53 @@ async def test_streams_in_chunks_and_stops_when_the_client_leaves(big: Path) -> 
 
 
 @pytest.mark.anyio
-async def test_old_servers_get_a_disconnect_watcher(big: Path) -> None:
-    """Before ASGI 2.4, send does not fail on disconnect: http.disconnect must stop it."""
+async def test_a_disconnect_stops_a_file_stalled_on_a_client_that_left(big: Path) -> None:
+    """Before ASGI 2.4, send does not fail on disconnect (uvicorn, hypercorn, granian
+    announce 2.3 or less): a send stalled on a client that is gone, its buffers full,
+    must still end when ``receive`` reports ``http.disconnect``."""
+    sent: list[Message] = []
+
+    async def stalling_send(message: Message) -> None:
+        if message["type"] == "http.response.body" and len(sent) == 2:
+            await anyio.sleep_forever()  # the start and one chunk went out, then nothing
+        sent.append(message)
+
+    ran: list[bool] = []
+    response = FileResponse(big, background=BackgroundTask(ran.append, True))
+    with anyio.fail_after(10):
+        await response(http_scope(spec_version="2.3"), client_gone, stalling_send)
+    assert sent[0]["status"] == 200
+    assert [len(message["body"]) for message in sent[1:]] == [FileResponse.chunk_size]
+    assert str(big) not in open_files()  # closed with the response
+    assert ran == []  # not delivered: no background
+
+
+@pytest.mark.anyio
+async def test_a_send_failing_mid_file_is_a_client_that_left(big: Path) -> None:
+    # ASGI 2.4: the server's send raises OSError once the client has gone.
+    sent: list[Message] = []
+
+    async def failing_send(message: Message) -> None:
+        if message["type"] == "http.response.body" and len(sent) == 2:
+            raise OSError("connection closed")
+        sent.append(message)
+
+    ran: list[bool] = []
+    response = FileResponse(big, background=BackgroundTask(ran.append, True))
+    await response(http_scope(spec_version="2.4"), client_gone, failing_send)  # quietly
+    assert len(sent) == 2
+    assert str(big) not in open_files()
+    assert ran == []
+
+
+@pytest.mark.anyio
+async def test_a_streamed_file_runs_its_background_once_complete(big: Path) -> None:
     send = Recorder()
-    scope = http_scope(spec_version="2.1")
-    await FileResponse(big)(scope, client_gone, send)
-    assert len(send.body) < len(DATA)
+    ran: list[bool] = []
+    response = FileResponse(big, background=BackgroundTask(ran.append, True))
+    await response(http_scope(), never_disconnects, send)
+    assert send.body == DATA
+    assert ran == [True]
 
 
 def test_headers_changed_after_init_win(small: Path) -> None:

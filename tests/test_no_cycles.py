@@ -163,18 +163,7 @@ async def test_a_request_leaves_no_cycle(
     stack: str,
     no_collector: None,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
-    anyio_backend: str,
 ) -> None:
-    if case == "file" and anyio_backend == "asyncio":  # runs, must fail: shows a fix
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="FileResponse watches for a disconnect in an anyio task group, whose "
-                "cancellation on asyncio leaves a cycle inside anyio (a task's traceback "
-                "holds its frames)",
-            )
-        )
     method, path, headers, body = REQUESTS[case]
     router = _router(tmp_path) if stack == "router" else _with_middleware(tmp_path)
 

@@ -132,7 +132,7 @@ async def test_a_close_that_fails_after_the_step_is_logged(
         while not caplog.records:  # logged by the step's thread once the close failed
             await anyio.sleep(0.01)
     (record,) = caplog.records
-    assert record.levelname == "ERROR" and "after the client left" in record.getMessage()
+    assert record.levelname == "ERROR" and "after its caller left" in record.getMessage()
     assert record.exc_info is not None and "cleanup failed" in str(record.exc_info[1])
 
 
