@@ -99,7 +99,8 @@ class StepsThenClose:
     closes the resource as soon as the step returns; the step's result is dropped.
     Nobody waits for that step: one that never returns holds its thread, not the
     request. A close that fails there is logged. A step asked for after the close
-    raises `ResourceClosed`.
+    raises `ResourceClosed`. `run` makes a step in the shared pool that a cancelled
+    caller stops waiting for at once, on every backend.
     """
 
     __slots__ = ("close_asked", "closed", "closer", "lock", "stepping")
@@ -128,6 +129,14 @@ class StepsThenClose:
                     self.closer()
                 except Exception:
                     logger.exception("Closing %r after its caller left failed", self.closer)
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` as one step, in the shared thread pool. A cancelled caller
+        stops waiting at once (asyncio and trio alike); the step runs on."""
+        step = functools.partial(self.step, func, *args)
+        return await anyio.to_thread.run_sync(
+            step, abandon_on_cancel=True, limiter=threadpool_limiter()
+        )
 
     def close(self) -> None:
         """Close now (where the caller runs: a worker thread if closing may block), or
@@ -163,15 +172,15 @@ async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
     When this async generator is closed early (``aclose()``, ``contextlib.aclosing``,
     or a streaming response whose client left) the iterator's ``close()`` runs in the
     pool, so a generator's ``finally`` block executes. If it was cancelled while the
-    iterator was computing an item (a thread cannot be interrupted), the close comes
-    right after that item, in its thread, and nothing waits for it.
+    iterator was computing an item (a thread cannot be interrupted), the cancellation
+    takes effect at once and the close comes right after that item, in its thread.
     """
     iterator = iter(iterable)
     steps = StepsThenClose(getattr(iterator, "close", _nothing))
     try:
         while True:
             try:
-                item = await run_in_threadpool(steps.step, _next, iterator)
+                item = await steps.run(_next, iterator)
             except (_StopIteration, ResourceClosed):
                 return
             yield item

@@ -95,7 +95,7 @@ async def _read_parts(
         offset = start
         while offset < stop:
             end = min(offset + chunk_size, stop)
-            yield await run_in_threadpool(reads.step, read_exactly, fd, offset, end)
+            yield await reads.run(read_exactly, fd, offset, end)
             offset = end
     if tail:
         yield tail

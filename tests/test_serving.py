@@ -82,13 +82,40 @@ async def wait_for(ended: list[str]) -> None:
             await anyio.sleep(0.01)
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # native cancellation
+async def consume_until_cancelled(numbers: Iterator[int], computing: threading.Event) -> None:
+    """Iterate ``numbers`` in the pool; cancel the iteration while it computes an item."""
+    async with anyio.create_task_group() as task_group:
+
+        async def consume() -> None:
+            async for _ in iterate_in_threadpool(numbers):
+                pass
+
+        task_group.start_soon(consume)
+        await anyio.to_thread.run_sync(computing.wait, 10)
+        task_group.cancel_scope.cancel()
+
+
 async def test_iterate_in_threadpool_cancelled_mid_step_closes_after_that_step(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # asyncio's Task.cancel() stops the wait for the thread at once, while the step
-    # runs on: the generator must not be closed under its feet ("generator already
-    # executing", and its finally skipped), nor must the cancelled task wait for it.
+    # A thread cannot be interrupted: the cancellation takes effect at once (on asyncio
+    # a native one would not wait anyway), and the generator must not be closed under
+    # its feet meanwhile ("generator already executing", its finally skipped).
+    ended: list[str] = []
+    numbers, computing, release = blocked_mid_step(ended)
+    try:
+        with anyio.fail_after(10):
+            await consume_until_cancelled(numbers, computing)
+        assert ended == []  # the step still runs; the iteration is over all the same
+    finally:
+        release.set()
+    await wait_for(ended)
+    assert ended == ["closed"]  # closed right after the step: its item was dropped
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # Task.cancel(), as streams use it
+async def test_a_native_cancellation_mid_step_closes_after_that_step() -> None:
     ended: list[str] = []
     numbers, computing, release = blocked_mid_step(ended)
 
@@ -102,31 +129,23 @@ async def test_iterate_in_threadpool_cancelled_mid_step_closes_after_that_step(
         task.cancel()
         with anyio.fail_after(10), pytest.raises(asyncio.CancelledError):
             await task
-        assert ended == []  # the step still runs; the task is over all the same
+        assert ended == []
     finally:
         release.set()
     await wait_for(ended)
-    assert ended == ["closed"]  # closed right after the step: its item was dropped
-    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+    assert ended == ["closed"]
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_close_that_fails_after_the_step_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     ended: list[str] = []
     numbers, computing, release = blocked_mid_step(ended, cleanup_fails=True)
-
-    async def consume() -> None:
-        async for _ in iterate_in_threadpool(numbers):
-            pass
-
-    task = asyncio.get_running_loop().create_task(consume())
-    await anyio.to_thread.run_sync(computing.wait, 10)
-    task.cancel()
-    with anyio.fail_after(10), pytest.raises(asyncio.CancelledError):
-        await task
-    release.set()
+    try:
+        with anyio.fail_after(10):
+            await consume_until_cancelled(numbers, computing)
+    finally:
+        release.set()
     await wait_for(ended)
     with anyio.fail_after(10):
         while not caplog.records:  # logged by the step's thread once the close failed

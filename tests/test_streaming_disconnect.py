@@ -239,7 +239,6 @@ async def test_client_leaving_while_the_iterator_waits_stops_it_at_once() -> Non
     assert background_ran == []
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # native cancellation
 async def test_client_leaving_while_a_blocking_step_runs_closes_the_generator_after_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
