@@ -217,6 +217,25 @@ async def stream(request: Request) -> StreamingResponse:
 router.get("/endless/{token}")(endless_endpoint(ENDINGS.__setitem__, interval=0.01))
 
 
+@router.post("/ignores-body")
+async def ignores_body(request: Request) -> str:
+    """Answers after a moment without reading the body (a 401, a cache hit)."""
+    await anyio.sleep(0.05)
+    return "ignored"
+
+
+@router.post("/ignores-body-stream")
+async def ignores_body_stream(request: Request) -> StreamingResponse:
+    """Streams without reading the body: its disconnect listener reads some of it."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            await anyio.sleep(0.02)
+            yield b"tick\n"
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
 @router.get("/blocking-stream/{token}")
 async def blocking_stream(request: Request) -> StreamingResponse:
     """Blocking model code (a sync generator, run in the thread pool) that is always in

@@ -25,6 +25,10 @@ from websockets.sync.client import connect
 NO_LIFESPAN = {"daphne"}  # daphne does not run the lifespan protocol: request.state is empty
 # Servers without the websocket.http.response extension refuse a denial with a plain 403.
 NO_DENIAL_RESPONSE = {"daphne"}
+# Servers whose keep-alive connection stalls after a response that did not read the
+# request body and took a moment: the next request on it is never answered (hypercorn
+# 0.18 does it to any ASGI app, a raw one included).
+STALLS_ON_UNREAD_BODY = {"hypercorn", "hypercorn-trio"}
 # Servers that send a close frame with the app's code but not its reason.
 NO_CLOSE_REASON = {"daphne"}
 # Servers that ignore a websocket.send after the client closed (no error to the app).
@@ -198,6 +202,21 @@ def test_leaving_mid_step_closes_a_blocking_generator(
         assert next(response.iter_bytes()).startswith(b"tick\n")
     assert wait_for_ending(client, name) == "closed"
     assert "Traceback" not in server.log()[log_before:]
+
+
+@pytest.mark.parametrize("path", ["/ignores-body", "/ignores-body-stream"])
+def test_an_unread_body_leaves_the_connection_usable(
+    server: RunningServer, client: httpx.Client, path: str
+) -> None:
+    if server.name in STALLS_ON_UNREAD_BODY:
+        pytest.skip(
+            f"{server.name} stalls a keep-alive connection whose request body was not "
+            "read by a response that took a moment (a raw ASGI app too)"
+        )
+    body = os.urandom(3 * 1024 * 1024)  # more than the server buffers before the app reads
+    response = client.post(path, content=body)
+    assert response.status_code == 200
+    assert client.get("/hello").text == "Hello, world!"  # the same connection, answered
 
 
 def next_event(lines: Iterator[str]) -> dict[str, str]:
