@@ -101,6 +101,25 @@ async def _read_parts(
         yield tail
 
 
+def _send_fails_when_gone(scope: Scope) -> bool:
+    """Whether the server's ``send`` raises once the client has gone (ASGI spec 2.4)."""
+    version = str(scope.get("asgi", {}).get("spec_version", "2.0"))
+    try:
+        return tuple(int(part) for part in version.split(".")) >= (2, 4)
+    except ValueError:
+        return False
+
+
+class _FileBody(StreamingResponse):
+    """The streamed body of a `FileResponse` on a server whose ``send`` does not fail
+    when the client has gone (before ASGI 2.4: all the tested ones). It listens for a
+    disconnect from its start: a file is read as fast as the disk goes, so in the 20 ms
+    a stream of tokens waits before listening, megabytes would go to a client that has
+    left."""
+
+    _listens_at_once = True
+
+
 _COMPUTED_HEADERS = frozenset({b"content-length", b"content-range"})
 
 
@@ -302,16 +321,19 @@ class FileResponse(Response):
         send: Send,
     ) -> None:
         """Send the file's ``parts`` (each part's header bytes, if any, then its range of
-        the file) and ``tail`` as a `StreamingResponse`: the one disconnect watch every
-        stream has stops it when the client leaves, and ``background`` runs only once
-        the body is complete. Each chunk is read in the thread pool; the descriptor is
-        closed once, never under a read (`StepsThenClose`)."""
+        the file) and ``tail`` as a `StreamingResponse`: the disconnect watch every
+        stream has (listening from the start, before ASGI 2.4) stops it when the client
+        leaves, and
+        ``background`` runs only once the body is complete. Each chunk is read in the
+        thread pool; the descriptor is closed once, never under a read
+        (`StepsThenClose`)."""
         fd = plan.fd
         assert fd is not None
         plan.fd = None  # closed by `reads` from here on
         reads = StepsThenClose(functools.partial(os.close, fd))
         chunks = _read_parts(reads, fd, parts, tail, self.chunk_size)
-        body = StreamingResponse(chunks, status, background=self.background)
+        body_class = StreamingResponse if _send_fails_when_gone(scope) else _FileBody
+        body = body_class(chunks, status, background=self.background)
         body.raw_headers = raw
         try:
             await body(scope, receive, send)

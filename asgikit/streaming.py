@@ -417,6 +417,9 @@ class StreamingResponse(Response):
     # the subclasses, whose items are never sent as they are).
     _ready_type: type = bytes
     _encode: Callable[[Any], bytes] = staticmethod(_chunk_to_bytes)
+    # Whether the disconnect listener starts with the body rather than after
+    # `_LISTEN_AFTER` (a body known to be large and fast: a file).
+    _listens_at_once = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Sends its start before anything that can fail (the router relies on it: an
@@ -467,7 +470,11 @@ class StreamingResponse(Response):
                 if complete and self.background is not None:
                     await self.background()
                 return
-            watch = _Watch(scope, relay, task, listening)
+            if self._listens_at_once:
+                watch = _Watch(scope, relay, task, None)
+                watch.start_listening()
+            else:
+                watch = _Watch(scope, relay, task, listening)
             try:
                 await self._send_body(send, watch)
             except _ClientGone:
