@@ -331,12 +331,21 @@ async def test_streams_in_chunks_and_stops_when_the_client_leaves(big: Path) -> 
 
 
 @pytest.mark.anyio
-async def test_a_file_listens_for_a_disconnect_from_its_first_chunk(big: Path) -> None:
+@pytest.mark.parametrize("spec_version", ["2.3", "2.1", None, "2.x"])
+async def test_a_file_listens_for_a_disconnect_from_its_first_chunk(
+    big: Path, spec_version: str | None
+) -> None:
     """A file streams as fast as the disk reads: it must not wait the 20 ms a stream of
     tokens waits before listening, or megabytes go to a client that has left (servers
-    before ASGI 2.4 take them without a word)."""
+    before ASGI 2.4 take them without a word; daphne announces no version, and one that
+    cannot be read counts as old)."""
+    scope = http_scope()
+    if spec_version is None:
+        del scope["asgi"]["spec_version"]
+    else:
+        scope["asgi"]["spec_version"] = spec_version
     send = Recorder()
-    await FileResponse(big)(http_scope(spec_version="2.3"), client_gone, send)
+    await FileResponse(big)(scope, client_gone, send)
     assert len(send.body) < len(DATA)
     with anyio.fail_after(10):  # closed by the read in flight, if any, once it returns
         while str(big) in open_files():
