@@ -3,6 +3,8 @@
 Scenarios (each app's ASGI callable is awaited directly; ``send`` discards messages):
 
 - ``large``: one 100 MB file with ``FileResponse`` (asgikit) / ``starlette.responses.FileResponse``.
+- ``medium``: 300 requests for a 1 MiB file (streamed in 256 KiB reads) as uvicorn
+  serves them: ASGI spec 2.3, so both frameworks watch for a disconnect meanwhile.
 - ``small``: 10,000 requests for 1 KB files through ``StaticFiles`` (both), spread over
   100 files, the way a site's assets or a model zoo's cards are served.
 - ``small-response``: the same 10,000 requests as a plain ``FileResponse`` per request.
@@ -39,6 +41,8 @@ from asgikit import FileResponse
 from asgikit.staticfiles import StaticFiles
 
 LARGE_SIZE = 100 * 1024 * 1024
+MEDIUM_SIZE = 1024 * 1024
+MEDIUM_REQUESTS = 300
 SMALL_SIZE = 1024
 SMALL_FILES = 100
 SMALL_REQUESTS = 10_000
@@ -81,6 +85,33 @@ def large_batches(directory: Path, requests: int) -> dict[str, Batch]:
             await StarletteFileResponse(path)(dict(scope), receive, send)
 
     return {"asgikit": asgikit_batch, "starlette": starlette_batch}
+
+
+def medium_batches(directory: Path) -> dict[str, Batch]:
+    """1 MiB files, too large to read at once, served the way uvicorn serves them: ASGI
+    spec 2.3 (a server whose send does not fail once the client has gone, so both
+    frameworks watch for a disconnect) and a receive that waits for the response's end."""
+    path = directory / "card.bin"
+    scope = inproc.make_scope(
+        "/card.bin", spec_version="2.3", headers=[(b"host", b"127.0.0.1:8000")]
+    )
+
+    def batch(response_class: Callable[[Path], Any]) -> Batch:
+        async def run(send: Counter) -> None:
+            for _ in range(MEDIUM_REQUESTS):
+                connection = inproc.Connection()
+
+                async def both(
+                    message: dict[str, Any], connection: inproc.Connection = connection
+                ) -> None:
+                    await send(message)
+                    await connection.send(message)
+
+                await response_class(path)(dict(scope), connection.receive, both)
+
+        return run
+
+    return {"asgikit": batch(FileResponse), "starlette": batch(StarletteFileResponse)}
 
 
 def small_static_batches(directory: Path) -> dict[str, Batch]:
@@ -147,6 +178,7 @@ def create_files(directory: Path) -> None:
     with open(directory / "weights.bin", "wb") as file:
         for _ in range(LARGE_SIZE // len(chunk)):
             file.write(chunk)
+    (directory / "card.bin").write_bytes(os.urandom(MEDIUM_SIZE))
     (directory / "small").mkdir()
     for i in range(SMALL_FILES):
         (directory / "small" / f"{i}.txt").write_bytes(os.urandom(SMALL_SIZE // 2).hex().encode())
@@ -166,6 +198,12 @@ async def main(args: argparse.Namespace) -> None:
                 LARGE_SIZE * args.large_requests,
                 "MB/s",
             ),
+            "medium": (
+                f"{MEDIUM_REQUESTS} x 1 MiB, spec 2.3 (FileResponse)",
+                medium_batches(directory),
+                MEDIUM_SIZE * MEDIUM_REQUESTS,
+                "req/s",
+            ),
             "small": (
                 f"{SMALL_REQUESTS:,} x 1 KB (StaticFiles)",
                 small_static_batches(directory),
@@ -183,10 +221,12 @@ async def main(args: argparse.Namespace) -> None:
             label, batches, expected, unit = scenarios[key]
             result = await measure(batches, args.rounds, expected)
 
-            def rate(seconds: float, unit: str = unit) -> str:
+            count = MEDIUM_REQUESTS if key == "medium" else SMALL_REQUESTS
+
+            def rate(seconds: float, unit: str = unit, count: int = count) -> str:
                 if unit == "MB/s":
                     return f"{LARGE_SIZE * args.large_requests / seconds / 1e6:,.0f} MB/s"
-                return f"{SMALL_REQUESTS / seconds:,.0f}/s"
+                return f"{count / seconds:,.0f}/s"
 
             spread = f"{result['min_ratio']:.2f}-{result['max_ratio']:.2f}"
             print(
@@ -202,7 +242,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--scenarios",
         nargs="+",
-        default=["large", "small", "small-response"],
-        choices=["large", "small", "small-response"],
+        default=["large", "medium", "small", "small-response"],
+        choices=["large", "medium", "small", "small-response"],
     )
     asyncio.run(main(parser.parse_args()))
