@@ -3,6 +3,8 @@ limits, plus three endpoints that expose what the soak checks.
 
 - ``GET /soak/sse?events=N``: N server-sent events 20 ms apart; an open/closed counter
   pair shows that every generator's ``finally`` ran, whether the client stayed or left.
+  With ``blocking=1`` the generator is blocking code (a plain generator sleeping 20 ms per
+  event, run in the thread pool): a client that leaves catches it mid-step.
 - ``POST /soak/upload``: a multipart form (a client that aborts mid-body must leave no
   temporary file behind).
 - ``GET /soak/counters``: the counters.
@@ -11,7 +13,8 @@ limits, plus three endpoints that expose what the soak checks.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +45,17 @@ async def soak_sse(request: Request) -> EventSourceResponse:
         finally:
             COUNTERS["streams_closed"] += 1
 
-    return EventSourceResponse(ticks())
+    def blocking_ticks() -> Iterator[dict[str, int]]:
+        COUNTERS["streams_opened"] += 1
+        try:
+            for index in range(events):
+                yield {"tick": index}
+                time.sleep(0.02)  # the forward pass
+        finally:
+            COUNTERS["streams_closed"] += 1
+
+    blocking = request.query_params.get("blocking") == "1"
+    return EventSourceResponse(blocking_ticks() if blocking else ticks())
 
 
 @router.post("/soak/upload")
