@@ -176,7 +176,8 @@ async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
     takes effect at once and the close comes right after that item, in its thread.
     """
     iterator = iter(iterable)
-    steps = StepsThenClose(getattr(iterator, "close", _nothing))
+    close: Callable[[], object] | None = getattr(iterator, "close", None)
+    steps = StepsThenClose(close or _nothing)
     try:
         while True:
             try:
@@ -185,8 +186,9 @@ async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
                 return
             yield item
     finally:
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(steps.close)
+        if close is not None:  # (nothing to close: no hand-off)
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(steps.close)
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:
