@@ -8,12 +8,11 @@ each in the pool, so the event loop never blocks on disk. What to answer (``200`
 
 from __future__ import annotations
 
-import functools
 import mimetypes
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from asgikit._concurrency import StepsThenClose, run_in_threadpool
 from asgikit._fileplan import (
@@ -330,7 +329,7 @@ class FileResponse(Response):
         fd = plan.fd
         assert fd is not None
         plan.fd = None  # closed by `reads` from here on
-        reads = StepsThenClose(functools.partial(os.close, fd))
+        reads = StepsThenClose(partial(os.close, fd))
         chunks = _read_parts(reads, fd, parts, tail, self.chunk_size)
         body_class = StreamingResponse if _send_fails_when_gone(scope) else _FileBody
         body = body_class(chunks, status, background=self.background)
