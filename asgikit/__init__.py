@@ -14,6 +14,7 @@ from asgikit.background import BackgroundTask, BackgroundTasks
 from asgikit.datastructures import URL, FormData, Headers, QueryParams, State, UploadFile
 from asgikit.exceptions import ClientDisconnect, HTTPException, NoMatchFound
 from asgikit.files import FileResponse
+from asgikit.forms import MultipartPart
 from asgikit.requests import Request
 from asgikit.responses import (
     HTMLResponse,
@@ -47,6 +48,7 @@ __all__ = [
     "JSONResponse",
     "Middleware",
     "Mount",
+    "MultipartPart",
     "NDJSONResponse",
     "NoMatchFound",
     "PlainTextResponse",

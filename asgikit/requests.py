@@ -18,7 +18,7 @@ from asgikit._matched import MatchedRoute
 from asgikit._receive import RELAY_KEY, ReceiveRelay, receive_if_ready
 from asgikit.datastructures import URL, FormData, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
-from asgikit.forms import DEFAULT_LIMITS, parse_form
+from asgikit.forms import DEFAULT_LIMITS, MultipartPart, iter_parts, parse_form
 from asgikit.forms._limits import form_limits
 from asgikit.types import Message, Receive, Scope
 
@@ -224,7 +224,7 @@ class Request(HTTPConnection):
         """The body is read from the server once: the first reader claims it."""
         if self._stream_consumed:
             raise RuntimeError(
-                "the request body was already streamed (by stream() or form()); "
+                "the request body was already streamed (by stream(), form() or parts()): "
                 "call body() first to read it more than once"
             )
         self._stream_consumed = True
@@ -297,6 +297,25 @@ class Request(HTTPConnection):
             limits = form_limits(max_files, max_fields, max_part_size, max_file_size, max_size)
             self._form = await parse_form(self.headers, self.stream(), limits)
         return self._form
+
+    def parts(
+        self, *, max_parts: int = 1000, max_size: int | None = None
+    ) -> AsyncIterator[MultipartPart]:
+        """A ``multipart/form-data`` body part by part, as it arrives: nothing is kept or
+        spooled (see "Streaming an upload part by part").
+
+        ``async for part in request.parts():`` yields each `MultipartPart` in order;
+        read its body (``part.stream()``, ``part.read()``, ``part.text()``) before the
+        next one (an unread part is skipped). More than ``max_parts`` parts, or a body
+        over ``max_size`` bytes: `HTTPException(413)`; a malformed body 400; another
+        content type 415; a negative limit raises `ValueError`. Consumes the body, as
+        `stream()` does.
+        """
+        if not isinstance(max_parts, int) or max_parts < 0:
+            raise ValueError(f"max_parts must be a non-negative int, not {max_parts!r}")
+        if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
+            raise ValueError(f"max_size must be a non-negative int or None, not {max_size!r}")
+        return iter_parts(self.headers, self.stream(), max_parts, max_size)
 
     async def close(self) -> None:
         """Release what the request holds (uploaded files). The router calls it for you."""

@@ -12,6 +12,8 @@ body arrives, so memory stays bounded whatever the body size:
   written by one worker thread per form with one ``writev`` while the loop parses the
   next MiB (Starlette pays one thread hand-off per 64 KiB message).
 - `asgikit.forms._limits`: `FormLimits`, the limits and their defaults, written once.
+- `asgikit.forms._parts`: `Request.parts`, a multipart body as a stream of parts, read
+  by the endpoint as they arrive (nothing kept, nothing spooled).
 
 Every limit exceeded answers 413 with the limit's name in ``detail``; a malformed body
 answers 400; another content type 415. Whatever ends the parse early (a limit, bad input,
@@ -32,13 +34,32 @@ from asgikit.forms._multipart import (
     MultipartReader,
     multipart_parser,
 )
+from asgikit.forms._parts import MultipartPart, read_parts
 from asgikit.forms._urlencoded import read_urlencoded
 
-# Public: the limits. parse_form is what Request.form runs (for asgikit and its tests).
-__all__ = ["DEFAULT_LIMITS", "FormLimits"]
+# Public: the limits and the streamed part. parse_form and iter_parts are what
+# Request.form and Request.parts run (for asgikit and its tests).
+__all__ = ["DEFAULT_LIMITS", "FormLimits", "MultipartPart"]
 
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
+
+
+def _announced_size(headers: Headers, max_size: int | None) -> int | None:
+    """The body's ``Content-Length``; a 413 now when it announces more than ``max_size``."""
+    announced = content_length(headers.raw)
+    if max_size is not None and announced is not None and announced > max_size:
+        raise body_too_large(max_size)
+    return announced
+
+
+def _media_type(headers: Headers, expected: str) -> tuple[str, dict[str, str]]:
+    """The body's media type and its parameters (415 without a ``Content-Type``)."""
+    header = headers.get("content-type")
+    if header is None:
+        raise HTTPException(415, f"A form needs Content-Type {expected}")
+    media_type, options = parse_options_header(header)
+    return media_type, options
 
 
 async def parse_form(
@@ -52,15 +73,10 @@ async def parse_form(
     415. Whatever ``body`` raises (`ClientDisconnect`) propagates; no temp file survives
     it. ``body`` is closed (``aclose()``) when the parse ends, however it ends.
     """
-    announced = content_length(headers.raw)
-    max_size = limits.max_size
-    if max_size is not None and announced is not None and announced > max_size:
-        raise body_too_large(max_size)
-    header = headers.get("content-type")
-    if header is None:
-        raise HTTPException(415, f"A form needs Content-Type {_URLENCODED} or {_MULTIPART}")
-    media_type, options = parse_options_header(header)
     try:
+        max_size = limits.max_size
+        announced = _announced_size(headers, max_size)
+        media_type, options = _media_type(headers, f"{_URLENCODED} or {_MULTIPART}")
         if media_type == _MULTIPART:
             parser = multipart_parser(
                 options.get("boundary"), announced, limits.max_files + limits.max_fields + 1
@@ -69,9 +85,36 @@ async def parse_form(
         if media_type == _URLENCODED:
             return await read_urlencoded(body, limits)
     finally:
-        aclose = getattr(body, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _close(body)
     raise HTTPException(
         415, f"Unsupported form content type {media_type!r}: expected {_URLENCODED} or {_MULTIPART}"
     )
+
+
+async def iter_parts(
+    headers: Headers, body: AsyncIterator[bytes], max_parts: int, max_size: int | None
+) -> AsyncIterator[MultipartPart]:
+    """The parts of a ``multipart/form-data`` ``body`` as they arrive (`Request.parts`).
+
+    The checks and answers of `parse_form` (413 for ``max_size``, 400 for a malformed
+    body, 415 for another content type), and 413 past ``max_parts`` parts. ``body`` is
+    closed when the iteration ends, however it ends.
+    """
+    try:
+        announced = _announced_size(headers, max_size)
+        media_type, options = _media_type(headers, _MULTIPART)
+        if media_type != _MULTIPART:
+            raise HTTPException(
+                415, f"Unsupported content type {media_type!r}: parts() reads {_MULTIPART}"
+            )
+        parser = multipart_parser(options.get("boundary"), announced, max_parts + 1)
+        async for part in read_parts(parser, body, max_parts, max_size):
+            yield part
+    finally:
+        await _close(body)
+
+
+async def _close(body: AsyncIterator[bytes]) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -37,8 +37,12 @@ __all__ = [
     "MAX_PART_HEADERS",
     "MAX_PART_HEADER_SIZE",
     "MultipartReader",
+    "decode_field",
     "decode_rfc5987",
     "multipart_parser",
+    "parser_error",
+    "part_headers",
+    "part_name_and_filename",
 ]
 
 MAX_PART_HEADER_SIZE = 8192
@@ -87,7 +91,23 @@ def decode_rfc5987(value: str) -> str | None:
         return None
 
 
-def _part_name_and_filename(segment: Any) -> tuple[str, str | None]:
+def parser_error(error: Exception) -> HTTPException:
+    """The answer to the parser's `MultipartError`: 413 for its header limits, else 400.
+
+    The parser keeps its error, whose frames hold the parser: a reference cycle, unless
+    the traceback goes (it says nothing the ``detail`` does not)."""
+    error.__traceback__ = None
+    if isinstance(error, ParserLimitReached):
+        return HTTPException(
+            413,
+            f"Multipart part headers too large: {error} (limits: "
+            f"{MAX_PART_HEADER_SIZE} bytes per header line, {MAX_PART_HEADERS} "
+            "headers per part)",
+        )
+    return HTTPException(400, f"Malformed multipart body: {error}")
+
+
+def part_name_and_filename(segment: Any) -> tuple[str, str | None]:
     """The part's field name and file name; RFC 5987 ``filename*`` wins over ``filename``."""
     name: str = segment.name
     filename: str | None = segment.filename
@@ -105,7 +125,7 @@ def _part_name_and_filename(segment: Any) -> tuple[str, str | None]:
     return name, filename
 
 
-def _part_headers(segment: Any) -> Headers:
+def part_headers(segment: Any) -> Headers:
     # Header values were decoded as UTF-8 by the parser; storing their UTF-8 bytes
     # behaves like request headers (non-ASCII bytes read back as latin-1).
     return Headers(
@@ -154,18 +174,7 @@ class MultipartReader:
         self._discard()
         try:
             if isinstance(error, MultipartError):
-                # Answered as a 400/413 below. The parser keeps its error, whose frames
-                # hold the parser: a cycle, unless the traceback goes.
-                error.__traceback__ = None
-            if isinstance(error, ParserLimitReached):
-                raise HTTPException(
-                    413,
-                    f"Multipart part headers too large: {error} (limits: "
-                    f"{MAX_PART_HEADER_SIZE} bytes per header line, {MAX_PART_HEADERS} "
-                    "headers per part)",
-                ) from None
-            if isinstance(error, MultipartError):
-                raise HTTPException(400, f"Malformed multipart body: {error}") from None
+                raise parser_error(error) from None
             raise error
         finally:
             # The error's traceback holds this frame: without this, frame and error
@@ -223,9 +232,9 @@ class MultipartReader:
                         await self._finish_file(sink, writer)
                         sink = None
                     else:
-                        self.items.append((name, _decode_field(name, field, charset)))
+                        self.items.append((name, decode_field(name, field, charset)))
                 elif isinstance(event, MultipartSegment):
-                    name, filename = _part_name_and_filename(event)
+                    name, filename = part_name_and_filename(event)
                     if filename is None:
                         self.fields += 1
                         if self.fields > self.max_fields:
@@ -240,7 +249,7 @@ class MultipartReader:
                         upload = UploadFile(
                             filename=filename,
                             content_type=event.header("Content-Type"),
-                            headers=_part_headers(event),
+                            headers=part_headers(event),
                         )
                         self.uploads.append(upload)
                         sink = FileSink(name, upload)
@@ -274,7 +283,7 @@ class MultipartReader:
         self.items.append((sink.name, upload))
 
 
-def _decode_field(name: str, data: bytearray, charset: str) -> str:
+def decode_field(name: str, data: bytearray, charset: str) -> str:
     try:
         # Only text encodings: codecs also knows base64, zlib, rot13, ... (not charsets).
         if not codecs.lookup(charset)._is_text_encoding:

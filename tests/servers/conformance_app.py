@@ -158,6 +158,28 @@ async def upload(request: Request) -> dict[str, Any]:
     return {"filename": file.filename, "size": size, "sha256": digest.hexdigest()}
 
 
+@router.post("/upload-parts")
+async def upload_parts(request: Request) -> dict[str, Any]:
+    """The file part hashed as it arrives (request.parts(): nothing spooled)."""
+    facts: dict[str, Any] = {}
+    async for part in request.parts():
+        if part.filename is None:
+            facts[part.name] = await part.text()
+            continue
+        digest = hashlib.sha256()
+        chunks = 0
+        async for chunk in part.stream():
+            digest.update(chunk)
+            chunks += 1
+        facts[part.name] = {
+            "filename": part.filename,
+            "size": part.size,
+            "sha256": digest.hexdigest(),
+            "chunks": chunks,
+        }
+    return facts
+
+
 @router.post("/count")
 async def count(request: Request) -> dict[str, int]:
     """Reads the body as it arrives (chunked uploads included)."""

@@ -167,6 +167,23 @@ def test_upload_20_mb(client: httpx.Client) -> None:
     }
 
 
+def test_upload_20_mb_part_by_part(client: httpx.Client) -> None:
+    content = os.urandom(UPLOAD_SIZE)
+    response = client.post(
+        "/upload-parts",
+        data={"note": "fine-tune run 7"},
+        files={"file": ("weights.bin", content, "application/octet-stream")},
+    )
+    assert response.status_code == 200, response.text
+    facts = response.json()
+    assert facts["note"] == "fine-tune run 7"
+    file = facts["file"]
+    assert file["filename"] == "weights.bin"
+    assert file["size"] == UPLOAD_SIZE
+    assert file["sha256"] == hashlib.sha256(content).hexdigest()
+    assert file["chunks"] > 1  # handed over as it arrived, not as one spooled piece
+
+
 def test_stream_first_chunk_arrives_before_last_exists(client: httpx.Client) -> None:
     name = token()
     with client.stream("GET", f"/stream/{name}") as response:
