@@ -8,6 +8,7 @@ only once the endpoint has seen the start of it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from typing import Any
@@ -417,6 +418,47 @@ async def test_a_client_that_leaves_mid_part_gets_nothing_sent() -> None:
     await app(scope, receive_messages(messages), send)
     assert left == ["disconnect"]
     assert send.messages == []
+
+
+@pytest.mark.anyio
+async def test_the_part_a_loop_broke_at_stays_readable() -> None:
+    """``break`` then read: the abandoned parts iterator is finalized meanwhile (a task
+    the loop runs), which must neither disown the part nor close the body under it."""
+    app = Router()
+
+    @app.post("/")
+    async def endpoint(request: Request) -> Any:
+        found = None
+        async for item in request.parts():
+            if item.name == "file":
+                found = item
+                break
+        assert found is not None
+        gc.collect()
+        await anyio.sleep(0.01)  # the finalizer's turn
+        data = await found.read()
+        return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+    content = bytes(range(256)) * 2000
+    body = multipart(part("note", b"n"), part("file", content, filename="f.bin"), part("z", b"z"))
+    pieces = [body[start : start + 4096] for start in range(0, len(body), 4096)]
+
+    async def receive() -> Message:
+        await anyio.sleep(0)  # as a server: every message comes after a loop turn
+        if pieces:
+            chunk = pieces.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(pieces)}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    scope = http_scope("/", method="POST", headers=[(b"content-type", MULTIPART.encode())])
+    send = Recorder()
+    await app(scope, receive, send)
+    assert send.messages[0]["status"] == 200, send.messages
+    assert json.loads(send.messages[1]["body"]) == {
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
 
 
 def test_parts_through_the_router_directly() -> None:

@@ -97,21 +97,20 @@ async def iter_parts(
     """The parts of a ``multipart/form-data`` ``body`` as they arrive (`Request.parts`).
 
     The checks and answers of `parse_form` (413 for ``max_size``, 400 for a malformed
-    body, 415 for another content type), and 413 past ``max_parts`` parts. ``body`` is
-    closed when the iteration ends, however it ends.
+    body, 415 for another content type), and 413 past ``max_parts`` parts. Nothing to
+    release when the iteration ends, so nothing is done then: an endpoint that breaks
+    out of the loop still reads the part it stopped at, whenever this generator is
+    finalized (``body`` holds nothing but the request's ``receive``).
     """
-    try:
-        announced = _announced_size(headers, max_size)
-        media_type, options = _media_type(headers, _MULTIPART)
-        if media_type != _MULTIPART:
-            raise HTTPException(
-                415, f"Unsupported content type {media_type!r}: parts() reads {_MULTIPART}"
-            )
-        parser = multipart_parser(options.get("boundary"), announced, max_parts + 1)
-        async for part in read_parts(parser, body, max_parts, max_size):
-            yield part
-    finally:
-        await _close(body)
+    announced = _announced_size(headers, max_size)
+    media_type, options = _media_type(headers, _MULTIPART)
+    if media_type != _MULTIPART:
+        raise HTTPException(
+            415, f"Unsupported content type {media_type!r}: parts() reads {_MULTIPART}"
+        )
+    parser = multipart_parser(options.get("boundary"), announced, max_parts + 1)
+    async for part in read_parts(parser, body, max_parts, max_size):
+        yield part
 
 
 async def _close(body: AsyncIterator[bytes]) -> None:

@@ -200,23 +200,23 @@ async def read_parts(
 ) -> AsyncIterator[MultipartPart]:
     """Each part of the body ``parser`` reads, in order (see the module's docstring).
 
-    Past ``max_parts`` parts: `HTTPException(413)`; past ``max_size`` body bytes: 413."""
+    Past ``max_parts`` parts: `HTTPException(413)`; past ``max_size`` body bytes: 413.
+    The part last yielded stays readable after the iteration stops (``break``): this
+    generator holds nothing to release, and a finalizer that disowned the part would
+    make reading it depend on when the garbage collector runs."""
     parts = _Parts(parser, body, max_size)
     count = 0
-    try:
-        while True:
-            current = parts.current
-            if current is not None:
-                await current._skip()
-            event = await parts.next_event()
-            if event is _END:
-                return
-            if not isinstance(event, MultipartSegment):  # pragma: no cover - parser's rule
-                raise RuntimeError(f"multipart parser event out of order: {event!r}")
-            count += 1
-            if count > max_parts:
-                raise HTTPException(413, f"Too many parts: the limit is max_parts={max_parts}")
-            part = parts.current = MultipartPart(parts, event)
-            yield part
-    finally:
-        parts.current = None  # a part read after the iteration ended: RuntimeError
+    while True:
+        current = parts.current
+        if current is not None:
+            await current._skip()
+        event = await parts.next_event()
+        if event is _END:
+            return
+        if not isinstance(event, MultipartSegment):  # pragma: no cover - parser's rule
+            raise RuntimeError(f"multipart parser event out of order: {event!r}")
+        count += 1
+        if count > max_parts:
+            raise HTTPException(413, f"Too many parts: the limit is max_parts={max_parts}")
+        part = parts.current = MultipartPart(parts, event)
+        yield part
