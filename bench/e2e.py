@@ -390,6 +390,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 1 s warm-up")
     parser.add_argument("--out", type=Path, help="also write the tables (markdown) here")
     args = parser.parse_args()
+    # Stopped with SIGTERM (a CI timeout, pkill): unwind, so every server started is
+    # stopped by its PID in the `finally` below instead of outliving the run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 1, 1
     servers = args.servers.split(",")
