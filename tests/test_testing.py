@@ -124,6 +124,62 @@ def test_request_body_streams_to_the_app() -> None:
     }
 
 
+@pytest.mark.anyio
+async def test_each_request_chunk_reaches_the_app_before_the_next_exists() -> None:
+    """A client that sends its second chunk only once the app has the first: the
+    first goes out at once (``more_body``), as a server hands it over."""
+    router = Router()
+    first_seen = anyio.Event()
+
+    @router.post("/count")
+    async def count(request: Request) -> dict[str, Any]:
+        chunks = []
+        async for chunk in request.stream():
+            chunks.append(chunk.decode())
+            first_seen.set()
+        return {"chunks": chunks}
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"first"
+        with anyio.fail_after(10):  # bounded: a failure, not a hang
+            await first_seen.wait()
+        yield b"second"
+
+    async with AsyncTestClient(router) as client:
+        response = await client.post("/count", content=body())
+    assert response.json() == {"chunks": ["first", "second"]}
+
+
+def test_a_body_with_a_length_ends_with_its_last_chunk() -> None:
+    messages: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            messages.append(message)
+            if not message.get("more_body", False):
+                break
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def chunks() -> Any:
+        yield b"ab"
+        yield b"cd"
+
+    client = TestClient(app)
+    assert client.post("/", content=chunks(), headers={"content-length": "4"}).status_code == 204
+    assert [(m["body"], m["more_body"]) for m in messages] == [(b"ab", True), (b"cd", False)]
+    messages.clear()
+    assert client.post("/", content=chunks()).status_code == 204  # chunked: an end message
+    assert [(m["body"], m["more_body"]) for m in messages] == [
+        (b"ab", True),
+        (b"cd", True),
+        (b"", False),
+    ]
+
+
 def test_scope_details() -> None:
     seen: dict[str, Any] = {}
 

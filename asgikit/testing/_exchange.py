@@ -31,9 +31,17 @@ class ClientGone(OSError):
 
 
 class _RequestBody:
-    """Feeds an httpx request body to the app as ``http.request`` messages."""
+    """Feeds an httpx request body to the app as ``http.request`` messages, each chunk
+    as soon as the client produces it (a server does not wait for the next one).
 
-    def __init__(self, stream: httpx.SyncByteStream | httpx.AsyncByteStream | Any) -> None:
+    The last message says ``more_body: False``: with a ``Content-Length``, the chunk
+    that completes it (a server knows the body is whole then); without one (a chunked
+    upload), an empty message once the client's iterator is exhausted, as servers send
+    at the end of a chunked body."""
+
+    def __init__(
+        self, stream: httpx.SyncByteStream | httpx.AsyncByteStream | Any, length: int | None
+    ) -> None:
         self._stream = stream
         self._async_iterator: AsyncIterator[bytes] | None = None
         self._sync_iterator: Iterator[bytes] | None = None
@@ -41,7 +49,8 @@ class _RequestBody:
             self._async_iterator = stream.__aiter__()
         else:
             self._sync_iterator = iter(stream)
-        self._lookahead: bytes | None = None
+        self._length = length
+        self._sent = 0
         self.complete = False
 
     async def _next(self) -> bytes | None:
@@ -58,15 +67,15 @@ class _RequestBody:
                 return bytes(chunk)
 
     async def message(self) -> Message:
-        chunk = self._lookahead if self._lookahead is not None else await self._next()
-        self._lookahead = None
+        chunk = await self._next()
         if chunk is None:
             self.complete = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        self._lookahead = await self._next()
-        more = self._lookahead is not None
-        self.complete = not more
-        return {"type": "http.request", "body": chunk, "more_body": more}
+        self._sent += len(chunk)
+        if self._length is not None and self._sent >= self._length:
+            self.complete = True
+            return {"type": "http.request", "body": chunk, "more_body": False}
+        return {"type": "http.request", "body": chunk, "more_body": True}
 
 
 class AppExchange:
@@ -82,7 +91,10 @@ class AppExchange:
     ) -> None:
         self.app = app
         self.scope = scope
-        self.body = _RequestBody(request.stream)
+        length = request.headers.get("content-length")
+        self.body = _RequestBody(
+            request.stream, int(length) if length is not None and length.isdigit() else None
+        )
         self.raise_server_exceptions = raise_server_exceptions
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []
