@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from asgikit import HTTPException, Request, UploadFile
 from asgikit._http import parse_content_length, parse_cookie_header
 from asgikit.datastructures import URL, Headers
-from asgikit.forms import FormLimits, parse_form
+from asgikit.forms import FormLimits, iter_parts, parse_form
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BOUNDARY = "propertyBoundary1x"
@@ -241,3 +241,77 @@ def test_any_host_header_gives_a_url_with_the_request_path(host: bytes, path: st
     assert url.path == path  # the Host header cannot move the path
     assert url.hostname is None or isinstance(url.hostname, str)
     assert url.port is None or 0 <= url.port <= 65535
+
+
+def read_parts(body: bytes, pieces: list[bytes], length: bool, skip_every: int = 0) -> Any:
+    """What iter_parts makes of ``pieces``: (name, filename, bytes) per part, or the
+    error. With ``skip_every``, every such part is left unread (skipped): None for it."""
+    raw = [(b"content-type", MULTIPART.encode())]
+    if length:
+        raw.append((b"content-length", str(len(body)).encode()))
+
+    async def main() -> Any:
+        result: list[Any] = []
+        try:
+            async for index, part in aiter_enumerate(
+                iter_parts(Headers(raw=raw), chunks_of(pieces), 1000, None)
+            ):
+                if skip_every and index % skip_every == 0:
+                    result.append(None)
+                    continue
+                data = await part.read()
+                assert part.size == len(data) and part.complete
+                result.append((part.name, part.filename, data))
+        except HTTPException as exc:
+            assert exc.status_code in (400, 413), exc
+            return ("error", exc.status_code)
+        return result
+
+    return anyio.run(main)
+
+
+async def aiter_enumerate(iterator: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]]:
+    index = 0
+    async for item in iterator:
+        yield index, item
+        index += 1
+
+
+@SETTINGS
+@given(
+    items=fields,
+    cuts=st.lists(st.integers(0, 10**6), max_size=8),
+    length=st.booleans(),
+    skip_every=st.integers(0, 3),
+)
+def test_parts_match_the_form_however_split(
+    items: list[Any], cuts: list[int], length: bool, skip_every: int
+) -> None:
+    body = multipart_body(items)
+    expected = [
+        (name, value[0], value[1]) if isinstance(value, tuple) else (name, None, value.encode())
+        for name, value in items
+    ]
+    if skip_every:
+        expected = [
+            None if index % skip_every == 0 else item for index, item in enumerate(expected)
+        ]
+    assert read_parts(body, [body], length, skip_every) == expected
+    assert read_parts(body, split(body, cuts), length, skip_every) == expected
+    one_byte = [body[i : i + 1] for i in range(len(body))]
+    assert read_parts(body, one_byte, length, skip_every) == expected
+
+
+@SETTINGS
+@given(
+    head=st.binary(max_size=200),
+    tail=st.binary(max_size=200),
+    items=fields,
+    cuts=st.lists(st.integers(0, 10**6), max_size=4),
+)
+def test_any_body_is_parts_or_a_400_or_413(
+    head: bytes, tail: bytes, items: list[Any], cuts: list[int]
+) -> None:
+    body = head + multipart_body(items)[len(head) : -len(tail) or None] + tail
+    whole = read_parts(body, [body], False)
+    assert whole == read_parts(body, split(body, cuts), False)
