@@ -283,7 +283,7 @@ class MultipartReader:
         self.items.append((sink.name, upload))
 
 
-def decode_field(name: str, data: bytearray, charset: str) -> str:
+def decode_field(name: str, data: bytes | bytearray, charset: str) -> str:
     try:
         # Only text encodings: codecs also knows base64, zlib, rot13, ... (not charsets).
         if not codecs.lookup(charset)._is_text_encoding:

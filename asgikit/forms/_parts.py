@@ -142,18 +142,13 @@ class MultipartPart:
             self.size += len(event)
             yield event
             if parts.current is not self:  # the iteration moved on while we yielded
-                raise RuntimeError(
-                    f"part {self.name!r} was left behind: read a part before asking for "
-                    "the next one"
-                )
+                raise self._left_behind()
 
     async def read(self, max_size: int | None = None) -> bytes:
         """The part's whole body. Over ``max_size`` bytes: `HTTPException(413)`."""
         chunks: list[bytes] = []
-        received = 0
         async for chunk in self.stream():
-            received += len(chunk)
-            if max_size is not None and received > max_size:
+            if max_size is not None and self.size > max_size:
                 raise HTTPException(
                     413, f"Part {self.name!r} is larger than max_size={max_size} bytes"
                 )
@@ -167,16 +162,19 @@ class MultipartPart:
         ``max_size`` bytes: 413.
         """
         data = await self.read(max_size)
-        return decode_field(self.name, bytearray(data), self.charset or "utf-8")
+        return decode_field(self.name, data, self.charset or "utf-8")
 
     def _claim(self) -> None:
         if self._parts.current is not self:
-            raise RuntimeError(
-                f"part {self.name!r} was left behind: read a part before asking for the next one"
-            )
+            raise self._left_behind()
         if self._started:
             raise RuntimeError(f"the body of part {self.name!r} was already read")
         self._started = True
+
+    def _left_behind(self) -> RuntimeError:
+        return RuntimeError(
+            f"part {self.name!r} was left behind: read a part before asking for the next one"
+        )
 
     async def _skip(self) -> None:
         """Read past what is left of the body (nobody wants it)."""
