@@ -6,6 +6,8 @@ timing starts. Cases, run in the same process and the same rounds:
 
   asgikit request.form()     asgikit's parser (defnull's ``multipart`` push parser,
                              spooled UploadFile, one thread hop per MiB written)
+  asgikit request.parts()    the same parser, the file part read as a stream of chunks
+                             and only counted (nothing kept, nothing spooled)
   starlette request.form()   Starlette's parser (python-multipart, SpooledTemporaryFile
                              written through the thread pool, one hop per message)
   reference: push + spool    the floor for any form(): the push parser writing the file
@@ -105,6 +107,17 @@ async def asgikit_form(scope: dict[str, Any], receive: Callable[[], Awaitable[Me
         await request.close()
 
 
+async def asgikit_parts(scope: dict[str, Any], receive: Callable[[], Awaitable[Message]]) -> int:
+    from asgikit import Request
+
+    size = 0
+    async for part in Request(scope, receive).parts():
+        if part.name == FILE_FIELD:
+            async for chunk in part.stream():
+                size += len(chunk)
+    return size
+
+
 async def starlette_form(scope: dict[str, Any], receive: Callable[[], Awaitable[Message]]) -> int:
     from starlette.requests import Request
 
@@ -192,6 +205,7 @@ def main() -> None:
         scope, messages = build_request(build_body(file_size), args.chunk_kib * 1024)
         runs: dict[str, Callable[[], int]] = {
             "asgikit request.form()": framework_run(loop, asgikit_form, scope, messages),
+            "asgikit request.parts()": framework_run(loop, asgikit_parts, scope, messages),
             "starlette request.form()": framework_run(loop, starlette_form, scope, messages),
             "reference: push + spool": functools.partial(push_and_spool, messages),
         }
