@@ -160,6 +160,9 @@ class Request(HTTPConnection):
     # Body messages is_disconnected() received before stream() asked for them.
     _pending: deque[Message] | None = None
     _pending_bytes = 0
+    # Bytes of the announced Content-Length still to come (None: unknown, or not
+    # relied on; see _claim_stream).
+    _length_left: int | None = None
 
     def __init__(self, scope: Scope, receive: Receive = _no_receive) -> None:
         if scope["type"] != "http":
@@ -214,20 +217,37 @@ class Request(HTTPConnection):
         message_type = message["type"]
         if message_type == "http.request":
             chunk: bytes = message.get("body", b"")
+            remaining = self._length_left
+            if remaining is not None:
+                remaining -= len(chunk)
+                if remaining > 0:
+                    self._length_left = remaining
+                else:  # all of Content-Length is here (or more: then it was wrong)
+                    self._length_left = None
+                    if remaining == 0:
+                        self._body_complete = True
             return chunk
         if message_type == "http.disconnect":
             self._is_disconnected = True
             raise ClientDisconnect("the client disconnected while sending the request body")
         return b""  # not a body message: nothing
 
-    def _claim_stream(self) -> None:
-        """The body is read from the server once: the first reader claims it."""
+    def _claim_stream(self, *, until_length: bool = True) -> None:
+        """The body is read from the server once: the first reader claims it.
+
+        With ``until_length``, the body ends once ``Content-Length`` bytes have come, as
+        the server frames it: a server that then sends an empty last message (granian)
+        is not waited for, one ``receive()`` less per request. Without (a size limit
+        that must count what really arrives), it ends at the server's last message.
+        """
         if self._stream_consumed:
             raise RuntimeError(
                 "the request body was already streamed (by stream(), form() or parts()): "
                 "call body() first to read it more than once"
             )
         self._stream_consumed = True
+        if until_length:
+            self._length_left = content_length(self.scope["headers"])
 
     def _relayed_receive(self) -> Receive:
         """This request's ``receive``, through the scope's relay when that relay reads
@@ -251,7 +271,7 @@ class Request(HTTPConnection):
             length = content_length(self.scope["headers"])
             if length is not None and length > max_size:
                 raise body_too_large(max_size)
-        self._claim_stream()
+        self._claim_stream(until_length=max_size is None)
         chunks: list[bytes] = []
         received = 0
         while (chunk := await self._next_chunk()) is not None:
