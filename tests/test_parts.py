@@ -221,6 +221,40 @@ def test_a_part_left_behind_cannot_be_read(client: TestClient) -> None:
     assert response.json()["second"] == ["second", "2"]
 
 
+def test_the_last_part_cannot_be_read_once_the_loop_has_ended() -> None:
+    """The loop's end read past the last part: its bytes are gone, so reading it
+    raises, as for any part left behind (not an empty body)."""
+    app = Router()
+
+    @app.post("/")
+    async def endpoint(request: Request) -> Any:
+        kept = [item async for item in request.parts()]
+        errors = []
+        for item in kept:
+            try:
+                await item.read()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        return errors
+
+    body = multipart(part("a", b"1"), part("b", b"2" * 1000))
+    with TestClient(app) as test_client:
+        assert post(test_client, "/", body).json() == [
+            "part 'a' was left behind: read a part before asking for the next one",
+            "part 'b' was left behind: read a part before asking for the next one",
+        ]
+
+
+def test_too_many_parts_in_one_message_is_counted_as_parts(client: TestClient) -> None:
+    """Every part in a single body message: the answer names max_parts, not the
+    parser's own backstop."""
+    body = multipart(*(part(f"f{i}", b"v") for i in range(5)))
+    for limit in (0, 1, 3):
+        response = post(client, f"/parts?max_parts={limit}", body)
+        assert response.status_code == 413
+        assert response.json() == {"detail": f"Too many parts: the limit is max_parts={limit}"}
+
+
 def test_body_first_then_parts_reads_the_cached_body(client: TestClient) -> None:
     body = multipart(part("a", b"1"), part("b", b"2"))
     response = post(client, "/body-then-parts", body)

@@ -16,8 +16,7 @@ part left behind can no longer be read (`RuntimeError`: its bytes are gone).
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from multipart import MultipartError, MultipartSegment  # type: ignore[import-untyped]
@@ -47,14 +46,21 @@ class _Parts:
         self.body = body
         self.max_size = max_size
         self.received = 0
-        self.events: deque[Any] = deque()
+        # The parse of the last chunk, taken one event at a time: the iteration's own
+        # count of parts answers before the parser's backstop limit (see read_parts).
+        self.events: Iterator[Any] = iter(())
         self.current: MultipartPart | None = None  # the one part that may be read
 
     async def next_event(self) -> Any:
         """The parser's next event (a segment, a body chunk, ``None`` at the end of a
         part), or `_END` after the last part. Malformed input: a 400 (or 413)."""
-        events = self.events
-        while not events:
+        while True:
+            try:
+                return next(self.events)
+            except StopIteration:
+                pass
+            except MultipartError as exc:
+                raise parser_error(exc) from None
             try:
                 chunk = await self.body.__anext__()
             except StopAsyncIteration:
@@ -66,11 +72,7 @@ class _Parts:
             self.received += len(chunk)
             if self.max_size is not None and self.received > self.max_size:
                 raise body_too_large(self.max_size)
-            try:
-                events.extend(self.parser.parse(chunk))
-            except MultipartError as exc:
-                raise parser_error(exc) from None
-        return events.popleft()
+            self.events = self.parser.parse(chunk)
 
 
 class MultipartPart:
@@ -210,6 +212,7 @@ async def read_parts(
             await current._skip()
         event = await parts.next_event()
         if event is _END:
+            parts.current = None  # (skipped above: its bytes are gone)
             return
         if not isinstance(event, MultipartSegment):  # pragma: no cover - parser's rule
             raise RuntimeError(f"multipart parser event out of order: {event!r}")
