@@ -180,6 +180,22 @@ def test_a_body_with_a_length_ends_with_its_last_chunk() -> None:
     ]
 
 
+def test_a_content_length_that_is_not_ascii_digits_reaches_the_app() -> None:
+    """The client passes the header on (no crash in the client): the app answers 400."""
+    router = Router()
+
+    @router.post("/")
+    async def endpoint(request: Request) -> bytes:
+        return await request.body()
+
+    superscript_two = "\u00b2".encode()  # str.isdigit() says yes, int() says no
+    response = TestClient(router).post(
+        "/", content=b"x", headers={"content-length": superscript_two}
+    )
+    assert response.status_code == 400
+    assert "Invalid Content-Length" in response.json()["detail"]
+
+
 def test_scope_details() -> None:
     seen: dict[str, Any] = {}
 

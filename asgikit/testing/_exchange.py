@@ -93,7 +93,8 @@ class AppExchange:
         self.scope = scope
         length = request.headers.get("content-length")
         self.body = _RequestBody(
-            request.stream, int(length) if length is not None and length.isdigit() else None
+            request.stream,
+            int(length) if length is not None and length.isascii() and length.isdigit() else None,
         )
         self.raise_server_exceptions = raise_server_exceptions
         self.status: int | None = None
