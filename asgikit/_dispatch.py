@@ -355,9 +355,9 @@ async def call_guarded(
 # stops waiting (its thread runs on, Python cannot interrupt it, and its pool slot is
 # given back at once: a disconnect may briefly let one more thread run).
 #
-# The watcher is not started while the endpoint is in the middle of reading the body
-# straight from ``receive`` (it waits for a later turn): the relay did not exist when
-# that read began. A body read notices a disconnect anyway (`ClientDisconnect`). Nor is
+# The watcher is not started while the endpoint waits on ``receive`` for a body
+# message straight from the server (it waits for a later turn): the relay did not
+# exist when that read began. A body read notices a disconnect anyway (`ClientDisconnect`). Nor is
 # it started for a task already being cancelled (a timeout). On trio everything is set
 # up before the call: a cancel scope, a task group and the relay.
 
@@ -373,8 +373,8 @@ class _Watching(dict["Request", "asyncio.Task[Any]"]):
     a dict insert, and a delete when the endpoint returns). At each turn, every
     `_WATCH_AFTER` seconds while some request is queued, the requests queued before the
     previous turn (`old`: they have run for one to two turns) get a `_Watch`, and the
-    young ones become `old`. A request reading its body straight from ``receive`` and
-    not done with it waits for the next turn. The state is bound (`asgikit._tasks`) only
+    young ones become `old`. A request waiting on ``receive`` for a body message waits
+    for the next turn. The state is bound (`asgikit._tasks`) only
     while the timer is armed: a turn that leaves it disarmed unbinds it, and the next
     request arms it again on its way through `_watching_here`."""
 
@@ -444,12 +444,12 @@ def _watching_here() -> tuple[_Watching, asyncio.Task[Any]] | tuple[Any, None]:
 
 
 def _mid_body(request: Request) -> bool:
-    """Whether ``request`` is reading its body straight from ``receive``: stream()
-    started and has not received the last body message. A watcher started now could
-    take body messages (the relay did not exist when that read began)."""
-    return request._stream_consumed and not (
-        request._body_complete or request._body is not None or request._form is not None
-    )
+    """Whether ``request`` is waiting on ``receive`` for a body message, straight from
+    the server's ``receive``: a watcher started now would read beside it (the relay
+    did not exist when that read began). Between two reads, or after a loop that
+    stopped reading part-way (a ``break`` out of ``stream()`` or ``parts()``), a
+    watcher can start: later reads go through its relay."""
+    return request._receiving
 
 
 async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> Any:

@@ -33,6 +33,7 @@ __all__ = [
     "content_type_pair",
     "encode_header",
     "format_set_cookie",
+    "framed_length",
     "parse_content_length",
     "parse_cookie_header",
 ]
@@ -79,6 +80,21 @@ def content_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
                 raise HTTPException(400, "Conflicting Content-Length headers")
             length = parsed
     return length
+
+
+def framed_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The body length the server framed the request by: its ``Content-Length``, unless
+    a ``Transfer-Encoding`` came too (RFC 9112 section 6.3: the transfer coding frames
+    the body then, and h11 accepts such a request with both headers in the scope).
+
+    >>> framed_length([(b"content-length", b"5")])
+    5
+    >>> framed_length([(b"content-length", b"5"), (b"transfer-encoding", b"chunked")])
+    """
+    for name, _ in raw_headers:
+        if name == b"transfer-encoding":
+            return None
+    return content_length(raw_headers)
 
 
 def body_too_large(max_size: int) -> HTTPException:

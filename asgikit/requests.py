@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from asgikit import _json
-from asgikit._http import body_too_large, content_length
+from asgikit._http import body_too_large, content_length, framed_length
 from asgikit._http import parse_cookie_header as parse_cookie_header  # its old home
 from asgikit._lifespan import request_state
 from asgikit._matched import MatchedRoute
@@ -157,6 +157,7 @@ class Request(HTTPConnection):
     _stream_consumed = False
     _is_disconnected = False
     _body_complete = False  # the last body message has been received
+    _receiving = False  # a body read is waiting on receive() (see _dispatch._mid_body)
     # Body messages is_disconnected() received before stream() asked for them.
     _pending: deque[Message] | None = None
     _pending_bytes = 0
@@ -211,7 +212,11 @@ class Request(HTTPConnection):
             # A streaming response may be watching receive() for a disconnect meanwhile
             # (even one started after this stream): then the body comes through its
             # relay, in order.
-            message = await self._relayed_receive()()
+            self._receiving = True  # (a watcher started now could take this message)
+            try:
+                message = await self._relayed_receive()()
+            finally:
+                self._receiving = False
             if message["type"] == "http.request" and not message.get("more_body", False):
                 self._body_complete = True
         message_type = message["type"]
@@ -236,9 +241,10 @@ class Request(HTTPConnection):
         """The body is read from the server once: the first reader claims it.
 
         With ``until_length``, the body ends once ``Content-Length`` bytes have come, as
-        the server frames it: a server that then sends an empty last message (granian)
-        is not waited for, one ``receive()`` less per request. Without (a size limit
-        that must count what really arrives), it ends at the server's last message.
+        the server frames it (`framed_length`: not when a ``Transfer-Encoding`` frames
+        it instead): a server that then sends an empty last message (granian) is not
+        waited for, one ``receive()`` less per request. Without (a size limit that must
+        count what really arrives), it ends at the server's last message.
         """
         if self._stream_consumed:
             raise RuntimeError(
@@ -247,7 +253,7 @@ class Request(HTTPConnection):
             )
         self._stream_consumed = True
         if until_length:
-            self._length_left = content_length(self.scope["headers"])
+            self._length_left = framed_length(self.scope["headers"])
 
     def _relayed_receive(self) -> Receive:
         """This request's ``receive``, through the scope's relay when that relay reads

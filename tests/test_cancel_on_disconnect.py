@@ -225,6 +225,35 @@ async def test_endpoint_reading_the_body_is_not_raced_then_is_watched() -> None:
     assert client.sent == []
 
 
+async def test_an_endpoint_that_stopped_reading_part_way_is_watched() -> None:
+    """A ``break`` out of ``stream()`` leaves the body unfinished but no read waiting on
+    ``receive``: the watcher starts, and the client leaving cancels the endpoint."""
+    events: list[str] = []
+    first_read = anyio.Event()
+    router = Router(cancel_on_disconnect=True)
+
+    @router.post("/work")
+    async def upload(request: Request) -> str:
+        async for chunk in request.stream():
+            events.append(chunk.decode())
+            break
+        first_read.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            events.append("finally")
+        return "never"
+
+    client = Client([b"first", b"never read"])
+    async with request_in_background(router, client, http_scope("POST")):
+        await first_read.wait()
+        client.chunks.clear()  # the rest never comes: the client leaves instead
+        client.chunk_ready.set()
+        client.leave()
+    assert events == ["first", "finally"]
+    assert client.sent == []
+
+
 async def test_disconnect_during_the_body_read_is_a_quiet_client_disconnect() -> None:
     router = Router(cancel_on_disconnect=True)
     reached: list[str] = []

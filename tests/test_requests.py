@@ -213,6 +213,17 @@ async def test_more_bytes_than_content_length_are_all_read() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_transfer_encoding_frames_the_body_not_content_length() -> None:
+    """h11 (hypercorn, uvicorn --http h11) accepts a request with both headers and
+    frames it by the chunked coding, leaving both in the scope: the body then ends at
+    the server's last message, however Content-Length reads."""
+    headers = [(b"content-length", b"5"), (b"transfer-encoding", b"chunked")]
+    scope = http_scope(method="POST", headers=headers)
+    request = Request(scope, receive_then_disconnect(b"hello", b" world"))
+    assert await request.body() == b"hello world"
+
+
+@pytest.mark.anyio
 async def test_a_size_limit_reads_to_the_servers_last_message() -> None:
     """With max_size the limit counts what arrives, whatever Content-Length says."""
     scope = http_scope(method="POST", headers=[(b"content-length", b"3")])
