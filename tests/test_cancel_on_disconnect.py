@@ -199,6 +199,15 @@ async def test_body_read_after_the_watch_started_is_intact() -> None:
     assert client.sent[0]["status"] == 200
 
 
+async def wait_noting_the_end(events: list[str]) -> str:
+    """An endpoint's wait that only a cancellation ends; its ``finally`` is noted."""
+    try:
+        await anyio.sleep_forever()
+    finally:
+        events.append("finally")
+    return "never"
+
+
 async def test_endpoint_reading_the_body_is_not_raced_then_is_watched() -> None:
     events: list[str] = []
     body_read = anyio.Event()
@@ -209,11 +218,7 @@ async def test_endpoint_reading_the_body_is_not_raced_then_is_watched() -> None:
         body = await request.body()  # first suspension: inside the body read
         events.append(body.decode())
         body_read.set()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            events.append("finally")
-        return "never"
+        return await wait_noting_the_end(events)
 
     client = Client([b"first ", b"second"])
     async with request_in_background(router, client, http_scope("POST")):
@@ -238,11 +243,7 @@ async def test_an_endpoint_that_stopped_reading_part_way_is_watched() -> None:
             events.append(chunk.decode())
             break
         first_read.set()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            events.append("finally")
-        return "never"
+        return await wait_noting_the_end(events)
 
     client = Client([b"first", b"never read"])
     async with request_in_background(router, client, http_scope("POST")):
