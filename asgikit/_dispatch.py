@@ -357,9 +357,10 @@ async def call_guarded(
 #
 # The watcher is not started while the endpoint waits on ``receive`` for a body
 # message straight from the server (it waits for a later turn): the relay did not
-# exist when that read began. A body read notices a disconnect anyway (`ClientDisconnect`). Nor is
-# it started for a task already being cancelled (a timeout). On trio everything is set
-# up before the call: a cancel scope, a task group and the relay.
+# exist when that read began. A body read notices a disconnect anyway
+# (`ClientDisconnect`). Nor is it started for a task already being cancelled (a
+# timeout). On trio everything is set up before the call: a cancel scope, a task group
+# and the relay.
 
 _CLIENT_LEFT: Any = object()  # the endpoint's "result" once cancelled by a disconnect
 _WATCH_AFTER = 0.001  # seconds between the watching timer's turns (asyncio)
@@ -374,9 +375,9 @@ class _Watching(dict["Request", "asyncio.Task[Any]"]):
     `_WATCH_AFTER` seconds while some request is queued, the requests queued before the
     previous turn (`old`: they have run for one to two turns) get a `_Watch`, and the
     young ones become `old`. A request waiting on ``receive`` for a body message waits
-    for the next turn. The state is bound (`asgikit._tasks`) only
-    while the timer is armed: a turn that leaves it disarmed unbinds it, and the next
-    request arms it again on its way through `_watching_here`."""
+    for the next turn. The state is bound (`asgikit._tasks`) only while the timer is
+    armed: a turn that leaves it disarmed unbinds it, and the next request arms it
+    again on its way through `_watching_here`."""
 
     __slots__ = ("bound", "loop", "old", "thread", "timer", "watches")
 
