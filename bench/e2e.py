@@ -26,6 +26,8 @@ Scenarios (paths served by every ``*_app.py`` in this folder, see ``scenarios.py
     python bench/e2e.py                     # the full run: about 14 minutes
     python bench/e2e.py --quick             # 1 round of 1 s: about 4 minutes
     python bench/e2e.py --servers granian --scenarios hello,stream --rounds 5
+    python bench/e2e.py --scenarios upload --env MALLOC_MMAP_THRESHOLD_=4194304 \
+        --env MALLOC_TRIM_THRESHOLD_=33554432   # glibc tuned (docs/deployment.md)
 """
 
 from __future__ import annotations
@@ -154,7 +156,9 @@ def server_command(server: str, app: str, port: int) -> list[str]:
 class Server:
     """One server process serving one app; it leads its own process group."""
 
-    def __init__(self, server: str, app: str, pin: list[str], log_dir: Path) -> None:
+    def __init__(
+        self, server: str, app: str, pin: list[str], log_dir: Path, env: dict[str, str]
+    ) -> None:
         self.name = f"{server}/{app}"
         self.port = free_port()
         self.log_path = log_dir / f"server-{server}-{app}.log"
@@ -166,6 +170,7 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=BENCH_DIR,
+            env={**os.environ, **env},
         )
 
     def wait_listening(self, timeout: float = 20.0) -> bool:
@@ -389,12 +394,23 @@ def main() -> int:
     parser.add_argument("--upload-conns", type=int, default=4, help="wrk connections, upload")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 1 s warm-up")
     parser.add_argument("--out", type=Path, help="also write the tables (markdown) here")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in every server's environment (repeatable), e.g. glibc's "
+        "MALLOC_MMAP_THRESHOLD_=4194304 (docs/deployment.md)",
+    )
     args = parser.parse_args()
     # Stopped with SIGTERM (a CI timeout, pkill): unwind, so every server started is
     # stopped by its PID in the `finally` below instead of outliving the run.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 1, 1
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes NAME=VALUE")
+    server_env = dict(item.split("=", 1) for item in args.env)
     servers = args.servers.split(",")
     apps = args.apps.split(",")
     if BASELINE in apps:  # the baseline first
@@ -426,6 +442,7 @@ def main() -> int:
         f"server pinned {pin_server[2] if pin_server else 'no'}, "
         f"wrk pinned {pin_load[2] if pin_load else 'no'}",
         f"# load average at start (1/5/15 min): {load_average()}  (shared machine)",
+        *([f"# server environment: {' '.join(args.env)}"] if args.env else []),
         f"# raw wrk output and server logs: {work}",
     ]
     print("\n".join(header), flush=True)
@@ -437,7 +454,7 @@ def main() -> int:
         started: list[Server] = []
         try:
             for app in apps:
-                proc = Server(server, app, pin_server, work)
+                proc = Server(server, app, pin_server, work, server_env)
                 started.append(proc)
                 if not proc.wait_listening():
                     print(f"!! {proc.name} did not start; see {proc.log_path}", flush=True)
