@@ -41,7 +41,6 @@ __all__ = [
 MAX_CONTENT_LENGTH_DIGITS = 20
 """Longest ``Content-Length`` taken (a zettabyte); longer is a 400, not a huge int."""
 
-_DIGITS = frozenset(b"0123456789")
 _FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
 
 
@@ -60,7 +59,8 @@ def parse_content_length(value: bytes | str) -> int:
     42
     """
     raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
-    if not raw or len(raw) > MAX_CONTENT_LENGTH_DIGITS or not _DIGITS.issuperset(raw):
+    # bytes.isdigit(): ASCII digits only, and False for b"" (str.isdigit would take "²").
+    if len(raw) > MAX_CONTENT_LENGTH_DIGITS or not raw.isdigit():
         shown = raw[:40].decode("latin-1")
         raise HTTPException(400, f"Invalid Content-Length header {shown!r}")
     return int(raw)
@@ -72,14 +72,7 @@ def content_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
     Several ``Content-Length`` headers must agree (RFC 9110), else `HTTPException(400)`;
     an invalid value is a 400 as for `parse_content_length`.
     """
-    length: int | None = None
-    for name, value in raw_headers:
-        if name == b"content-length":
-            parsed = parse_content_length(value)
-            if length is not None and parsed != length:
-                raise HTTPException(400, "Conflicting Content-Length headers")
-            length = parsed
-    return length
+    return _length_of(raw_headers, False)
 
 
 def framed_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -91,10 +84,21 @@ def framed_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
     5
     >>> framed_length([(b"content-length", b"5"), (b"transfer-encoding", b"chunked")])
     """
-    for name, _ in raw_headers:
-        if name == b"transfer-encoding":
+    return _length_of(raw_headers, True)
+
+
+def _length_of(raw_headers: list[tuple[bytes, bytes]], framed: bool) -> int | None:
+    # One pass for both: a request's headers are read on every body read.
+    length: int | None = None
+    for name, value in raw_headers:
+        if name == b"content-length":
+            parsed = parse_content_length(value)
+            if length is not None and parsed != length:
+                raise HTTPException(400, "Conflicting Content-Length headers")
+            length = parsed
+        elif framed and name == b"transfer-encoding":
             return None
-    return content_length(raw_headers)
+    return length
 
 
 def body_too_large(max_size: int) -> HTTPException:

@@ -161,8 +161,9 @@ class Request(HTTPConnection):
     # Body messages is_disconnected() received before stream() asked for them.
     _pending: deque[Message] | None = None
     _pending_bytes = 0
-    # Bytes of the announced Content-Length still to come (None: unknown, or not
-    # relied on; see _claim_stream).
+    # Whether the body ends once Content-Length bytes have come (see _claim_stream),
+    # and how many are still to come (None: the header not read yet).
+    _until_length = False
     _length_left: int | None = None
 
     def __init__(self, scope: Scope, receive: Receive = _no_receive) -> None:
@@ -222,15 +223,8 @@ class Request(HTTPConnection):
         message_type = message["type"]
         if message_type == "http.request":
             chunk: bytes = message.get("body", b"")
-            remaining = self._length_left
-            if remaining is not None:
-                remaining -= len(chunk)
-                if remaining > 0:
-                    self._length_left = remaining
-                else:  # all of Content-Length is here (or more: then it was wrong)
-                    self._length_left = None
-                    if remaining == 0:
-                        self._body_complete = True
+            if self._until_length and not self._body_complete:
+                self._count_towards_length(len(chunk))
             return chunk
         if message_type == "http.disconnect":
             self._is_disconnected = True
@@ -252,8 +246,25 @@ class Request(HTTPConnection):
                 "call body() first to read it more than once"
             )
         self._stream_consumed = True
-        if until_length:
-            self._length_left = framed_length(self.scope["headers"])
+        self._until_length = until_length
+
+    def _count_towards_length(self, size: int) -> None:
+        """A body message that says more is coming brought ``size`` bytes: once the
+        announced length is all here, the body is complete (see `_claim_stream`). The
+        header is read at the first such message: a body in one message never pays."""
+        remaining = self._length_left
+        if remaining is None:
+            remaining = framed_length(self.scope["headers"])
+            if remaining is None:  # no Content-Length, or a Transfer-Encoding frames it
+                self._until_length = False
+                return
+        remaining -= size
+        if remaining > 0:
+            self._length_left = remaining
+            return
+        self._until_length = False  # all here (or more: then the header was wrong)
+        if remaining == 0:
+            self._body_complete = True
 
     def _relayed_receive(self) -> Receive:
         """This request's ``receive``, through the scope's relay when that relay reads
