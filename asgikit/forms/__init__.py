@@ -85,7 +85,9 @@ async def parse_form(
         if media_type == _URLENCODED:
             return await read_urlencoded(body, limits)
     finally:
-        await _close(body)
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
     raise HTTPException(
         415, f"Unsupported form content type {media_type!r}: expected {_URLENCODED} or {_MULTIPART}"
     )
@@ -111,9 +113,3 @@ async def iter_parts(
     parser = multipart_parser(options.get("boundary"), announced, max_parts + 1)
     async for part in read_parts(parser, body, max_parts, max_size):
         yield part
-
-
-async def _close(body: AsyncIterator[bytes]) -> None:
-    aclose = getattr(body, "aclose", None)
-    if aclose is not None:
-        await aclose()
