@@ -52,7 +52,7 @@ from asgikit._errors import (
     server_error_response,
     to_response,
 )
-from asgikit._receive import ReceiveRelay
+from asgikit._receive import ReceiveRelay, reading_body
 from asgikit._tasks import NOWHERE, RUNNING, PerLoop
 from asgikit.exceptions import ClientDisconnect
 from asgikit.requests import Request
@@ -400,7 +400,7 @@ class _Watching(dict["Request", "asyncio.Task[Any]"]):
         old, self.old = self.old, dict(self)
         self.clear()  # requests still hold this: their pop then finds nothing, see finish
         for request, task in old.items():
-            if _mid_body(request):
+            if reading_body(request.scope):
                 self[request] = task
                 continue
             cancelling = getattr(task, "cancelling", None)  # Python 3.11+
@@ -442,15 +442,6 @@ def _watching_here() -> tuple[_Watching, asyncio.Task[Any]] | tuple[Any, None]:
     if found[0].timer is None:
         found[0].arm()
     return found
-
-
-def _mid_body(request: Request) -> bool:
-    """Whether ``request`` is waiting on ``receive`` for a body message, straight from
-    the server's ``receive``: a watcher started now would read beside it (the relay
-    did not exist when that read began). Between two reads, or after a loop that
-    stopped reading part-way (a ``break`` out of ``stream()`` or ``parts()``), a
-    watcher can start: later reads go through its relay."""
-    return request._receiving
 
 
 async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> Any:

@@ -17,9 +17,11 @@ import anyio
 from asgikit._concurrency import running_on_asyncio
 from asgikit.types import Message, Receive, Scope
 
-__all__ = ["RELAY_KEY", "ReceiveRelay", "receive_if_ready"]
+__all__ = ["READING_KEY", "RELAY_KEY", "ReceiveRelay", "reading_body", "receive_if_ready"]
 
 RELAY_KEY = "asgikit.receive_relay"
+# In the scope while a `Request` awaits ``receive`` for a body message.
+READING_KEY = "asgikit.reading_body"
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
@@ -131,6 +133,15 @@ class ReceiveRelay:
             if not self._receiving:
                 return await self._pull()
             await self._wait()
+
+
+def reading_body(scope: Scope) -> bool:
+    """Whether a body read of this request waits on ``receive`` now. A disconnect
+    watcher that starts later than the request (the router's for cancel_on_disconnect,
+    a streaming response's listener) waits while this holds: the read may have gone
+    straight to the server's ``receive``, before any relay existed, and a second reader
+    beside it could take its message."""
+    return READING_KEY in scope
 
 
 async def receive_if_ready(receive: Receive) -> Message | None:

@@ -15,7 +15,7 @@ from asgikit._http import body_too_large, content_length, framed_length
 from asgikit._http import parse_cookie_header as parse_cookie_header  # its old home
 from asgikit._lifespan import request_state
 from asgikit._matched import MatchedRoute
-from asgikit._receive import RELAY_KEY, ReceiveRelay, receive_if_ready
+from asgikit._receive import READING_KEY, RELAY_KEY, ReceiveRelay, receive_if_ready
 from asgikit.datastructures import URL, FormData, Headers, QueryParams, State
 from asgikit.exceptions import ClientDisconnect, HTTPException
 from asgikit.forms import DEFAULT_LIMITS, MultipartPart, iter_parts, parse_form
@@ -157,7 +157,6 @@ class Request(HTTPConnection):
     _stream_consumed = False
     _is_disconnected = False
     _body_complete = False  # the last body message has been received
-    _receiving = False  # a body read is waiting on receive() (see _dispatch._mid_body)
     # Body messages is_disconnected() received before stream() asked for them.
     _pending: deque[Message] | None = None
     _pending_bytes = 0
@@ -213,11 +212,12 @@ class Request(HTTPConnection):
             # A streaming response may be watching receive() for a disconnect meanwhile
             # (even one started after this stream): then the body comes through its
             # relay, in order.
-            self._receiving = True  # (a watcher started now could take this message)
+            scope = self.scope
+            scope[READING_KEY] = True  # (a watcher started now could take this message)
             try:
                 message = await self._relayed_receive()()
             finally:
-                self._receiving = False
+                scope.pop(READING_KEY, None)
             if message["type"] == "http.request" and not message.get("more_body", False):
                 self._body_complete = True
         message_type = message["type"]

@@ -28,7 +28,7 @@ import anyio.lowlevel
 from asgikit import _json
 from asgikit._concurrency import iterate_in_threadpool
 from asgikit._http import content_type_pair
-from asgikit._receive import ReceiveRelay
+from asgikit._receive import ReceiveRelay, reading_body
 from asgikit._sse import PING, ServerSentEvent, encode_event
 from asgikit._tasks import NOWHERE, RUNNING, PerLoop
 from asgikit.background import BackgroundTask
@@ -50,6 +50,7 @@ _TURN_EVERY = 0.001
 _TURN_CHUNKS = 1024
 _CHECK_EVERY = 64  # chunks between two looks at the clock (~20 us of streaming)
 _BoundMethod = types.MethodType
+_AsyncGenerator = types.AsyncGeneratorType
 
 
 async def _iterate_sequence(items: list[Any] | tuple[Any, ...]) -> AsyncIterator[Any]:
@@ -153,26 +154,30 @@ class _Watch:
     task_group: anyio.abc.TaskGroup | None = None
     error: Exception | None = None
     pinger: _Pinger | None = None
-    # (an event stream and its send, on asyncio: its pinger is made with the listener)
-    pinging: tuple[EventSourceResponse, Send] | None = None
+    # (an event stream's ping interval and send, on asyncio: its pinger is made with
+    # the listener)
+    pinging: tuple[float, Send] | None = None
     helpers: list[asyncio.Task[None]] | None = None
+    # The request's relay, once the listener started (a short stream never makes one).
+    relay: ReceiveRelay | None = None
     listening: _Listening | None = None  # waiting there for the listener to start
     checks = _TURN_CHUNKS // _CHECK_EVERY  # looks at the clock left before a turn is due
     ticking = False  # a tick was asked of the loop and has not run (see turn_due)
     ticked = False  # it ran: the loop turned since
     disconnected = False
+    last: bytes | None = None  # the last encoded item's bytes (see `_Pinger`)
     cancel_requested = False
     streaming = True  # the streaming task may still be interrupted
 
     def __init__(
         self,
         scope: Scope,
-        relay: ReceiveRelay,
+        receive: Receive,
         task: asyncio.Task[Any] | None,
         listening: _Listening | None,
     ) -> None:
         self.scope = scope
-        self.relay = relay
+        self.receive = receive
         self.task = task
         # When the stream started (the listener's timer) and last gave the loop a turn.
         self.started = self.last_turn = time.monotonic()
@@ -204,6 +209,7 @@ class _Watch:
     async def listen(self) -> None:
         """Wait for ``http.disconnect`` (body messages stay in the relay for readers)."""
         relay = self.relay
+        assert relay is not None  # made when the listener started
         try:
             await relay.watch()
         except Exception as exc:
@@ -276,14 +282,17 @@ class _Watch:
 
     def start_listening(self) -> None:
         """Start the helpers a stream needs once it has run for `_LISTEN_AFTER` (asyncio;
-        the anyio path starts them at once): the listener, and the SSE pinger."""
+        the anyio path starts them at once): the listener, and the SSE pinger. The
+        relay is put in the scope now, not earlier: body reads from here on go through
+        it (`_Listening` never starts a listener while a body read waits on
+        ``receive``)."""
         self.listening = None
+        self.relay = ReceiveRelay.of(self.scope, self.receive)
         self.start_soon(self.listen)
         if self.pinging is not None:
-            response, send = self.pinging
-            assert response.ping is not None
-            pinger = _Pinger(response.ping)
-            pinger.start(response, send, self)
+            interval, send = self.pinging
+            pinger = _Pinger(interval)
+            pinger.start(send, self)
             pinger.tick_later()
 
     # -- asyncio -------------------------------------------------------------------------
@@ -292,6 +301,8 @@ class _Watch:
         self.streaming = False
         if self.listening is not None:
             self.listening.pending.pop(self, None)
+        if self.pinger is not None:
+            self.pinger.stop()
         if self.helpers is not None:
             for helper in self.helpers:
                 helper.cancel()
@@ -328,7 +339,8 @@ class _Listening:
         milliseconds): so listeners due within `_TIMER_GRAIN` start now, a little early,
         and the timer never wakes up before the next one is due only to sleep again."""
         self.timer = None
-        due = time.monotonic() - _LISTEN_AFTER + _TIMER_GRAIN
+        now = time.monotonic()
+        due = now - _LISTEN_AFTER + _TIMER_GRAIN
         pending = self.pending
         while pending:
             watch = next(iter(pending))
@@ -338,6 +350,12 @@ class _Listening:
                 )
                 return
             del pending[watch]
+            if reading_body(watch.scope):
+                # The stream's task waits on ``receive`` for a body message, straight
+                # from the server: a listener now would read beside it. Later.
+                watch.started = now
+                pending[watch] = None
+                continue
             watch.start_listening()
 
 
@@ -389,17 +407,23 @@ class StreamingResponse(Response):
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
-        self.background = background
-        aiter = getattr(content, "__aiter__", None)  # the common case, without a call
-        self.body_iterator = (
-            aiter() if aiter is not None else _as_async_iterator(content, type(self).__name__)
-        )
+        if background is not None:  # (else the class's None: one store less)
+            self.background = background
+        self.body_iterator: AsyncIterator[Any]
+        if content.__class__ is _AsyncGenerator:  # the common case: its own iterator
+            self.body_iterator = content
+        else:
+            self.body_iterator = _as_async_iterator(content, type(self).__name__)
         self.raw_headers = self._build_headers(headers)
 
     body = b""  # (a streamed body is not held)
 
     def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
-        raw = headers_to_raw(headers) if headers else []
+        if not headers:  # the common case: the Content-Type alone
+            if self.media_type is None:
+                return []
+            return [self._fixed_content_type or content_type_pair(self.media_type, self.charset)]
+        raw = headers_to_raw(headers)
         if self.media_type is not None:
             for key, _ in raw:
                 if key == b"content-type":
@@ -420,6 +444,8 @@ class StreamingResponse(Response):
     # Whether the disconnect listener starts with the body rather than after
     # `_LISTEN_AFTER` (a body known to be large and fast: a file).
     _listens_at_once = False
+    # Seconds of silence before a ``: ping`` comment (event streams; see `_Pinger`).
+    _keepalive: float | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Sends its start before anything that can fail (the router relies on it: an
@@ -450,89 +476,98 @@ class StreamingResponse(Response):
             send = getattr(send, "send_after_start", send)
         # The body, while watching for a disconnect (see _Watch). On trio no asyncio
         # loop runs in this thread (anyio decides the same way): the anyio path.
-        relay = ReceiveRelay.of(scope, receive)
+        # This thread's loop's `_Listening` and the running task (asgikit._tasks).
+        listening: _Listening
+        task: asyncio.Task[Any] | None
         try:
-            # This thread's loop's `_Listening` and the running task (asgikit._tasks).
-            listening: _Listening
-            task: asyncio.Task[Any] | None
-            try:
-                listening = _here.state
-                task = RUNNING[listening.bound]
-            except (AttributeError, KeyError):  # the slow way (see asgikit._tasks)
-                found = _LISTENING.bind()
-                listening, task = found if found is not None else (NOWHERE, None)
-            if task is None:  # not in an asyncio task (trio)
-                try:
-                    complete = await self._stream_anyio(send, _Watch(scope, relay, None, None))
-                except Exception:
-                    await _end_body_after_error(scope, send)
-                    raise
-                if complete and self.background is not None:
-                    await self.background()
-                return
-            if self._listens_at_once:
-                watch = _Watch(scope, relay, task, None)
-                watch.start_listening()
-            else:
-                watch = _Watch(scope, relay, task, listening)
-            try:
-                await self._send_body(send, watch)
-            except _ClientGone:
-                watch.disconnected = watch.error is None
-            except asyncio.CancelledError:
-                if not (watch.cancel_requested and watch.take_back_cancel()):
-                    watch.stop()
-                    await self._close_iterator()
-                    raise
-            except BaseException as exc:
+            listening = _here.state
+            task = RUNNING[listening.bound]
+        except (AttributeError, KeyError):  # the slow way (see asgikit._tasks)
+            found = _LISTENING.bind()
+            listening, task = found if found is not None else (NOWHERE, None)
+        if task is None:  # not in an asyncio task (trio)
+            await self._stream_anyio(scope, receive, send)
+            return
+        if self._listens_at_once:
+            watch = _Watch(scope, receive, task, None)
+            watch.start_listening()
+        else:
+            watch = _Watch(scope, receive, task, listening)
+            interval = self._keepalive
+            if interval is not None:  # an event stream: its pinger starts with the listener
+                watch.pinging = (interval, send)
+        try:
+            await self._send_body(send, watch)
+        except _ClientGone:
+            watch.disconnected = watch.error is None
+        except asyncio.CancelledError:
+            if not (watch.cancel_requested and watch.take_back_cancel()):
                 watch.stop()
                 await self._close_iterator()
-                if isinstance(exc, Exception):  # the iterator or an item's encoding failed
-                    await _end_body_after_error(scope, send)
                 raise
-            else:
-                # Servers report a disconnect once the response is complete: from here on
-                # it no longer means the client left early.
-                watch.stop()
-                if watch.cancel_requested and not watch.take_back_cancel():
-                    raise asyncio.CancelledError  # pragma: no cover - a second canceller
-                if self.background is not None:
-                    await self.background()
-                return
-            # The client has gone (or a helper failed): no background.
+        except BaseException as exc:
             watch.stop()
             await self._close_iterator()
-            if watch.error is not None:
+            if isinstance(exc, Exception):  # the iterator or an item's encoding failed
                 await _end_body_after_error(scope, send)
-                raise watch.error
+            raise
+        else:
+            # Servers report a disconnect once the response is complete: from here on
+            # it no longer means the client left early.
+            watch.stop()
+            if watch.cancel_requested and not watch.take_back_cancel():
+                raise asyncio.CancelledError  # pragma: no cover - a second canceller
+            if self.background is not None:
+                await self.background()
+            return
         finally:
-            relay.leave(scope)  # (no reference cycle through the server's request object)
+            if watch.relay is not None:  # the listener started (no cycle through the
+                watch.relay.leave(scope)  # server's request object, see ReceiveRelay)
+        # The client has gone (or a helper failed): no background.
+        watch.stop()
+        await self._close_iterator()
+        if watch.error is not None:
+            await _end_body_after_error(scope, send)
+            raise watch.error
 
-    async def _stream_anyio(self, send: Send, watch: _Watch) -> bool:
+    async def _stream_anyio(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The body on trio: the listener (and an event stream's pinger) from the start,
+        in a task group under a cancel scope."""
+        watch = _Watch(scope, receive, None, None)
+        relay = watch.relay = ReceiveRelay.of(scope, receive)  # before any body read
         error: Exception | None = None
         complete = False
-        with anyio.CancelScope() as cancel_scope:
-            watch.cancel_scope = cancel_scope
-            async with anyio.create_task_group() as task_group:
-                watch.task_group = task_group
-                task_group.start_soon(watch.listen)
-                try:
-                    await self._send_body(send, watch)
-                    complete = True
-                except _ClientGone:
-                    watch.disconnected = watch.error is None
-                except Exception as exc:
-                    error = exc
-                finally:
-                    watch.streaming = False
-                    task_group.cancel_scope.cancel()
-                    await self._close_iterator()
-        watch.cancel_scope = watch.task_group = None  # (no cycle through trio's nursery)
-        if error is None and not complete:
-            error = watch.error
-        if error is not None:
-            raise error
-        return complete
+        try:
+            with anyio.CancelScope() as cancel_scope:
+                watch.cancel_scope = cancel_scope
+                async with anyio.create_task_group() as task_group:
+                    watch.task_group = task_group
+                    task_group.start_soon(watch.listen)
+                    if self._keepalive is not None:
+                        _Pinger(self._keepalive).start(send, watch)
+                    try:
+                        await self._send_body(send, watch)
+                        complete = True
+                    except _ClientGone:
+                        watch.disconnected = watch.error is None
+                    except Exception as exc:
+                        error = exc
+                    finally:
+                        watch.streaming = False
+                        if watch.pinger is not None:
+                            watch.pinger.stop()
+                        task_group.cancel_scope.cancel()
+                        await self._close_iterator()
+            watch.cancel_scope = watch.task_group = None  # (no cycle through trio's nursery)
+            if error is None and not complete:
+                error = watch.error
+            if error is not None:
+                await _end_body_after_error(scope, send)
+                raise error
+        finally:
+            relay.leave(scope)
+        if complete and self.background is not None:  # (not once the client has gone)
+            await self.background()
 
     async def _close_iterator(self) -> None:
         """Close the iterator so a generator's ``finally`` runs, even when cancelled."""
@@ -545,13 +580,14 @@ class StreamingResponse(Response):
         """The one send loop (every streaming response): encode, send, and every
         `_CHECK_EVERY` chunks let `_Watch.checkpoint` give the loop a turn if due."""
         ready = self._ready_type
+        encode = self._encode
         countdown = _CHECK_EVERY
         # The hot loop: one type test, one dict per chunk; bytes chunks of a plain
-        # stream go out as they are. (``self._encode`` is read per item: an SSE pinger
-        # leaves its mark there, see `_Pinger`.)
+        # stream go out as they are. An encoded item is noted in ``watch.last`` (one
+        # store): an SSE pinger looks there for events, see `_Pinger`.
         async for item in self.body_iterator:
             if item.__class__ is not ready:
-                item = self._encode(item)
+                item = watch.last = encode(item)
             try:
                 await send({"type": "http.response.body", "body": item, "more_body": True})
             except OSError:
@@ -602,13 +638,15 @@ class _Pinger:
     without an event.
 
     Theory of operation. The pinger looks at the stream four times per interval (a
-    *tick*). While it runs, the response's encoder is its `mark`, which keeps a
-    reference to each event's bytes in ``last`` (one store per event; a new event is a
-    new bytes object). A tick that finds ``last`` changed starts the silence again
-    there; one that finds it unchanged a whole interval after the silence started sends
-    a ping. So a ping goes out after between 1 and 1.25 intervals of silence, never
-    earlier. (Marking only the first event after each tick, by putting the encoder back
-    and forth, was tried: at 10,000 open streams it cost more than it saved.)
+    *tick*). The send loop keeps a reference to each event's bytes in the watch's
+    ``last`` (one store per event; a new event is a new bytes object, and the one held
+    in ``seen`` stays alive, so a new one is never the same object). A tick that finds
+    ``last`` changed starts the silence again there; one that finds it unchanged a
+    whole interval after the silence started sends a ping. So a ping goes out after
+    between 1 and 1.25 intervals of silence, never earlier. (Swapping the encoder for
+    a marking one while the pinger runs, and marking only the first event after each
+    tick, were tried: the first cost an attribute lookup per event, the second more
+    than it saved at 10,000 open streams.)
 
     On asyncio the pinger is made with the disconnect listener (a stream shorter than
     that never pays for it) and a tick is a timer callback: no task per stream, one is
@@ -619,11 +657,8 @@ class _Pinger:
 
     __slots__ = (
         "closed",
-        "encode",
         "interval",
-        "last",
         "ping_sent",
-        "response",
         "seen",
         "send",
         "silent_since",
@@ -634,36 +669,27 @@ class _Pinger:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.closed = False
-        self.last: bytes | None = None  # the last event's bytes
-        self.seen: bytes | None = None  # ``last`` at the previous tick
+        self.seen: bytes | None = None  # the watch's ``last`` at the previous tick
         self.silent_since = 0.0
         self.ping_sent: anyio.Event | None = None
         self.timer: asyncio.TimerHandle | None = None
 
-    def start(self, response: StreamingResponse, send: Send, watch: _Watch) -> None:
-        self.response = response
-        self.encode = response._encode  # the class's encoder
+    def start(self, send: Send, watch: _Watch) -> None:
         self.send = send
         self.watch = watch
+        self.seen = watch.last  # events before the pinger started are not silence
         watch.pinger = self
         if watch.task is None:  # anyio: now; asyncio: with the listener (`tick_later`)
             watch.start_soon(self.run)
 
-    def mark(self, item: Any) -> bytes:
-        """The response's encoder while the pinger runs: notes each event."""
-        self.last = body = self.encode(item)
-        return body
-
     def _begin(self) -> None:
-        if not self.closed:
-            self.silent_since = time.monotonic()
-            self.response._encode = self.mark
+        self.silent_since = time.monotonic()
 
     def ping_due(self, now: float) -> bool:
         """One tick: whether a ping is due."""
         if self.closed:
             return False
-        last = self.last
+        last = self.watch.last
         if last is not self.seen:  # an event went out since: the silence starts again
             self.seen = last
             self.silent_since = now
@@ -696,15 +722,14 @@ class _Pinger:
         return self.ping_sent
 
     def stop(self) -> None:
-        """No tick and no ping once the body is over, and the references between the
-        pinger, its response and the watch are dropped: the response is freed when the
-        request ends, not left to the garbage collector (one cycle per stream would run
-        it every few dozen streams)."""
+        """No tick and no ping once the body is over, and the reference between the
+        pinger and the watch is dropped: the watch is freed when the request ends, not
+        left to the garbage collector (one cycle per stream would run it every few
+        dozen streams)."""
         self.closed = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        vars(self.response).pop("_encode", None)
         self.watch.pinger = None
 
     # -- asyncio: timer callbacks --------------------------------------------------------
@@ -780,8 +805,6 @@ class EventSourceResponse(StreamingResponse):
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
     ) -> None:
-        if ping is not None and not ping > 0:
-            raise ValueError(f"ping must be a positive number of seconds or None, not {ping!r}")
         self.ping = ping
         super().__init__(content, status_code=status_code, headers=headers, background=background)
 
@@ -799,16 +822,13 @@ class EventSourceResponse(StreamingResponse):
     # The format is always UTF-8; no charset parameter needed.
     _fixed_content_type: tuple[bytes, bytes] = (b"content-type", b"text/event-stream")
 
-    async def _send_body(self, send: Send, watch: _Watch) -> None:
-        if self.ping is None:
-            await super()._send_body(send, watch)
-            return
-        if watch.task is None:  # anyio: the pinger runs in the task group from the start
-            _Pinger(self.ping).start(self, send, watch)
-        else:  # asyncio: made with the listener, if the stream lives that long
-            watch.pinging = (self, send)
-        try:
-            await super()._send_body(send, watch)
-        finally:
-            if watch.pinger is not None:
-                watch.pinger.stop()
+    @property
+    def ping(self) -> float | None:
+        """Seconds of silence before a ``: ping`` comment is sent; None: never."""
+        return self._keepalive
+
+    @ping.setter
+    def ping(self, interval: float | None) -> None:
+        if interval is not None and not interval > 0:
+            raise ValueError(f"ping must be a positive number of seconds or None, not {interval!r}")
+        self._keepalive = interval

@@ -58,11 +58,11 @@ def _router(tmp_path: Path) -> Router:
 
     @router.get("/sse-long")  # the listener and the pinger run, pings are sent
     async def sse_long(request: Request) -> EventSourceResponse:
-        return EventSourceResponse(_tokens(0.03), ping=0.005)
+        return EventSourceResponse(_tokens(0.05), ping=0.005)
 
     @router.get("/stream-long")  # the listener runs
     async def stream_long(request: Request) -> StreamingResponse:
-        return StreamingResponse(chunk.encode() async for chunk in _tokens(0.03))
+        return StreamingResponse(chunk.encode() async for chunk in _tokens(0.05))
 
     @router.post("/echo")
     async def echo(request: Request) -> JSONResponse:
@@ -244,7 +244,7 @@ async def test_body_bytes_nobody_read_are_kept_for_a_later_reader() -> None:
 
     @router.post("/ignore")
     async def ignore(request: Request) -> StreamingResponse:
-        return StreamingResponse(chunk.encode() async for chunk in _tokens(0.03))
+        return StreamingResponse(chunk.encode() async for chunk in _tokens(0.05))
 
     scope = http_scope(path="/ignore", method="POST")
     connection = _Connection(scope, receive_body(b"unread"))

@@ -23,7 +23,9 @@ from asgikit import (
     BackgroundTask,
     EventSourceResponse,
     NDJSONResponse,
+    Request,
     Response,
+    Router,
     StreamingResponse,
     streaming,
 )
@@ -372,7 +374,7 @@ async def test_a_stream_that_lets_the_loop_run_is_not_made_to_give_turns(
 
 async def test_a_stream_that_holds_the_loop_gives_turns_and_listens_at_once() -> None:
     # The same length of streaming from a generator that never awaits: it is made to
-    # give the loop turns, and its listener starts at the first (not 20 ms later).
+    # give the loop turns, and its listener starts at the first (not `_LISTEN_AFTER` later).
     async def chunks() -> AsyncIterator[bytes]:
         started = anyio.current_time()
         while anyio.current_time() - started < 0.008:
@@ -406,15 +408,84 @@ def test_the_listener_timer_wakes_once_per_due_stream_on_uvloop(
 
         async def slow() -> AsyncIterator[bytes]:
             for _ in range(10):
-                await asyncio.sleep(0.005)  # 50 ms in all: its listener starts
+                await asyncio.sleep(streaming._LISTEN_AFTER / 4)  # its listener starts
                 yield b"x"
 
         server = Spec23Server(leave_after=TOTAL)
         await StreamingResponse(slow())(stream_scope(), server.receive, server.send)
 
     async def main() -> None:
-        # Five streams started 0.3 ms apart: each is due 20 ms after its start.
+        # Five streams started 0.3 ms apart: each is due `_LISTEN_AFTER` after its start.
         await asyncio.gather(*(one_stream(0.0003 * number) for number in range(5)))
 
     uvloop.run(main())
     assert 1 <= wakeups <= 10
+
+
+class SlowUploadServer:
+    """The server's side of a POST whose body comes in ``len(chunks)`` messages, each
+    after ``pause`` seconds; then ``receive`` blocks until the client has left. Two
+    ``receive()`` calls at once fail the test: that is a body message taken by a second
+    reader. The client leaves once the response has sent ``leave_after`` chunks."""
+
+    def __init__(self, chunks: list[bytes], pause: float, leave_after: int) -> None:
+        self.chunks = list(chunks)
+        self.pause = pause
+        self.leave_after = leave_after
+        self.reading = False
+        self.overlapped = False
+        self.left = anyio.Event()
+        self.sent: list[bytes] = []
+
+    async def receive(self) -> Message:
+        if self.reading:
+            self.overlapped = True
+            raise AssertionError("two readers awaited receive() at once")
+        self.reading = True
+        try:
+            if self.chunks:
+                await anyio.sleep(self.pause)
+                body = self.chunks.pop(0)
+                return {"type": "http.request", "body": body, "more_body": bool(self.chunks)}
+            await self.left.wait()
+            return {"type": "http.disconnect"}
+        finally:
+            self.reading = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("more_body", False):
+            self.sent.append(message["body"])
+            if len(self.sent) == self.leave_after:
+                self.left.set()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the lazy listener is asyncio's
+async def test_a_listener_due_while_the_stream_reads_the_body_waits_for_the_read() -> None:
+    # The generator echoes the request body, whose messages come slowly: the listener
+    # falls due while a read waits on the server's receive. It must not read beside it
+    # (the message would be lost to the relay's reader); it starts once the body is
+    # read, and still notices the client leaving while the stream waits.
+    ended = anyio.Event()
+    router = Router()
+
+    @router.post("/echo")
+    async def echo(request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in request.stream():
+                    yield chunk
+                await anyio.sleep_forever()  # a model still thinking
+                yield b"never"
+            finally:
+                ended.set()
+
+        return StreamingResponse(chunks())
+
+    body = [b"one", b"two", b"three", b"four"]
+    server = SlowUploadServer(body, pause=streaming._LISTEN_AFTER * 0.75, leave_after=4)
+    scope = http_scope("/echo", method="POST", headers=[(b"content-length", b"15")])
+    with anyio.fail_after(10):
+        await router(scope, server.receive, server.send)
+    assert not server.overlapped
+    assert server.sent == body
+    assert ended.is_set()
