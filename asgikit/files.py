@@ -112,7 +112,7 @@ def _send_fails_when_gone(scope: Scope) -> bool:
 class _FileBody(StreamingResponse):
     """The streamed body of a `FileResponse` on a server whose ``send`` does not fail
     when the client has gone (before ASGI 2.4: all the tested ones). It listens for a
-    disconnect from its start: a file is read as fast as the disk goes, so in the 20 ms
+    disconnect from its start: a file is read as fast as the disk goes, so in the 100 ms
     a stream of tokens waits before listening, megabytes would go to a client that has
     left."""
 

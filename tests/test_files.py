@@ -335,7 +335,7 @@ async def test_streams_in_chunks_and_stops_when_the_client_leaves(big: Path) -> 
 async def test_a_file_listens_for_a_disconnect_from_its_first_chunk(
     big: Path, spec_version: str | None
 ) -> None:
-    """A file streams as fast as the disk reads: it must not wait the 20 ms a stream of
+    """A file streams as fast as the disk reads: it must not wait the 100 ms a stream of
     tokens waits before listening, or megabytes go to a client that has left (servers
     before ASGI 2.4 take them without a word; daphne announces no version, and one that
     cannot be read counts as old)."""
