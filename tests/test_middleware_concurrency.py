@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from helpers import http_scope, receive_body
 
-from asgikit import Middleware, Request, Router
+from asgikit import Middleware, Request, Router, StreamingResponse
+from asgikit._receive import RELAY_KEY
 from asgikit.middleware import ConcurrencyLimitMiddleware
 from asgikit.middleware.concurrency import ConcurrencyStats
 from asgikit.testing import AsyncTestClient
@@ -231,3 +233,49 @@ async def test_a_queued_request_body_still_goes_through_inner_middleware() -> No
         await until(lambda: limiters[0].waiting == 1)  # queued behind /hold, body read ahead
         release.set()
     assert results == {"/hold": b"held", "/echo": b"ABC"}
+
+
+@pytest.mark.parametrize("kind", ["plain", "short stream"])
+async def test_a_queued_request_takes_its_relay_out_of_the_scope(kind: str) -> None:
+    # While queued, the request's receive is watched through a relay put in the scope.
+    # It goes when the request is over, whatever the response: left there it would hold
+    # the server's receive (a bound method of the object holding the scope: a cycle).
+    release = anyio.Event()
+    limit = Middleware(ConcurrencyLimitMiddleware, max_concurrency=1, max_queue=4)
+    router = Router(middleware=[limit])
+
+    @router.get("/hold")
+    async def hold(request: Request) -> str:
+        await release.wait()
+        return "held"
+
+    @router.get("/queued")
+    async def queued(request: Request) -> Any:
+        if kind == "plain":
+            return "done"
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"done"
+
+        return StreamingResponse(chunks())  # over before its listener would start
+
+    scopes: list[dict[str, Any]] = []
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message.get("body", b""))
+
+    async def request(path: str) -> None:
+        scope = http_scope(path)
+        scopes.append(scope)
+        await router(scope, receive_body(b""), send)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(request, "/hold")
+            await anyio.sleep(0.01)
+            group.start_soon(request, "/queued")
+            await until(lambda: RELAY_KEY in scopes[-1])  # queued, watched
+            release.set()
+    assert b"done" in sent and b"held" in sent
+    assert [RELAY_KEY in scope for scope in scopes] == [False, False]

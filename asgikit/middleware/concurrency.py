@@ -100,13 +100,14 @@ class ConcurrencyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        relay: ReceiveRelay | None = None  # made while queued
         if self._active < self.max_concurrency and not self._waiting:
             self._active += 1
         elif len(self._waiting) < self.max_queue:
-            relayed = await self._wait_for_turn(scope, receive)
-            if relayed is None:
+            relay = await self._wait_for_turn(scope, receive)
+            if relay is None:
                 return  # the client left while queued: nobody to answer
-            receive = relayed
+            receive = relay.receive
         else:
             self._shed_count += 1
             await self._shed(scope, receive, send)
@@ -116,11 +117,16 @@ class ConcurrencyLimitMiddleware:
             await self.app(scope, receive, send)
         finally:
             self._release()
+            if relay is not None:
+                # It goes with the request: it holds the server's receive, so left in
+                # the scope it would close a cycle (scope, relay, server object).
+                relay.leave(scope)
 
-    async def _wait_for_turn(self, scope: Scope, receive: Receive) -> Receive | None:
-        """Queue for a slot while watching for the client leaving. Returns the
-        ``receive`` the app must use (it replays body messages read meanwhile), or None
-        if the client left first (the request then leaves the queue)."""
+    async def _wait_for_turn(self, scope: Scope, receive: Receive) -> ReceiveRelay | None:
+        """Queue for a slot while watching for the client leaving. Returns the relay
+        whose ``receive`` the app must use (it replays body messages read meanwhile),
+        or None if the client left first (the request then left the queue, and the
+        relay the scope)."""
         turn = anyio.Event()
         self._waiting.append(turn)
         relay = ReceiveRelay.of(scope, receive)
@@ -139,11 +145,13 @@ class ConcurrencyLimitMiddleware:
                 group.cancel_scope.cancel()
         except BaseException:
             self._leave_queue(turn)
+            relay.leave(scope)
             raise
         if left:
             self._leave_queue(turn)
+            relay.leave(scope)
             return None
-        return relay.receive
+        return relay
 
     def _leave_queue(self, turn: anyio.Event) -> None:
         self._abandoned += 1
