@@ -184,10 +184,8 @@ class _Watch:
         # When the stream started (the listener's timer) and last gave the loop a turn.
         self.started = self.last_turn = time.monotonic()
         if listening is not None:  # asyncio: the loop's _Listening starts the listener
-            listening.pending[self] = None
             self.listening = listening
-            if listening.timer is None:
-                listening.timer = listening.loop.call_later(_LISTEN_AFTER, listening.start_due)
+            listening.add(self)
 
     # -- both backends -------------------------------------------------------------------
     def client_left(self) -> None:
@@ -261,7 +259,6 @@ class _Watch:
         client has gone meanwhile."""
         if self.task is not None:
             if self.listening is not None:  # it holds the loop: listen now, not later
-                self.listening.pending.pop(self, None)
                 self.start_listening()
             await asyncio.sleep(0)
             self.ticked = False  # a tick that ran during this turn says nothing
@@ -284,18 +281,28 @@ class _Watch:
 
     def start_listening(self) -> None:
         """Start the helpers a stream needs once it has run for `_LISTEN_AFTER` (asyncio;
-        the anyio path starts them at once): the listener, and the SSE pinger. The
-        relay is put in the scope now, not earlier: body reads from here on go through
-        it (`_Listening` never starts a listener while a body read waits on
-        ``receive``)."""
-        self.listening = None
-        self.relay = ReceiveRelay.of(self.scope, self.receive)
-        self.start_soon(self.listen)
-        if self.pinging is not None:
+        the anyio path starts them at once): the SSE pinger, and the listener. The
+        relay is put in the scope now, not earlier, and only while no body read waits
+        on ``receive`` (`reading_body`: that read may have gone straight to the
+        server's, and a second reader beside it could take its message); else the
+        listener is due again `_LISTEN_AFTER` later. Body reads from then on go
+        through the relay."""
+        listening = self.listening
+        assert listening is not None  # (asyncio, not started yet)
+        listening.pending.pop(self, None)
+        if self.pinging is not None:  # the pinger needs no relay: now in any case
             interval, send = self.pinging
+            self.pinging = None
             pinger = _Pinger(interval)
             pinger.start(send, self)
             pinger.tick_later()
+        if reading_body(self.scope):
+            self.started = time.monotonic()
+            listening.add(self)
+            return
+        self.listening = None
+        self.relay = ReceiveRelay.of(self.scope, self.receive)
+        self.start_soon(self.listen)
 
     # -- asyncio -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -335,29 +342,31 @@ class _Listening:
         self.pending: dict[_Watch, None] = {}  # in the order the streams started
         self.timer: asyncio.TimerHandle | None = None
 
+    def add(self, watch: _Watch) -> None:
+        """Start ``watch``'s listener once it is due (`_LISTEN_AFTER` after its start)."""
+        self.pending[watch] = None
+        if self.timer is None:
+            self.timer = self.loop.call_later(_LISTEN_AFTER, self.start_due)
+
     def start_due(self) -> None:
         """Start the listeners that are due, then sleep until the next one is. Event
         loops keep time in milliseconds (uvloop rounds a timer's delay down to whole
         milliseconds): so listeners due within `_TIMER_GRAIN` start now, a little early,
         and the timer never wakes up before the next one is due only to sleep again."""
         self.timer = None
-        now = time.monotonic()
-        due = now - _LISTEN_AFTER + _TIMER_GRAIN
+        due = time.monotonic() - _LISTEN_AFTER + _TIMER_GRAIN
         pending = self.pending
+        ready = []
         while pending:
             watch = next(iter(pending))
             if watch.started > due:  # the rest started later still
                 self.timer = self.loop.call_later(
                     watch.started - due + _TIMER_GRAIN, self.start_due
                 )
-                return
+                break
             del pending[watch]
-            if reading_body(watch.scope):
-                # The stream's task waits on ``receive`` for a body message, straight
-                # from the server: a listener now would read beside it. Later.
-                watch.started = now
-                pending[watch] = None
-                continue
+            ready.append(watch)
+        for watch in ready:  # (one put off for a body read is added again, at the end)
             watch.start_listening()
 
 
@@ -492,6 +501,7 @@ class StreamingResponse(Response):
             return
         if self._listens_at_once:
             watch = _Watch(scope, receive, task, None)
+            watch.listening = listening  # (not added: it starts now)
             watch.start_listening()
         else:
             watch = _Watch(scope, receive, task, listening)
@@ -603,6 +613,7 @@ class StreamingResponse(Response):
             ping_sent = watch.pinger.finish()
             if ping_sent is not None:
                 await ping_sent.wait()
+        watch.pinging = None  # no pinger starts during the last send
         try:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:

@@ -24,6 +24,7 @@ from asgikit import (
     Router,
     StreamingResponse,
     UploadFile,
+    streaming,
 )
 from asgikit.middleware import (
     ConcurrencyLimitMiddleware,
@@ -31,6 +32,10 @@ from asgikit.middleware import (
     Middleware,
     TimeoutMiddleware,
 )
+
+# A pause between tokens that makes a three-token stream outlive `_LISTEN_AFTER`: its
+# disconnect listener (and an event stream's pinger) start.
+LONG = streaming._LISTEN_AFTER * 0.6
 
 
 async def _tokens(pause: float) -> AsyncIterator[str]:
@@ -58,11 +63,11 @@ def _router(tmp_path: Path) -> Router:
 
     @router.get("/sse-long")  # the listener and the pinger run, pings are sent
     async def sse_long(request: Request) -> EventSourceResponse:
-        return EventSourceResponse(_tokens(0.05), ping=0.005)
+        return EventSourceResponse(_tokens(LONG), ping=0.005)
 
     @router.get("/stream-long")  # the listener runs
     async def stream_long(request: Request) -> StreamingResponse:
-        return StreamingResponse(chunk.encode() async for chunk in _tokens(0.05))
+        return StreamingResponse(chunk.encode() async for chunk in _tokens(LONG))
 
     @router.post("/echo")
     async def echo(request: Request) -> JSONResponse:
@@ -221,7 +226,7 @@ async def test_body_bytes_nobody_read_are_kept_for_a_later_reader() -> None:
     async def stream(request: Request) -> StreamingResponse:
         async def slow() -> AsyncIterator[bytes]:
             yield b"a"
-            await anyio.sleep(0.05)  # the listener starts and reads ahead
+            await anyio.sleep(LONG * 2)  # the listener starts and reads ahead
             yield b"b"
 
         async def read_late() -> None:
@@ -244,7 +249,7 @@ async def test_body_bytes_nobody_read_are_kept_for_a_later_reader() -> None:
 
     @router.post("/ignore")
     async def ignore(request: Request) -> StreamingResponse:
-        return StreamingResponse(chunk.encode() async for chunk in _tokens(0.05))
+        return StreamingResponse(chunk.encode() async for chunk in _tokens(LONG))
 
     scope = http_scope(path="/ignore", method="POST")
     connection = _Connection(scope, receive_body(b"unread"))

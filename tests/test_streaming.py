@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from helpers import (
     request_messages,
 )
 
-from asgikit import BackgroundTask, Request, Router, StreamingResponse
+from asgikit import BackgroundTask, Request, Router, StreamingResponse, streaming
 from asgikit.testing import AsyncTestClient
 from asgikit.types import Message
 
@@ -236,6 +237,7 @@ def test_streaming_the_request_body_back_loses_nothing() -> None:
     def body() -> Iterator[bytes]:
         for index in range(20):
             yield b"%03d," % index
+            time.sleep(streaming._LISTEN_AFTER / 8)  # the listener falls due meanwhile
 
     with TestClient(echo_router()) as client:
         response = client.post("/echo", content=body())
@@ -250,7 +252,7 @@ async def test_queue_like_receive_keeps_body_order_while_streaming() -> None:
 
     async def receive() -> Message:
         if messages:
-            await anyio.sleep(0)
+            await anyio.sleep(streaming._LISTEN_AFTER / 4)  # the listener falls due
             return messages.pop(0)
         await done.wait()
         return {"type": "http.disconnect"}

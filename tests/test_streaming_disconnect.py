@@ -297,7 +297,7 @@ async def test_an_outer_cancellation_still_propagates() -> None:
             closed.append(True)
 
     server = Spec23Server(leave_after=TOTAL)
-    with anyio.move_on_after(0.05) as scope:
+    with anyio.move_on_after(streaming._LISTEN_AFTER * 2) as scope:  # the listener runs
         await StreamingResponse(forever())(stream_scope(), server.receive, server.send)
     assert scope.cancelled_caught
     assert closed == [True]
@@ -489,3 +489,25 @@ async def test_a_listener_due_while_the_stream_reads_the_body_waits_for_the_read
     assert not server.overlapped
     assert server.sent == body
     assert ended.is_set()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the lazy listener is asyncio's
+async def test_an_event_stream_pings_while_its_listener_waits_for_a_body_read() -> None:
+    # The listener is put off while the generator waits for a slow request body; the
+    # keep-alive pinger needs no relay and must not be put off with it.
+    router = Router()
+
+    @router.post("/events")
+    async def events(request: Request) -> EventSourceResponse:
+        async def echo() -> AsyncIterator[bytes]:
+            yield await request.body()
+
+        return EventSourceResponse(echo(), ping=streaming._LISTEN_AFTER / 2)
+
+    server = SlowUploadServer([b"late"], pause=streaming._LISTEN_AFTER * 3, leave_after=10)
+    scope = http_scope("/events", method="POST", headers=[(b"content-length", b"4")])
+    with anyio.fail_after(10):
+        await router(scope, server.receive, server.send)
+    assert not server.overlapped
+    assert server.sent[0] == b": ping\n\n"  # while the body was on its way
+    assert server.sent[-1] == b"data: late\n\n"
