@@ -40,6 +40,7 @@ class ReceiveRelay:
     _buffer: deque[Message] | tuple[()] = ()  # a deque once watch() reads ahead
     _changed: anyio.Event | None = None
     _receiving = False  # a task is awaiting the server's receive()
+    _leaving: list[Scope] | None = None  # scopes to leave once that read ends
     disconnected = False
     max_buffered = 16
 
@@ -70,9 +71,15 @@ class ReceiveRelay:
         (scope, relay, ``receive``, the server's object, scope) that only the garbage
         collector would free. A later reader reads ``receive`` itself again, or makes a
         new relay. (A kept message without bytes, the empty body of a ``GET``, is not
-        worth the cycle: the response is over.)
+        worth the cycle: the response is over.) While a read is in flight (a listener
+        being cancelled), it leaves once that read ends.
         """
-        if self._receiving or scope.get(RELAY_KEY) is not self:
+        if scope.get(RELAY_KEY) is not self:
+            return
+        if self._receiving:
+            if self._leaving is None:
+                self._leaving = []
+            self._leaving.append(scope)
             return
         for message in self._buffer:
             if message.get("body"):
@@ -103,6 +110,10 @@ class ReceiveRelay:
         finally:
             self._receiving = False
             self._notify()
+            if self._leaving is not None:  # asked to leave meanwhile (see leave)
+                leaving, self._leaving = self._leaving, None
+                for scope in leaving:
+                    self.leave(scope)
         if message["type"] == "http.disconnect":
             self.disconnected = True
         return message

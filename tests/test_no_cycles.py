@@ -255,3 +255,58 @@ async def test_body_bytes_nobody_read_are_kept_for_a_later_reader() -> None:
     connection = _Connection(scope, receive_body(b"unread"))
     await router(scope, connection.receive, send)
     assert await Request(scope, connection.receive).body() == b"unread"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/hello", "/sse", "/stream-long"])
+async def test_a_request_queued_for_a_slot_leaves_no_cycle(
+    path: str, no_collector: None, tmp_path: Path
+) -> None:
+    # ConcurrencyLimitMiddleware watches a queued request's receive while it waits;
+    # once its turn comes, nothing of that wait (relay, cancel scopes, the watcher's
+    # cancellation) is left for the collector.
+    inner = _router(tmp_path)
+    limit = Middleware(ConcurrencyLimitMiddleware, max_concurrency=1, max_queue=4)
+    router = Router(middleware=[limit])
+    router.mount("/", inner)
+    released: list[anyio.Event] = []
+
+    @inner.get("/hold")
+    async def hold(request: Request) -> PlainTextResponse:
+        await released[-1].wait()
+        return PlainTextResponse("held")
+
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message.get("body", b""))
+
+    async def request(to: str) -> None:
+        scope = http_scope(path=to)
+        await router(scope, _Connection(scope, receive_body(b"")).receive, send)
+
+    async def queued_behind_another() -> None:
+        released.append(anyio.Event())
+        async with anyio.create_task_group() as group:
+            group.start_soon(request, "/hold")
+            await anyio.sleep(0.01)  # /hold has the slot
+            group.start_soon(request, path)
+            await anyio.sleep(0.01)  # queued
+            released[-1].set()
+        released.clear()
+
+    await queued_behind_another()  # first-use setup is not per request
+    await anyio.sleep(0.01)
+    gc.collect()
+    for _ in range(3):
+        await queued_behind_another()
+    await anyio.sleep(0.01)  # cancelled helpers finish
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        unreachable = [type(obj).__name__ for obj in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert unreachable == []
+    assert sent.count(b"held") == 4

@@ -130,19 +130,19 @@ class ConcurrencyLimitMiddleware:
         turn = anyio.Event()
         self._waiting.append(turn)
         relay = ReceiveRelay.of(scope, receive)
-        left = False
+        watching: list[anyio.CancelScope] = []  # the watcher's own scope, once it runs
         try:
-            async with anyio.create_task_group() as group:
-
-                async def watch() -> None:
-                    nonlocal left
-                    await relay.watch()
-                    left = True
-                    group.cancel_scope.cancel()
-
-                group.start_soon(watch)
-                await turn.wait()
-                group.cancel_scope.cancel()
+            with anyio.CancelScope() as queued:  # cancelled if the client leaves
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_watch_while_queued, relay, queued, watching)
+                    await turn.wait()
+                    # Only the watcher is cancelled (cancelling the group's scope would
+                    # leave cancellation tracebacks in cycles, one per queued request).
+                    if watching:
+                        watching[0].cancel()
+                    else:
+                        group.cancel_scope.cancel()  # it never ran: nothing to clean
+            left = queued.cancel_called
         except BaseException:
             self._leave_queue(turn)
             relay.leave(scope)
@@ -176,3 +176,13 @@ class ConcurrencyLimitMiddleware:
             headers={"Retry-After": str(self.retry_after)},
         )
         await response(scope, receive, send)
+
+
+async def _watch_while_queued(
+    relay: ReceiveRelay, queued: anyio.CancelScope, watching: list[anyio.CancelScope]
+) -> None:
+    """Cancel ``queued`` if the client leaves while its request waits for a slot."""
+    with anyio.CancelScope() as own:
+        watching.append(own)
+        await relay.watch()
+        queued.cancel()
