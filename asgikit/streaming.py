@@ -290,12 +290,7 @@ class _Watch:
         listening = self.listening
         assert listening is not None  # (asyncio, not started yet)
         listening.pending.pop(self, None)
-        if self.pinging is not None:  # the pinger needs no relay: now in any case
-            interval, send = self.pinging
-            self.pinging = None
-            pinger = _Pinger(interval)
-            pinger.start(send, self)
-            pinger.tick_later()
+        self.start_pinger()  # the pinger needs no relay: now in any case
         if reading_body(self.scope):
             self.started = time.monotonic()
             listening.add(self)
@@ -303,6 +298,16 @@ class _Watch:
         self.listening = None
         self.relay = ReceiveRelay.of(self.scope, self.receive)
         self.start_soon(self.listen)
+
+    def start_pinger(self) -> None:
+        """Start an event stream's pinger (asyncio), unless it runs already or the last
+        message is being sent."""
+        if self.pinging is not None:
+            interval, send = self.pinging
+            self.pinging = None
+            pinger = _Pinger(interval)
+            pinger.start(send, self)
+            pinger.tick_later()
 
     # -- asyncio -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -508,6 +513,8 @@ class StreamingResponse(Response):
             interval = self._keepalive
             if interval is not None:  # an event stream: its pinger starts with the listener
                 watch.pinging = (interval, send)
+                if interval < _LISTEN_AFTER:  # (pings more often than that: now)
+                    watch.start_pinger()
         try:
             await self._send_body(send, watch)
         except _ClientGone:
@@ -696,7 +703,9 @@ class _Pinger:
             watch.start_soon(self.run)
 
     def _begin(self) -> None:
-        self.silent_since = time.monotonic()
+        # Silent since the stream started if no event went out yet; else since now
+        # (the last event's time is not kept: a ping may come later, never earlier).
+        self.silent_since = self.watch.started if self.watch.last is None else time.monotonic()
 
     def ping_due(self, now: float) -> bool:
         """One tick: whether a ping is due."""

@@ -511,3 +511,35 @@ async def test_an_event_stream_pings_while_its_listener_waits_for_a_body_read() 
     assert not server.overlapped
     assert server.sent[0] == b": ping\n\n"  # while the body was on its way
     assert server.sent[-1] == b"data: late\n\n"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the lazy listener is asyncio's
+async def test_pings_more_frequent_than_the_listener_delay_start_with_the_stream() -> None:
+    # The pinger normally starts with the disconnect listener; an interval shorter than
+    # the listener's delay starts it with the stream, so the first ping comes after one
+    # interval of silence, not after the listener's delay plus one interval.
+    events: list[str] = []
+    gone = anyio.Event()
+
+    async def receive() -> Message:
+        if not events:
+            events.append("body")
+            return {"type": "http.request", "body": b"", "more_body": False}
+        events.append("listener")
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message.get("body") == b": ping\n\n":
+            events.append("ping")
+            gone.set()  # the client leaves after its first ping
+
+    async def silent() -> AsyncIterator[str]:
+        await anyio.sleep_forever()
+        yield "never"
+
+    response = EventSourceResponse(silent(), ping=streaming._LISTEN_AFTER / 5)
+    await receive()  # the request body, as the endpoint would have read it
+    with anyio.fail_after(10):
+        await response(stream_scope(), receive, send)
+    assert events[:2] == ["body", "ping"]  # before any listener read
