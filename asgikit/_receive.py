@@ -102,11 +102,19 @@ class ReceiveRelay:
             self._changed = anyio.Event()
         await self._changed.wait()
 
-    async def _pull(self) -> Message:
-        """Await the server's ``receive()``; only ever one task at a time."""
+    async def _pull(self, keep: bool = False) -> Message:
+        """Await the server's ``receive()``; only ever one task at a time. With ``keep``
+        (the watcher), a body message is kept for `receive` before the read counts as
+        over: a `leave` put off until then sees it."""
         self._receiving = True
         try:
             message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+            elif keep:
+                if not isinstance(self._buffer, deque):
+                    self._buffer = deque()
+                self._buffer.append(message)
         finally:
             self._receiving = False
             self._notify()
@@ -114,8 +122,6 @@ class ReceiveRelay:
                 leaving, self._leaving = self._leaving, None
                 for scope in leaving:
                     self.leave(scope)
-        if message["type"] == "http.disconnect":
-            self.disconnected = True
         return message
 
     async def watch(self) -> None:
@@ -125,11 +131,7 @@ class ReceiveRelay:
             if self._receiving or len(self._buffer) >= self.max_buffered:
                 await self._wait()
                 continue
-            message = await self._pull()
-            if message["type"] != "http.disconnect":
-                if not isinstance(self._buffer, deque):
-                    self._buffer = deque()
-                self._buffer.append(message)
+            await self._pull(keep=True)
 
     async def receive(self) -> Message:
         """The next message: kept ones first, else read it (or wait for the reader)."""

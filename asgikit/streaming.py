@@ -721,6 +721,8 @@ class _Pinger:
     async def send_ping(self) -> bool:
         """Send ``: ping``; False when the stream must stop (the client left, or the
         server's ``send`` failed: the watch has been told)."""
+        if self.closed:  # the body ended since the tick: no ping after its last message
+            return True
         sent = self.ping_sent = anyio.Event()
         try:
             await _send_message(

@@ -29,6 +29,7 @@ from asgikit import (
     StreamingResponse,
     streaming,
 )
+from asgikit._receive import RELAY_KEY, ReceiveRelay
 from asgikit.types import Message, Scope
 
 pytestmark = pytest.mark.anyio
@@ -543,3 +544,49 @@ async def test_pings_more_frequent_than_the_listener_delay_start_with_the_stream
     with anyio.fail_after(10):
         await response(stream_scope(), receive, send)
     assert events[:2] == ["body", "ping"]  # before any listener read
+
+
+async def test_a_relay_left_mid_read_keeps_the_body_message_that_read_brings() -> None:
+    # leave() while the watcher awaits receive is put off until that read ends; a body
+    # message it brings is kept first, so the relay stays in the scope for the reader.
+    to_app, from_server = anyio.create_memory_object_stream[Message](10)
+    scope: Scope = http_scope("/upload", method="POST")
+    relay = ReceiveRelay.of(scope, from_server.receive)
+    async with to_app, from_server, anyio.create_task_group() as group:
+        group.start_soon(relay.watch)
+        with anyio.fail_after(5):
+            while not relay._receiving:
+                await anyio.sleep(0)
+        relay.leave(scope)  # (a response ends while its listener still reads)
+        assert scope.get(RELAY_KEY) is relay  # a read is in flight: later
+        await to_app.send({"type": "http.request", "body": b"abc", "more_body": False})
+        with anyio.fail_after(5):
+            while not relay._buffer:
+                await anyio.sleep(0)
+        assert scope.get(RELAY_KEY) is relay  # its bytes are unread: it stays
+        assert await Request(scope, from_server.receive).body() == b"abc"
+        group.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # ping tasks are asyncio's
+async def test_no_ping_starts_once_the_body_has_ended() -> None:
+    # A tick may start a ping task that runs only after the stream called finish() and
+    # began its last send: that task must send nothing after the last message.
+    sent: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message.get("body", b""))
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    task = asyncio.current_task()
+    assert task is not None
+    watch = streaming._Watch(stream_scope(), receive, task, None)
+    pinger = streaming._Pinger(1.0)
+    pinger.start(send, watch)
+    assert pinger.finish() is None  # no ping under way: the stream sends its last now
+    assert await pinger.send_ping()
+    assert sent == []
+    pinger.stop()
