@@ -5,7 +5,7 @@ every few dozen requests (and frees a stream's memory at once)."""
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,25 @@ def no_collector() -> Iterator[None]:
         gc.enable()
 
 
+async def _left_for_the_collector(run: Callable[[], Awaitable[None]], times: int) -> list[str]:
+    """The types of what ``times`` runs of ``run`` leave in reference cycles (with the
+    collector off: the `no_collector` fixture). One run first: first-use setup (per-loop
+    state, caches) is not per request."""
+    await run()
+    await anyio.sleep(0.01)
+    gc.collect()
+    for _ in range(times):
+        await run()
+    await anyio.sleep(0.01)  # cancelled helpers finish
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return [type(obj).__name__ for obj in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("stack", ["router", "middleware and mount"])
 @pytest.mark.parametrize("case", list(REQUESTS))
@@ -194,21 +213,7 @@ async def test_a_request_leaves_no_cycle(
         else:
             await router(scope, connection.receive, send)
 
-    await serve()  # first-use setup (per-loop state, caches) is not per request
-    await anyio.sleep(0.01)
-    gc.collect()
-    for _ in range(5):
-        await serve()
-    await anyio.sleep(0.01)  # cancelled helpers finish
-    unreachable: list[Any] = []
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        unreachable = [type(obj).__name__ for obj in gc.garbage]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert unreachable == []
+    assert await _left_for_the_collector(serve, times=5) == []
     assert sent or body.endswith(LEFT)  # (nobody to answer once the client left)
     if path == "/sse-long":
         assert b": ping\n\n" in sent  # the pinger did run
@@ -295,18 +300,5 @@ async def test_a_request_queued_for_a_slot_leaves_no_cycle(
             released[-1].set()
         released.clear()
 
-    await queued_behind_another()  # first-use setup is not per request
-    await anyio.sleep(0.01)
-    gc.collect()
-    for _ in range(3):
-        await queued_behind_another()
-    await anyio.sleep(0.01)  # cancelled helpers finish
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        unreachable = [type(obj).__name__ for obj in gc.garbage]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert unreachable == []
+    assert await _left_for_the_collector(queued_behind_another, times=3) == []
     assert sent.count(b"held") == 4
