@@ -279,3 +279,47 @@ async def test_a_queued_request_takes_its_relay_out_of_the_scope(kind: str) -> N
             release.set()
     assert b"done" in sent and b"held" in sent
     assert [RELAY_KEY in scope for scope in scopes] == [False, False]
+
+
+async def test_a_receive_that_fails_while_queued_is_not_a_disconnect() -> None:
+    # The queue's watcher reads receive to notice the client leaving. A receive that
+    # raises is the server's business (as for cancel_on_disconnect's watcher): the
+    # request keeps its place and is served; no ExceptionGroup comes out of the queue.
+    release = anyio.Event()
+    limit = Middleware(ConcurrencyLimitMiddleware, max_concurrency=1, max_queue=4)
+    router = Router(middleware=[limit])
+
+    @router.get("/hold")
+    async def hold(request: Request) -> str:
+        await release.wait()
+        return "held"
+
+    @router.post("/echo")
+    async def echo(request: Request) -> bytes:
+        return await request.body()
+
+    calls = 0
+
+    async def broken_after_the_body() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b"abc", "more_body": False}
+        raise RuntimeError("the server's receive broke")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = http_scope("/echo", method="POST")
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(router, http_scope("/hold"), receive_body(b""), send)
+            await anyio.sleep(0.01)
+            group.start_soon(router, scope, broken_after_the_body, send)
+            await until(lambda: calls == 2)  # read ahead while queued, then broken
+            release.set()
+    statuses = [message["status"] for message in sent if message["type"] == "http.response.start"]
+    assert statuses == [200, 200]
+    assert {"type": "http.response.body", "body": b"abc"} in sent

@@ -181,8 +181,14 @@ class ConcurrencyLimitMiddleware:
 async def _watch_while_queued(
     relay: ReceiveRelay, queued: anyio.CancelScope, watching: list[anyio.CancelScope]
 ) -> None:
-    """Cancel ``queued`` if the client leaves while its request waits for a slot."""
+    """Cancel ``queued`` if the client leaves while its request waits for a slot. A
+    ``receive`` that fails is the server's business, not a disconnect (as for the
+    router's cancel_on_disconnect watcher): the request keeps its place, and a body
+    read that needs ``receive`` later gets the error itself."""
     with anyio.CancelScope() as own:
         watching.append(own)
-        await relay.watch()
+        try:
+            await relay.watch()
+        except Exception:
+            return
         queued.cancel()
