@@ -235,12 +235,9 @@ async def test_a_queued_request_body_still_goes_through_inner_middleware() -> No
     assert results == {"/hold": b"held", "/echo": b"ABC"}
 
 
-@pytest.mark.parametrize("kind", ["plain", "short stream"])
-async def test_a_queued_request_takes_its_relay_out_of_the_scope(kind: str) -> None:
-    # While queued, the request's receive is watched through a relay put in the scope.
-    # It goes when the request is over, whatever the response: left there it would hold
-    # the server's receive (a bound method of the object holding the scope: a cycle).
-    release = anyio.Event()
+def one_slot_held_until(release: anyio.Event) -> Router:
+    """A router with one slot (four may queue) and ``GET /hold``, which keeps the slot
+    until ``release`` is set."""
     limit = Middleware(ConcurrencyLimitMiddleware, max_concurrency=1, max_queue=4)
     router = Router(middleware=[limit])
 
@@ -248,6 +245,17 @@ async def test_a_queued_request_takes_its_relay_out_of_the_scope(kind: str) -> N
     async def hold(request: Request) -> str:
         await release.wait()
         return "held"
+
+    return router
+
+
+@pytest.mark.parametrize("kind", ["plain", "short stream"])
+async def test_a_queued_request_takes_its_relay_out_of_the_scope(kind: str) -> None:
+    # While queued, the request's receive is watched through a relay put in the scope.
+    # It goes when the request is over, whatever the response: left there it would hold
+    # the server's receive (a bound method of the object holding the scope: a cycle).
+    release = anyio.Event()
+    router = one_slot_held_until(release)
 
     @router.get("/queued")
     async def queued(request: Request) -> Any:
@@ -286,13 +294,7 @@ async def test_a_receive_that_fails_while_queued_is_not_a_disconnect() -> None:
     # raises is the server's business (as for cancel_on_disconnect's watcher): the
     # request keeps its place and is served; no ExceptionGroup comes out of the queue.
     release = anyio.Event()
-    limit = Middleware(ConcurrencyLimitMiddleware, max_concurrency=1, max_queue=4)
-    router = Router(middleware=[limit])
-
-    @router.get("/hold")
-    async def hold(request: Request) -> str:
-        await release.wait()
-        return "held"
+    router = one_slot_held_until(release)
 
     @router.post("/echo")
     async def echo(request: Request) -> bytes:
