@@ -11,6 +11,11 @@ shared: the load average is printed), so many short rounds (7 x 1 s) beat a few 
 the table shows the median over rounds of req/s and of p99 latency, and each app's req/s
 relative to raw ASGI as the median of per-round ratios. Every server is stopped by its own PID
 (SIGTERM, a bounded wait, then SIGKILL to the process group it leads).
+Under each server's table, a second one gives the server's minor page faults per
+request (read from /proc around every timed run): pages the server touched fresh from
+the kernel. Most scenarios touch none; a 10 MiB upload arrives in 256,000-byte body
+messages, and how often glibc hands their memory back to the kernel and faults it in
+again is where apps differ there (docs/deployment.md, "Large uploads").
 
 Scenarios (paths served by every ``*_app.py`` in this folder, see ``scenarios.py``):
 
@@ -238,6 +243,8 @@ class Run:
     rps: float
     p99_ms: float
     errors: int
+    requests: int = 0  # completed in the run
+    faults: float = float("nan")  # the server's minor page faults per request
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -251,6 +258,7 @@ def _ms(value: str) -> float:
 def parse_wrk(output: str) -> Run:
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    requests = re.search(r"^\s*(\d+) requests in", output, re.M)
     errors = 0
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     if non2xx:
@@ -264,7 +272,31 @@ def parse_wrk(output: str) -> Run:
         float(rps.group(1)) if rps else 0.0,
         _ms(p99.group(1)) if p99 else float("nan"),
         errors,
+        int(requests.group(1)) if requests else 0,
     )
+
+
+def page_faults(pid: int) -> int | None:
+    """Minor page faults so far of process ``pid`` and every process below it (granian's
+    worker is a child of the process started): each is a page of memory touched for the
+    first time (fresh from the kernel, zeroed), which the allocator's reuse decides.
+    None where /proc is missing (not Linux)."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        proc = Path(f"/proc/{current}")
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            if current == pid:
+                return None
+            continue  # a child that ended meanwhile
+        total += int(stat.rsplit(")", 1)[1].split()[7])  # field 10, minflt
+        for children in proc.glob("task/*/children"):
+            with contextlib.suppress(OSError):
+                stack += (int(child) for child in children.read_text().split())
+    return total
 
 
 def run_wrk(
@@ -336,6 +368,23 @@ def server_table(
             if errors:
                 cell += f" ({errors} errors)"
             cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def faults_table(
+    server: str, apps: list[str], names: list[str], runs: dict[tuple[str, str, str], list[Run]]
+) -> list[str]:
+    """A markdown table: per scenario, each app's server page faults per request."""
+    lines = [
+        "| minor page faults per request | " + " | ".join(short(a) for a in apps) + " |",
+        "|---|" + "---:|" * len(apps),
+    ]
+    for name in names:
+        cells = [name]
+        for app in apps:
+            got = [r.faults for r in runs.get((server, app, name), []) if r.faults == r.faults]
+            cells.append(f"{statistics.median(got):,.1f}" if got else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -476,9 +525,14 @@ def main() -> int:
                 for round_no in range(args.rounds):
                     shift = round_no % len(order)
                     for app in itertools.chain(order[shift:], order[:shift]):
+                        pid = live[app].proc.pid
+                        faults_before = page_faults(pid)
                         run, output = run_wrk(
                             scenario, live[app].port, args.duration, conns, pin_load, bodies
                         )
+                        faults_after = page_faults(pid)
+                        if faults_before is not None and faults_after is not None:
+                            run.faults = (faults_after - faults_before) / max(run.requests, 1)
                         (work / f"wrk-{server}-{app}-{name}-{round_no}.txt").write_text(output)
                         runs.setdefault((server, app, name), []).append(run)
                         print(
@@ -498,6 +552,8 @@ def main() -> int:
             f"## {server} (load average after: {loads.get(server, '?')})",
             "",
             *server_table(server, apps, names, runs),
+            "",
+            *faults_table(server, apps, names, runs),
             "",
         ]
     targets = target_lines(servers, apps, names, runs)
