@@ -86,13 +86,16 @@ _QUEUED, _RUNNING, _DONE = range(3)
 class _Call(Generic[T, R]):
     """One caller's item, and where its result lands."""
 
-    __slots__ = ("arrived", "error", "event", "item", "result", "runner", "state")
+    __slots__ = ("arrived", "error", "event", "gathers", "item", "result", "runner", "state")
 
     def __init__(self, item: T, arrived: float) -> None:
         self.item = item
         self.arrived = arrived
         self.state = _QUEUED
         self.runner = False  # this caller's task dispatches batches (see Batcher)
+        # It came to an idle batcher: its task gives the loop one turn before taking the
+        # batch, so calls made in the same turn join it (see Batcher._next_batch).
+        self.gathers = False
         self.result: R | None = None
         self.error: BaseException | None = None
         self.event = anyio.Event()  # set when done, or when made a runner
@@ -115,9 +118,11 @@ class Batcher(Generic[T, R]):
     run at once (default 1); a batch holds at most ``max_batch_size`` items, the oldest
     first. When a batch leaves:
 
-    - at once when no batch is running (the model is idle): a lone call is not delayed,
-      and what queues while a batch runs becomes the next batch, so batches grow with the
-      load by themselves;
+    - when no batch is running (the model is idle), after one turn of the event loop:
+      the calls made in the same turn (an ``asyncio.gather``, a task group) leave
+      together, a lone call is not delayed (a turn takes microseconds), and what queues
+      while a batch runs becomes the next batch the moment it finishes, so batches grow
+      with the load by themselves;
     - while another batch is running and a slot is free (``max_concurrent_batches`` > 1):
       when it is full, or ``max_wait`` seconds after its oldest item arrived. ``max_wait``
       never delays a batch when the model is idle, so with the default single slot it
@@ -165,19 +170,23 @@ class Batcher(Generic[T, R]):
         max_concurrent_batches: int = 1,
         max_queue_wait: float | None = None,
     ) -> None:
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
-        if not max_wait >= 0 or math.isinf(max_wait):
-            raise ValueError(f"max_wait must be a finite number of seconds >= 0, not {max_wait}")
-        if max_queue is not None and max_queue < 1:
-            raise ValueError(f"max_queue must be at least 1 or None, not {max_queue}")
-        if max_concurrent_batches < 1:
+        if not callable(func):
+            raise TypeError(f"Batcher needs a batch function, not {func!r}")
+        if not _is_count(max_batch_size) or max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be an int of at least 1, not {max_batch_size!r}")
+        if not _is_seconds(max_wait) or not max_wait >= 0 or math.isinf(max_wait):
+            raise ValueError(f"max_wait must be a finite number of seconds >= 0, not {max_wait!r}")
+        if max_queue is not None and (not _is_count(max_queue) or max_queue < 1):
+            raise ValueError(f"max_queue must be an int of at least 1 or None, not {max_queue!r}")
+        if not _is_count(max_concurrent_batches) or max_concurrent_batches < 1:
             raise ValueError(
-                f"max_concurrent_batches must be at least 1, not {max_concurrent_batches}"
+                f"max_concurrent_batches must be an int >= 1, not {max_concurrent_batches!r}"
             )
-        if max_queue_wait is not None and not max_queue_wait > 0:
+        if max_queue_wait is not None and (
+            not _is_seconds(max_queue_wait) or not max_queue_wait > 0
+        ):
             raise ValueError(
-                f"max_queue_wait must be a number of seconds > 0 or None, not {max_queue_wait}"
+                f"max_queue_wait must be a number of seconds > 0 or None, not {max_queue_wait!r}"
             )
         self.func = func
         self.max_batch_size = max_batch_size
@@ -245,6 +254,7 @@ class Batcher(Generic[T, R]):
         if self._runners < self.max_concurrent_batches:
             call.runner = True
             self._runners += 1
+            call.gathers = self._running == 0 and self._queued == 1  # the model is idle
         self._callers += 1
         try:
             return await self._serve(call)
@@ -333,8 +343,18 @@ class Batcher(Generic[T, R]):
                 queue.popleft()
             if not queue:
                 return []
-            if self._running == 0 or self._queued >= self.max_batch_size or self._flush:
+            if self._queued >= self.max_batch_size or self._flush:
                 break
+            if self._running == 0:
+                if not own.gathers:
+                    break
+                # The first call to an idle batcher: the tasks already scheduled in this
+                # turn of the loop (the rest of a gather) queue their calls first. Without
+                # it the first call would leave alone, and with a function that never
+                # awaits, no two calls would ever share a batch.
+                own.gathers = False
+                await anyio.lowlevel.checkpoint()
+                continue
             now = anyio.current_time()
             timeout = queue[0].arrived + self.max_wait - now
             if timeout <= 0:
@@ -485,6 +505,14 @@ async def _start_in_thread(func: Callable[[list[T]], Sequence[R]], items: list[T
             finally:
                 limiter.release_on_behalf_of(borrower)
     return await run_in_threadpool(func, items)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _name(func: Any) -> str:

@@ -261,6 +261,62 @@ async def test_lone_call_is_dispatched_at_once_without_waiting_for_max_wait() ->
     assert sizes == [1, 1]
 
 
+@pytest.mark.parametrize(("max_batch_size", "sizes"), [(32, [10]), (4, [4, 4, 2])])
+async def test_calls_made_together_at_an_idle_batcher_leave_together(
+    max_batch_size: int, sizes: list[int]
+) -> None:
+    # Ten calls started in one turn of the loop (what asyncio.gather does): the first
+    # reaches an idle batcher, and the other nine join its batch instead of waiting for
+    # the next one.
+    seen: list[int] = []
+
+    async def double(items: list[int]) -> list[int]:
+        seen.append(len(items))
+        await anyio.sleep(0.01)
+        return [item * 2 for item in items]
+
+    results: dict[int, int] = {}
+
+    async def call(item: int) -> None:
+        results[item] = await batcher(item)
+
+    async with Batcher(double, max_batch_size=max_batch_size, max_wait=3600) as batcher:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                for item in range(10):
+                    group.start_soon(call, item)
+    assert seen == sizes
+    assert results == {item: item * 2 for item in range(10)}
+
+
+@pytest.mark.parametrize("kind", ["async, never awaits", "sync"])
+async def test_a_function_that_never_waits_still_gets_full_batches(kind: str) -> None:
+    # A batch function that returns without suspending (or runs in a thread) must not
+    # turn 64 concurrent calls into 64 batches of one.
+    seen: list[int] = []
+
+    def identity(items: list[int]) -> list[int]:
+        seen.append(len(items))
+        return items
+
+    async def identity_async(items: list[int]) -> list[int]:
+        return identity(items)
+
+    func = identity if kind == "sync" else identity_async
+    results: dict[int, int] = {}
+
+    async def call(item: int) -> None:
+        results[item] = await batcher(item)
+
+    async with Batcher(func) as batcher:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                for item in range(64):
+                    group.start_soon(call, item)
+    assert seen == [32, 32]
+    assert results == {item: item for item in range(64)}
+
+
 async def test_calls_queued_during_a_batch_form_the_next_one_at_once() -> None:
     async with gated_batcher(max_batch_size=8, max_wait=3600) as (model, batcher, callers):
         await callers.start("a")
@@ -497,6 +553,19 @@ def test_invalid_configuration() -> None:
         Batcher(list, max_concurrent_batches=0)
     with pytest.raises(ValueError, match="max_queue_wait"):
         Batcher(list, max_queue_wait=0)
+    # Counts must be ints (a float batch size would slice oddly), seconds numbers.
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Batcher(list, max_batch_size=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_concurrent_batches"):
+        Batcher(list, max_concurrent_batches=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_queue"):
+        Batcher(list, max_queue=True)
+    with pytest.raises(ValueError, match="max_wait"):
+        Batcher(list, max_wait="0.1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_queue_wait"):
+        Batcher(list, max_queue_wait="2")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="batch function"):
+        Batcher(None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("slots", [1, 3])
