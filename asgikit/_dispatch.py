@@ -62,10 +62,13 @@ from asgikit.types import ASGIApp, Message, Receive, Scope, Send, StartTrackingS
 
 __all__ = [
     "PAST_MIDDLEWARE",
+    "SERVER_SCOPE",
     "Dispatching",
     "Runnable",
+    "ServerScope",
     "StartTracker",
     "call_guarded",
+    "note_in_server_scope",
     "run_head",
     "serve",
     "strip_body",
@@ -75,6 +78,33 @@ __all__ = [
 # The scope key naming the router whose middleware already ran: the chain ends in that
 # router again, which then dispatches.
 PAST_MIDDLEWARE = "asgikit.past_middleware"
+# The scope key holding a `ServerScope`: set by a router with middleware when the chain
+# is entered.
+SERVER_SCOPE = "asgikit.server_scope"
+
+
+class ServerScope:
+    """The scope a router with middleware was called with. That middleware may call the
+    router again with a copy of the scope (``{**scope}``), while ``scope["route"]``
+    belongs in the scope the server passed in: the copy carries this object, and the
+    route is noted through it too (`note_in_server_scope`, `asgikit.routing`). Emptied
+    when the call returns (the scope holds this object: it must not hold the scope
+    longer, or the two would form a cycle)."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope: Scope | None = scope
+
+
+def note_in_server_scope(scope: Scope) -> None:
+    """Copy ``scope["route"]`` (``None`` if unset) into the scope the server passed to
+    the router whose middleware made ``scope`` a copy."""
+    holder: ServerScope | None = scope.get(SERVER_SCOPE)
+    if holder is not None:
+        outer = holder.scope
+        if outer is not None and outer is not scope:
+            outer["route"] = scope.get("route")
 
 
 class Runnable(Protocol):
@@ -185,10 +215,14 @@ async def serve(
             scope["router"] = router  # the top router: request.url_for() resolves here
             if router._first_request_pending and scope["type"] != "lifespan":
                 router._first_request()
-        if router.middleware and scope.get(PAST_MIDDLEWARE) is not router:
+        if not router.middleware:
+            route = router._resolve(scope)  # the router's switch on the scope type, matching
+        elif scope.get(PAST_MIDDLEWARE) is not router:
             await router._enter_middleware(scope, receive, send)  # ends here again
             return
-        route = router._resolve(scope)  # the router's switch on the scope type, matching
+        else:  # called back by its middleware, perhaps with a copy of the scope
+            route = router._resolve(scope)
+            note_in_server_scope(scope)
         if route.app is not None:  # not a route to run here: WebSocket, lifespan, route
             await route.app(scope, receive, send)  # middleware, a mount, a 404/405
             return

@@ -21,7 +21,9 @@ from asgikit._chain import Middleware, build_chain
 from asgikit._concurrency import run_in_threadpool
 from asgikit._dispatch import (
     PAST_MIDDLEWARE,
+    SERVER_SCOPE,
     Runnable,
+    ServerScope,
     call_guarded,
     run_head,
     serve,
@@ -322,16 +324,21 @@ def _for_method(
     return decorator
 
 
-def _note_route(scope: Scope, route: _Matched | WebSocketRoute) -> None:
-    """Store the route's identity in ``scope`` and every scope enclosing it (mounts)."""
+def _note_route(scope: Scope, route: _Matched | WebSocketRoute | None) -> None:
+    """Store the route's identity (``None``: no route matched) in ``scope`` and every
+    scope enclosing it: those of the routers it is mounted in, and the scopes the
+    server passed to routers with middleware (`asgikit._dispatch.ServerScope`)."""
     mounts: tuple[Mount, ...] | None = scope.get(_MOUNTS)
-    if mounts is None:  # the top router: the server's own scope
-        scope["route"] = route.identity
-        return
-    identity = route.identity_under(mounts)
+    if route is None:
+        identity = None
+    else:
+        identity = route.identity if mounts is None else route.identity_under(mounts)
     outer: Scope | None = scope
     while outer is not None:
         outer["route"] = identity
+        holder: ServerScope | None = outer.get(SERVER_SCOPE)
+        if holder is not None and holder.scope is not None:
+            holder.scope["route"] = identity
         outer = outer.get(_OUTER_SCOPE)
 
 
@@ -562,6 +569,7 @@ class Router:
         if route is None:
             found = self._tree.find(path, _http_route, method)
             if found is None:
+                _note_route(scope, None)
                 return _answer(functools.partial(self._no_route, path, method), method)
             target, params, consumed = found
             if isinstance(target, Mount):
@@ -603,10 +611,15 @@ class Router:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
             # When the chain calls the router back, dispatch (the middleware ran).
             scope[PAST_MIDDLEWARE] = self
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            await call_guarded(app, self, scope, receive, send)
+            # The route is noted here even if the chain calls back with a copy.
+            server_scope = scope[SERVER_SCOPE] = ServerScope(scope)
+            try:
+                if scope["type"] != "http":
+                    await app(scope, receive, send)
+                    return
+                await call_guarded(app, self, scope, receive, send)
+            finally:
+                server_scope.scope = None  # (no cycle: the scope holds it)
 
         return guarded
 
@@ -667,6 +680,7 @@ class Router:
             path = route_path(path, root_path)
         found = self._tree.find(path, _Leaf.websocket_route, None)
         if found is None:
+            _note_route(scope, None)
             await send({"type": "websocket.close", "code": 1000, "reason": ""})
             return
         target, params, consumed = found

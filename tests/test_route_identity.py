@@ -112,6 +112,70 @@ def test_router_middleware_sees_the_route() -> None:
     assert seen[0].name == "user"
 
 
+class CopiesScope:
+    """Middleware that calls the next app with a copy of the scope, as many do."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app({**scope, "copied": True}, receive, send)
+
+
+def test_router_middleware_that_copies_the_scope() -> None:
+    # The route is still noted in the scope the server passed in: for a route of the
+    # router itself, through a mounted router with copying middleware of its own, and
+    # for no match at all.
+    inner = users_router()
+    inner.middleware.append(Middleware(CopiesScope))
+    app = users_router()
+    app.mount("/api", inner, name="api")
+    app.middleware.append(Middleware(CopiesScope))
+    wrapper = SeesRoute(app)
+    client = TestClient(wrapper)
+    assert client.get("/users/1").status_code == 200
+    assert client.get("/api/users/2").status_code == 200
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/api/nowhere").status_code == 404
+    top, mounted, missing, inner_missing = wrapper.seen
+    assert top is not None and (top.path_format, top.name) == ("/users/{user_id}", "user")
+    assert mounted is not None
+    assert (mounted.path_format, mounted.name) == ("/api/users/{user_id}", "api:user")
+    assert missing is None and inner_missing is None
+
+
+def test_websocket_route_through_copying_middleware() -> None:
+    router = Router(middleware=[Middleware(CopiesScope)])
+
+    @router.websocket("/echo/{room}", name="echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    wrapper = SeesRoute(router)
+    with TestClient(wrapper).websocket_connect("/echo/lobby"):
+        pass
+    (route,) = wrapper.seen
+    assert route is not None and route.path_format == "/echo/{room}"
+
+
+def test_no_match_is_none_in_the_scope_too() -> None:
+    # ``scope["route"]`` is set (to None), not missing, when nothing matched.
+    wrapper = SeesRoute(users_router())
+    seen_keys: list[bool] = []
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+        await wrapper(scope, receive, send)
+        if scope["type"] == "http":
+            seen_keys.append("route" in scope)
+
+    client = TestClient(outer)
+    assert client.get("/nowhere").status_code == 404
+    assert client.post("/users/1").status_code == 405
+    assert seen_keys == [True, True]
+    assert wrapper.seen == [None, None]
+
+
 def test_no_match_means_none() -> None:
     routes: list[Any] = []
 
