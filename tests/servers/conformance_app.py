@@ -37,6 +37,7 @@ from asgikit import (
     UploadFile,
     WebSocket,
     WebSocketDisconnect,
+    streaming,
 )
 from asgikit.middleware import GZipMiddleware
 from asgikit.types import ASGIApp, Message, Receive, Scope, Send
@@ -248,11 +249,12 @@ async def ignores_body(request: Request) -> str:
 
 @router.post("/ignores-body-stream")
 async def ignores_body_stream(request: Request) -> StreamingResponse:
-    """Streams without reading the body: its disconnect listener reads some of it."""
+    """Streams without reading the body: its disconnect listener, which starts once the
+    stream has run for `_LISTEN_AFTER`, reads some of it."""
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(3):
-            await anyio.sleep(0.02)
+            await anyio.sleep(streaming._LISTEN_AFTER)
             yield b"tick\n"
 
     return StreamingResponse(chunks(), media_type="text/plain")
