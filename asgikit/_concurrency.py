@@ -74,23 +74,15 @@ def threadpool_limiter() -> anyio.CapacityLimiter:
 async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ``func(*args, **kwargs)`` in the shared thread pool and return its result.
 
-    The event loop keeps serving other requests meanwhile. A cancelled caller (a
-    timeout, a client that left) stops waiting at once, on asyncio and trio alike; the
-    thread runs on (Python cannot interrupt it) and its result is dropped. Its token of
-    the shared limiter is given back when the caller stops waiting.
+    The event loop keeps serving other requests meanwhile. Cancelling the caller does
+    not stop the thread (Python cannot interrupt it); the result is then discarded. A
+    caller cancelled through anyio (`TimeoutMiddleware`, a cancel scope, trio) waits for
+    the thread to return first, so the pool's limit holds and nothing the call works on
+    is closed under it; a native asyncio cancellation (``cancel_on_disconnect``,
+    ``Task.cancel()``) stops waiting at once and gives its pool slot back.
     """
     if kwargs:
         func = functools.partial(func, **kwargs)
-    return await anyio.to_thread.run_sync(
-        func, *args, abandon_on_cancel=True, limiter=threadpool_limiter()
-    )
-
-
-async def run_in_threadpool_to_the_end(func: Callable[..., T], *args: Any) -> T:
-    """`run_in_threadpool`, except that a cancelled caller waits for the thread to
-    return before the cancellation goes on. Internal: for steps whose result holds a
-    resource (a file opened in the thread would be left to the collector) or that must
-    be over before the caller cleans up (a write to a file about to be removed)."""
     return await anyio.to_thread.run_sync(func, *args, limiter=threadpool_limiter())
 
 
@@ -200,7 +192,7 @@ async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
     finally:
         if close is not None:  # (nothing to close: no hand-off)
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool_to_the_end(steps.close)
+                await run_in_threadpool(steps.close)
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:

@@ -384,10 +384,10 @@ async def call_guarded(
 # No cancel scope can be entered then (the endpoint may have entered its own already;
 # scopes must nest), so the watcher cancels the request's task natively,
 # ``Task.cancel()``, and takes that cancellation back (``uncancel``) the way
-# ``asyncio.timeout`` does; anyio's own scopes let a native cancellation through. An
-# awaited `run_in_threadpool` call stops waiting (its thread runs on, Python cannot
-# interrupt it, and its pool slot is given back at once: a disconnect may briefly let
-# one more thread run).
+# ``asyncio.timeout`` does; anyio's own scopes let a native cancellation through. A
+# native cancellation also ends a shielded wait: an awaited `run_in_threadpool` call
+# stops waiting (its thread runs on, Python cannot interrupt it, and its pool slot is
+# given back at once: a disconnect may briefly let one more thread run).
 #
 # The watcher is not started while the endpoint waits on ``receive`` for a body
 # message straight from the server (it waits for a later turn): the relay did not

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache, partial
 
-from asgikit._concurrency import StepsThenClose, run_in_threadpool_to_the_end
+from asgikit._concurrency import StepsThenClose, run_in_threadpool
 from asgikit._fileplan import (
     FilePlan,
     FileUnavailable,
@@ -186,7 +186,7 @@ class FileResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            plan = await run_in_threadpool_to_the_end(
+            plan = await run_in_threadpool(
                 _prepare,
                 self.path,
                 self._conditions(scope),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from asgikit._concurrency import run_in_threadpool_to_the_end
+from asgikit._concurrency import run_in_threadpool
 from asgikit._fileplan import (
     FilePlan,
     FileUnavailable,
@@ -114,7 +114,7 @@ class StaticFiles:
             await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
             return
         try:
-            found = await run_in_threadpool_to_the_end(
+            found = await run_in_threadpool(
                 self._lookup,
                 parts,
                 path.endswith("/"),

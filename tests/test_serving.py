@@ -37,39 +37,6 @@ async def test_run_in_threadpool_runs_off_the_loop() -> None:
     assert value == 6 and thread != threading.get_ident()
 
 
-async def test_cancelled_run_in_threadpool_stops_waiting_and_the_thread_runs_on() -> None:
-    # A timeout or a client that left cancels the caller: it must not wait for a thread
-    # Python cannot interrupt (the thread here is held until the caller has returned).
-    started = threading.Event()
-    release = threading.Event()
-    finished = threading.Event()
-
-    def blocking() -> str:
-        started.set()
-        try:
-            release.wait(5)
-            return "dropped"
-        finally:
-            finished.set()
-
-    with anyio.fail_after(5):
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as group:
-
-                async def cancel_once_started() -> None:
-                    while not started.is_set():
-                        await anyio.sleep(0.001)
-                    scope.cancel()
-
-                group.start_soon(cancel_once_started)
-                await run_in_threadpool(blocking)
-        assert scope.cancelled_caught
-        assert not finished.is_set()  # the caller is back; the thread still runs
-        release.set()
-        while not finished.is_set():
-            await anyio.sleep(0.001)
-
-
 async def test_iterate_in_threadpool_closes_on_break() -> None:
     closed = threading.Event()
 
