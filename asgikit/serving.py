@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
+import numbers
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -189,17 +190,20 @@ class Batcher(Generic[T, R]):
                 f"max_queue_wait must be a number of seconds > 0 or None, not {max_queue_wait!r}"
             )
         self.func = func
-        self.max_batch_size = max_batch_size
-        self.max_wait = max_wait
-        self.max_queue = max_queue
-        self.max_concurrent_batches = max_concurrent_batches
-        self.max_queue_wait = max_queue_wait
+        # (As plain int and float: NumPy's numbers are accepted too.)
+        self.max_batch_size = int(max_batch_size)
+        self.max_wait = float(max_wait)
+        self.max_queue = None if max_queue is None else int(max_queue)
+        self.max_concurrent_batches = int(max_concurrent_batches)
+        self.max_queue_wait = None if max_queue_wait is None else float(max_queue_wait)
         self._is_async = is_async_callable(func)
         self._queue: deque[_Call[T, R]] = deque()  # oldest first; finished calls skipped
         self._queued = 0  # calls in _queue still waiting (state _QUEUED)
         self._runners = 0  # callers whose tasks dispatch batches (<= max_concurrent_batches)
         self._running = 0  # batches in func now
         self._flush = False  # dispatch without waiting (closing)
+        # The first call to an idle batcher is taking its turn (see _next_batch).
+        self._gathering = False
         self._closed = False
         self._wakeup: anyio.Event | None = None  # wakes runners waiting for a batch to fill
         self._callers = 0  # calls that have not returned yet
@@ -243,7 +247,10 @@ class Batcher(Generic[T, R]):
         """
         if self._closed:
             raise RuntimeError("Batcher is closed; it no longer accepts calls")
-        if self.max_queue is not None and self._queued >= self.max_queue:
+        waiting = self._queued
+        if self._gathering:  # the batch being formed is not waiting (see _next_batch)
+            waiting -= min(waiting, self.max_batch_size)
+        if self.max_queue is not None and waiting >= self.max_queue:
             self._shed += 1
             raise Overloaded(f"Batch queue is full ({self.max_queue} waiting), retry later")
         call: _Call[T, R] = _Call(item, anyio.current_time())
@@ -254,7 +261,8 @@ class Batcher(Generic[T, R]):
         if self._runners < self.max_concurrent_batches:
             call.runner = True
             self._runners += 1
-            call.gathers = self._running == 0 and self._queued == 1  # the model is idle
+            if self._running == 0 and self._queued == 1:  # the model is idle
+                call.gathers = self._gathering = True
         self._callers += 1
         try:
             return await self._serve(call)
@@ -338,6 +346,18 @@ class Batcher(Generic[T, R]):
         the queue. Returns [] when nothing is queued, or when ``own`` was dispatched by
         another runner or timed out meanwhile."""
         queue = self._queue
+        if own.gathers:
+            # The first call to an idle batcher: the tasks already scheduled in this turn
+            # of the loop (the rest of a gather) queue their calls first. Without it the
+            # first call would leave alone, and with a function that never awaits, no
+            # two calls would share a batch.
+            own.gathers = False
+            try:
+                if self._queued < self.max_batch_size and not self._flush:
+                    await anyio.lowlevel.checkpoint()
+            finally:
+                self._gathering = False
+                self._wake()
         while True:
             while queue and queue[0].state != _QUEUED:
                 queue.popleft()
@@ -346,14 +366,14 @@ class Batcher(Generic[T, R]):
             if self._queued >= self.max_batch_size or self._flush:
                 break
             if self._running == 0:
-                if not own.gathers:
+                if not self._gathering:
                     break
-                # The first call to an idle batcher: the tasks already scheduled in this
-                # turn of the loop (the rest of a gather) queue their calls first. Without
-                # it the first call would leave alone, and with a function that never
-                # awaits, no two calls would ever share a batch.
-                own.gathers = False
-                await anyio.lowlevel.checkpoint()
+                # Another runner (a second slot) takes that turn: wait for its end.
+                if self._wakeup is None:
+                    self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+                if own.state != _QUEUED:
+                    return []  # it took our item
                 continue
             now = anyio.current_time()
             timeout = queue[0].arrived + self.max_wait - now
@@ -508,11 +528,11 @@ async def _start_in_thread(func: Callable[[list[T]], Sequence[R]], items: list[T
 
 
 def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_seconds(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _name(func: Any) -> str:

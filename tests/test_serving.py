@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import numpy as np
 import pytest
 
 from asgikit import HTTPException
@@ -261,9 +262,12 @@ async def test_lone_call_is_dispatched_at_once_without_waiting_for_max_wait() ->
     assert sizes == [1, 1]
 
 
-@pytest.mark.parametrize(("max_batch_size", "sizes"), [(32, [10]), (4, [4, 4, 2])])
+@pytest.mark.parametrize(
+    ("max_batch_size", "slots", "sizes"),
+    [(32, 1, [10]), (4, 1, [4, 4, 2]), (32, 2, [10])],
+)
 async def test_calls_made_together_at_an_idle_batcher_leave_together(
-    max_batch_size: int, sizes: list[int]
+    max_batch_size: int, slots: int, sizes: list[int]
 ) -> None:
     # Ten calls started in one turn of the loop (what asyncio.gather does): the first
     # reaches an idle batcher, and the other nine join its batch instead of waiting for
@@ -280,13 +284,51 @@ async def test_calls_made_together_at_an_idle_batcher_leave_together(
     async def call(item: int) -> None:
         results[item] = await batcher(item)
 
-    async with Batcher(double, max_batch_size=max_batch_size, max_wait=3600) as batcher:
+    async with Batcher(
+        double, max_batch_size=max_batch_size, max_wait=3600, max_concurrent_batches=slots
+    ) as batcher:
         with anyio.fail_after(5):
             async with anyio.create_task_group() as group:
                 for item in range(10):
                     group.start_soon(call, item)
     assert seen == sizes
     assert results == {item: item * 2 for item in range(10)}
+
+
+async def test_max_queue_does_not_count_the_batch_being_formed() -> None:
+    # Four calls in one turn at an idle batcher (batches of 2, at most 1 waiting): the
+    # first two form the batch that leaves, the third waits, the fourth is shed.
+    batches: list[list[str]] = []
+    release = anyio.Event()
+
+    async def held(items: list[str]) -> list[str]:
+        batches.append(items)
+        await release.wait()
+        return [f"r{item}" for item in items]
+
+    outcomes: dict[str, object] = {}
+
+    async def call(item: str) -> None:
+        try:
+            outcomes[item] = await batcher(item)
+        except Overloaded as exc:
+            outcomes[item] = exc
+
+    batcher = Batcher(held, max_batch_size=2, max_wait=3600, max_queue=1)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            try:
+                for item in "abcd":
+                    group.start_soon(call, item)
+                await until(lambda: bool(batches) and "d" in outcomes)
+                assert batches == [["a", "b"]]
+                assert batcher.stats.queued == 1
+            finally:
+                release.set()  # (never leave a batch held: it cannot be cancelled)
+    assert isinstance(outcomes.pop("d"), Overloaded)
+    assert outcomes == {"a": "ra", "b": "rb", "c": "rc"}
+    assert batches == [["a", "b"], ["c"]]
+    assert batcher.stats.shed == 1
 
 
 @pytest.mark.parametrize("kind", ["async, never awaits", "sync"])
@@ -566,6 +608,22 @@ def test_invalid_configuration() -> None:
         Batcher(list, max_queue_wait="2")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="batch function"):
         Batcher(None)  # type: ignore[arg-type]
+
+
+def test_numpy_numbers_are_accepted_as_settings() -> None:
+    # Settings often come out of NumPy code or a config parsed with it.
+    batcher = Batcher(
+        list,
+        max_batch_size=np.int64(16),  # type: ignore[arg-type]
+        max_wait=np.float32(0.01),  # type: ignore[arg-type]
+        max_queue=np.int32(64),  # type: ignore[arg-type]
+        max_concurrent_batches=np.int64(2),  # type: ignore[arg-type]
+        max_queue_wait=np.float64(1.5),
+    )
+    settings = (batcher.max_batch_size, batcher.max_queue, batcher.max_concurrent_batches)
+    assert settings == (16, 64, 2)
+    assert all(type(value) is int for value in settings)
+    assert type(batcher.max_wait) is float and type(batcher.max_queue_wait) is float
 
 
 @pytest.mark.parametrize("slots", [1, 3])
