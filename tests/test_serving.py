@@ -296,8 +296,9 @@ async def test_calls_made_together_at_an_idle_batcher_leave_together(
 
 
 async def test_max_queue_does_not_count_the_batch_being_formed() -> None:
-    # Four calls in one turn at an idle batcher (batches of 2, at most 1 waiting): the
-    # first two form the batch that leaves, the third waits, the fourth is shed.
+    # Four calls in one turn at an idle batcher (batches of 2, at most 1 waiting): two
+    # form the batch that leaves, one waits, one is shed. (Which is which depends on the
+    # order the tasks run in, which trio shuffles.)
     batches: list[list[str]] = []
     release = anyio.Event()
 
@@ -320,15 +321,17 @@ async def test_max_queue_does_not_count_the_batch_being_formed() -> None:
             try:
                 for item in "abcd":
                     group.start_soon(call, item)
-                await until(lambda: bool(batches) and "d" in outcomes)
-                assert batches == [["a", "b"]]
+                await until(lambda: bool(batches) and len(outcomes) == 1)  # the shed one
+                assert len(batches[0]) == 2
                 assert batcher.stats.queued == 1
             finally:
                 release.set()  # (never leave a batch held: it cannot be cancelled)
-    assert isinstance(outcomes.pop("d"), Overloaded)
-    assert outcomes == {"a": "ra", "b": "rb", "c": "rc"}
-    assert batches == [["a", "b"], ["c"]]
-    assert batcher.stats.shed == 1
+    shed = [item for item, outcome in outcomes.items() if isinstance(outcome, Overloaded)]
+    assert len(shed) == 1 and batcher.stats.shed == 1
+    assert sorted(len(batch) for batch in batches) == [1, 2]
+    served = sorted(item for batch in batches for item in batch)
+    assert served == sorted(set("abcd") - set(shed))
+    assert all(outcomes[item] == f"r{item}" for item in served)
 
 
 @pytest.mark.parametrize("kind", ["async, never awaits", "sync"])
