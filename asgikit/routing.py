@@ -25,6 +25,7 @@ from asgikit._dispatch import (
     Runnable,
     ServerScope,
     call_guarded,
+    note_in_server_scope,
     run_head,
     serve,
     without_body,
@@ -336,9 +337,7 @@ def _note_route(scope: Scope, route: _Matched | WebSocketRoute | None) -> None:
     outer: Scope | None = scope
     while outer is not None:
         outer["route"] = identity
-        holder: ServerScope | None = outer.get(SERVER_SCOPE)
-        if holder is not None and holder.scope is not None:
-            holder.scope["route"] = identity
+        note_in_server_scope(outer)
         outer = outer.get(_OUTER_SCOPE)
 
 
