@@ -15,8 +15,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from asgikit._concurrency import run_in_threadpool
 from asgikit._ranges import (
     RangeNotSatisfiable,
     format_http_date,
@@ -34,9 +38,12 @@ __all__ = [
     "offers_pathsend",
     "open_regular_file",
     "plan_file_response",
+    "plan_in_thread",
     "read_exactly",
     "request_conditions",
 ]
+
+T = TypeVar("T")
 
 _OPEN_FLAGS = (
     os.O_RDONLY
@@ -213,3 +220,54 @@ def offers_pathsend(scope: Scope) -> bool:
     """Whether the server sends whole files itself (``http.response.pathsend``)."""
     extensions = scope.get("extensions")
     return extensions is not None and "http.response.pathsend" in extensions
+
+
+async def plan_in_thread(func: Callable[..., T], *args: Any) -> T:
+    """``await run_in_threadpool(func, *args)`` for a planning step that may open the
+    file: its result is a `FilePlan`, or holds one as ``.plan``, whose descriptor the
+    caller must close. A caller that stops waiting before it takes the result (a native
+    asyncio cancellation, ``asyncio.wait_for`` or a server's shutdown, does not wait for
+    the thread) would leave that descriptor open: it is closed instead, by the thread
+    if it finishes after the caller left, here if it finished before."""
+    handoff = _Handoff()
+    try:
+        return await run_in_threadpool(handoff.run, func, *args)
+    except BaseException:
+        handoff.abandon()
+        raise
+
+
+class _Handoff:
+    """One planning step's result, between its worker thread and its caller."""
+
+    __slots__ = ("abandoned", "lock", "result")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.result: Any = None
+
+    def run(self, func: Callable[..., T], *args: Any) -> T:
+        # In the worker thread.
+        result = func(*args)
+        with self.lock:
+            if not self.abandoned:
+                self.result = result
+                return result
+        _close_plan_of(result)  # nobody will send it
+        return result
+
+    def abandon(self) -> None:
+        # On the loop: the caller stopped waiting (or the step raised: nothing to close).
+        with self.lock:
+            self.abandoned = True
+            result, self.result = self.result, None
+        if result is not None:
+            _close_plan_of(result)
+
+
+def _close_plan_of(result: Any) -> None:
+    plan = result if isinstance(result, FilePlan) else getattr(result, "plan", None)
+    if isinstance(plan, FilePlan) and plan.fd is not None:
+        os.close(plan.fd)
+        plan.fd = None

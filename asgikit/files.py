@@ -14,7 +14,7 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache, partial
 
-from asgikit._concurrency import StepsThenClose, run_in_threadpool
+from asgikit._concurrency import StepsThenClose
 from asgikit._fileplan import (
     FilePlan,
     FileUnavailable,
@@ -22,6 +22,7 @@ from asgikit._fileplan import (
     offers_pathsend,
     open_regular_file,
     plan_file_response,
+    plan_in_thread,
     read_exactly,
     request_conditions,
 )
@@ -186,7 +187,7 @@ class FileResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            plan = await run_in_threadpool(
+            plan = await plan_in_thread(
                 _prepare,
                 self.path,
                 self._conditions(scope),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 
-from asgikit._concurrency import run_in_threadpool
 from asgikit._fileplan import (
     FilePlan,
     FileUnavailable,
@@ -18,6 +17,7 @@ from asgikit._fileplan import (
     offers_pathsend,
     open_regular_file,
     plan_file_response,
+    plan_in_thread,
     request_conditions,
 )
 from asgikit._matcher import route_path
@@ -114,7 +114,7 @@ class StaticFiles:
             await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
             return
         try:
-            found = await run_in_threadpool(
+            found = await plan_in_thread(
                 self._lookup,
                 parts,
                 path.endswith("/"),

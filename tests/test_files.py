@@ -444,3 +444,61 @@ def test_a_content_length_passed_by_the_caller_never_duplicates_the_real_one(big
     assert response.headers.get_list("content-length") == [str(len(DATA))]
     assert response.content == DATA
     assert ranged.headers.get_list("content-length") == ["10"]
+
+
+def _descriptors_open_to(path: Path) -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+@pytest.mark.parametrize("static", [False, True])
+def test_a_caller_cancelled_while_the_file_opens_leaves_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, static: bool
+) -> None:
+    # A native asyncio cancellation (asyncio.wait_for, a server shutting down) does not
+    # wait for the thread that opens the file: the descriptor it opens after the caller
+    # left must still be closed. The file's open is held until the caller is gone.
+    import asyncio
+    import threading
+
+    from asgikit.staticfiles import StaticFiles
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"w" * (2 << 20))  # large enough to be streamed from its descriptor
+    opened = threading.Event()
+    proceed = threading.Event()
+    real_open = os.open
+
+    def held_open(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(file, flags, *args, **kwargs)
+        if os.fspath(file) == str(path):
+            opened.set()
+            proceed.wait(5)
+        return fd
+
+    monkeypatch.setattr(os, "open", held_open)
+    app = StaticFiles(directory=tmp_path) if static else FileResponse(path)
+
+    async def main() -> None:
+        call = app(http_scope("/weights.bin"), never_disconnects, Recorder())
+        task = asyncio.ensure_future(call)
+        with anyio.fail_after(5):
+            while not opened.is_set():
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert _descriptors_open_to(path) == 1  # the thread still holds it open
+            proceed.set()
+            while _descriptors_open_to(path):  # closed by the thread once it is done
+                await asyncio.sleep(0.001)
+
+    try:
+        asyncio.run(main())
+    finally:
+        proceed.set()
