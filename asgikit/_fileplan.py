@@ -106,6 +106,12 @@ class FilePlan:
     body: bytes | None = None  # the whole body, already read (small responses)
     detail: str = ""
 
+    def close(self) -> None:
+        """Close the descriptor, if still open (the sender's job, or nobody's left)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
 
 def open_regular_file(path: str, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
     """Open ``path`` read-only and ``fstat`` it; raise `FileUnavailable` unless it is a
@@ -268,6 +274,5 @@ class _Handoff:
 
 def _close_plan_of(result: Any) -> None:
     plan = result if isinstance(result, FilePlan) else getattr(result, "plan", None)
-    if isinstance(plan, FilePlan) and plan.fd is not None:
-        os.close(plan.fd)
-        plan.fd = None
+    if isinstance(plan, FilePlan):
+        plan.close()

@@ -225,9 +225,7 @@ class FileResponse(Response):
             else:
                 streamed = await self._send_single(plan, path, scope, receive, send)
         finally:
-            if plan.fd is not None:
-                os.close(plan.fd)
-                plan.fd = None
+            plan.close()
         if not streamed and self.background is not None:
             await self.background()
 
