@@ -87,16 +87,13 @@ _QUEUED, _RUNNING, _DONE = range(3)
 class _Call(Generic[T, R]):
     """One caller's item, and where its result lands."""
 
-    __slots__ = ("arrived", "error", "event", "gathers", "item", "result", "runner", "state")
+    __slots__ = ("arrived", "error", "event", "item", "result", "runner", "state")
 
     def __init__(self, item: T, arrived: float) -> None:
         self.item = item
         self.arrived = arrived
         self.state = _QUEUED
         self.runner = False  # this caller's task dispatches batches (see Batcher)
-        # It came to an idle batcher: its task gives the loop one turn before taking the
-        # batch, so calls made in the same turn join it (see Batcher._next_batch).
-        self.gathers = False
         self.result: R | None = None
         self.error: BaseException | None = None
         self.event = anyio.Event()  # set when done, or when made a runner
@@ -202,8 +199,9 @@ class Batcher(Generic[T, R]):
         self._runners = 0  # callers whose tasks dispatch batches (<= max_concurrent_batches)
         self._running = 0  # batches in func now
         self._flush = False  # dispatch without waiting (closing)
-        # The first call to an idle batcher is taking its turn (see _next_batch).
-        self._gathering = False
+        # The first call to an idle batcher, while its task gives the loop one turn
+        # before taking the batch, so calls made in the same turn join it (_next_batch).
+        self._gatherer: _Call[T, R] | None = None
         self._closed = False
         self._wakeup: anyio.Event | None = None  # wakes runners waiting for a batch to fill
         self._callers = 0  # calls that have not returned yet
@@ -248,7 +246,7 @@ class Batcher(Generic[T, R]):
         if self._closed:
             raise RuntimeError("Batcher is closed; it no longer accepts calls")
         waiting = self._queued
-        if self._gathering:  # the batch being formed is not waiting (see _next_batch)
+        if self._gatherer is not None:  # the batch being formed is not waiting
             waiting -= min(waiting, self.max_batch_size)
         if self.max_queue is not None and waiting >= self.max_queue:
             self._shed += 1
@@ -262,7 +260,7 @@ class Batcher(Generic[T, R]):
             call.runner = True
             self._runners += 1
             if self._running == 0 and self._queued == 1:  # the model is idle
-                call.gathers = self._gathering = True
+                self._gatherer = call
         self._callers += 1
         try:
             return await self._serve(call)
@@ -346,17 +344,16 @@ class Batcher(Generic[T, R]):
         the queue. Returns [] when nothing is queued, or when ``own`` was dispatched by
         another runner or timed out meanwhile."""
         queue = self._queue
-        if own.gathers:
+        if self._gatherer is own:
             # The first call to an idle batcher: the tasks already scheduled in this turn
             # of the loop (the rest of a gather) queue their calls first. Without it the
             # first call would leave alone, and with a function that never awaits, no
             # two calls would share a batch.
-            own.gathers = False
             try:
                 if self._queued < self.max_batch_size and not self._flush:
                     await anyio.lowlevel.checkpoint()
             finally:
-                self._gathering = False
+                self._gatherer = None
                 self._wake()
         while True:
             while queue and queue[0].state != _QUEUED:
@@ -366,7 +363,7 @@ class Batcher(Generic[T, R]):
             if self._queued >= self.max_batch_size or self._flush:
                 break
             if self._running == 0:
-                if not self._gathering:
+                if self._gatherer is None:
                     break
                 # Another runner (a second slot) takes that turn: wait for its end.
                 if self._wakeup is None:
