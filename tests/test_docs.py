@@ -111,3 +111,44 @@ def test_the_private_import_check_catches_them() -> None:
     assert private_asgikit_imports("from asgikit import _chain") == ["asgikit._chain"]
     assert private_asgikit_imports("from asgikit.serving import run_in_threadpool") == []
     assert private_asgikit_imports("from asgikit import __version__") == []
+
+
+# An install command naming the distribution: ``asgikit`` alone on the package index is
+# another project, so every command must say ``asgikit-ml`` (a warning that quotes the
+# wrong command in backticks is prose, not a command, and is not matched).
+WRONG_DISTRIBUTION = re.compile(r"(?:^|\s)['\"]?asgikit(?:\[[^\]]*\])?['\"]?(?=\s|$)")
+
+
+def wrong_install_lines(text: str) -> list[str]:
+    """The lines of ``text`` that run an install of ``asgikit`` rather than ``asgikit-ml``."""
+    wrong = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        command = stripped.startswith(("pip ", "uv ", "pipx ", "poetry ")) or "RUN pip" in line
+        if command and WRONG_DISTRIBUTION.search(stripped.split("#")[0]):
+            wrong.append(line)
+    return wrong
+
+
+INSTALL_TEXTS = sorted(
+    [*DOCS.rglob("*.md"), ROOT / "README.md", *(ROOT / "examples").rglob("*")],
+    key=lambda path: path.as_posix(),
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for path in INSTALL_TEXTS if path.is_file()],
+    ids=lambda path: path.relative_to(ROOT).as_posix(),
+)
+def test_install_commands_name_this_distribution(path: Path) -> None:
+    assert wrong_install_lines(path.read_text(errors="replace")) == []
+
+
+def test_the_install_check_catches_the_other_project() -> None:
+    assert wrong_install_lines("pip install asgikit uvicorn\n") == ["pip install asgikit uvicorn"]
+    assert wrong_install_lines("    pip install 'asgikit[metrics]'\n") != []
+    assert wrong_install_lines("RUN pip install asgikit\n") != []
+    assert wrong_install_lines("pip install asgikit-ml uvicorn  # asgikit is the import\n") == []
+    prose = "the package index has another project: do not `pip install asgikit`"
+    assert wrong_install_lines(prose) == []
