@@ -13,6 +13,7 @@ import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import anyio
@@ -71,16 +72,42 @@ def threadpool_limiter() -> anyio.CapacityLimiter:
         return limiter
 
 
+# Set (`asgikit._dispatch`) while an endpoint runs under ``cancel_on_disconnect`` in an
+# anyio cancel scope (trio): a cancelled `run_in_threadpool` call then stops waiting for
+# its thread, as a native asyncio cancellation makes it do on asyncio.
+abandon_threads_on_cancel: ContextVar[bool] = ContextVar(
+    "asgikit_abandon_threads_on_cancel", default=False
+)
+
+
 async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ``func(*args, **kwargs)`` in the shared thread pool and return its result.
 
     The event loop keeps serving other requests meanwhile. Cancelling the caller does
-    not stop the thread (Python cannot interrupt it); the result is then discarded. A
-    caller cancelled through anyio (`TimeoutMiddleware`, a cancel scope, trio) waits for
-    the thread to return first, so the pool's limit holds and nothing the call works on
-    is closed under it; a native asyncio cancellation (``cancel_on_disconnect``,
-    ``Task.cancel()``) stops waiting at once and gives its pool slot back.
+    not stop the thread (Python cannot interrupt it); the result is then discarded.
+
+    - A caller whose client left under ``cancel_on_disconnect`` stops waiting at once,
+      on asyncio (a native cancellation) and on trio alike; the thread runs on, and on
+      asyncio its pool slot is given back at once (a disconnect may briefly let one
+      more thread run; trio keeps the slot until the thread returns).
+    - Any other caller cancelled through anyio (`TimeoutMiddleware`, a cancel scope)
+      waits for the thread to return first, so the pool's limit holds; a native asyncio
+      cancellation (``Task.cancel()``, ``asyncio.wait_for``) stops waiting at once.
     """
+    if kwargs:
+        func = functools.partial(func, **kwargs)
+    return await anyio.to_thread.run_sync(
+        func, *args, abandon_on_cancel=abandon_threads_on_cancel.get(), limiter=threadpool_limiter()
+    )
+
+
+async def run_to_the_end(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``func(*args)`` in the shared thread pool; a caller cancelled through anyio waits
+    for the thread to return, whatever the request's ``cancel_on_disconnect``.
+
+    Internal: for work whose caller must not go on before it is over, a write to a file
+    that is then closed or removed, a close, a planning step that opens a file, or a
+    background task's function."""
     if kwargs:
         func = functools.partial(func, **kwargs)
     return await anyio.to_thread.run_sync(func, *args, limiter=threadpool_limiter())
@@ -192,7 +219,7 @@ async def iterate_in_threadpool(iterable: Iterable[T]) -> AsyncIterator[T]:
     finally:
         if close is not None:  # (nothing to close: no hand-off)
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool(steps.close)
+                await run_to_the_end(steps.close)
 
 
 def _consume_result(task: asyncio.Task[None]) -> None:

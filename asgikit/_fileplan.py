@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from asgikit._concurrency import run_in_threadpool
+from asgikit._concurrency import run_to_the_end
 from asgikit._ranges import (
     RangeNotSatisfiable,
     format_http_date,
@@ -229,7 +229,7 @@ def offers_pathsend(scope: Scope) -> bool:
 
 
 async def plan_in_thread(func: Callable[..., T], *args: Any) -> T:
-    """``await run_in_threadpool(func, *args)`` for a planning step that may open the
+    """``await run_to_the_end(func, *args)`` for a planning step that may open the
     file: its result is a `FilePlan`, or holds one as ``.plan``, whose descriptor the
     caller must close. A caller that stops waiting before it takes the result (a native
     asyncio cancellation, ``asyncio.wait_for`` or a server's shutdown, does not wait for
@@ -237,7 +237,7 @@ async def plan_in_thread(func: Callable[..., T], *args: Any) -> T:
     if it finishes after the caller left, here if it finished before."""
     handoff = _Handoff()
     try:
-        return await run_in_threadpool(handoff.run, func, *args)
+        return await run_to_the_end(handoff.run, func, *args)
     except BaseException:
         handoff.abandon()
         raise

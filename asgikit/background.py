@@ -8,7 +8,7 @@ from typing import Any
 
 from typing_extensions import ParamSpec
 
-from asgikit._concurrency import run_in_threadpool
+from asgikit._concurrency import run_to_the_end
 from asgikit._inspect import is_async_callable
 
 __all__ = ["BackgroundTask", "BackgroundTasks"]
@@ -38,7 +38,7 @@ class BackgroundTask:
             if self.is_async:
                 await self.func(*self.args, **self.kwargs)
             else:
-                await run_in_threadpool(self.func, *self.args, **self.kwargs)
+                await run_to_the_end(self.func, *self.args, **self.kwargs)
         except Exception:
             name = getattr(self.func, "__qualname__", repr(self.func))
             logger.exception("Exception in background task %s", name)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, Generic, TypeVar
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
-from asgikit._concurrency import run_in_threadpool
+from asgikit._concurrency import run_to_the_end
 from asgikit._http import encode_header as encode_header  # where other modules find it
 from asgikit.types import Scope
 
@@ -539,14 +539,14 @@ class UploadFile:
         """Read up to ``size`` bytes (all the rest with ``-1``) from the current position."""
         if self.in_memory:
             return self.file.read(size)
-        return await run_in_threadpool(self.file.read, size)
+        return await run_to_the_end(self.file.read, size)
 
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move to ``offset`` (relative to ``whence``, as `io.IOBase.seek`); returns the new
         position. `read` after `seek(0)` starts over."""
         if self.in_memory:
             return self.file.seek(offset, whence)
-        return await run_in_threadpool(self.file.seek, offset, whence)
+        return await run_to_the_end(self.file.seek, offset, whence)
 
     async def write(self, data: bytes) -> int:
         """Write ``data`` at the current position and update ``size``; returns its length.
@@ -561,7 +561,7 @@ class UploadFile:
         ):
             end = _write_and_tell(file, data)
         else:
-            end = await run_in_threadpool(_write_and_tell, file, data)
+            end = await run_to_the_end(_write_and_tell, file, data)
         if self.size is None or end > self.size:
             self.size = end
         return len(data)
@@ -575,7 +575,7 @@ class UploadFile:
         """
         file = self.file
         if (self.size or 0) >= _CLOSE_IN_THREAD and not file.closed and not self.in_memory:
-            await run_in_threadpool(file.close)
+            await run_to_the_end(file.close)
         else:
             file.close()
 

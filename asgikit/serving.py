@@ -25,6 +25,7 @@ import anyio.lowlevel
 from asgikit._concurrency import (
     iterate_in_threadpool,
     run_in_threadpool,
+    run_to_the_end,
     running_on_asyncio,
     set_threadpool_size,
     threadpool_limiter,
@@ -498,7 +499,7 @@ class Batcher(Generic[T, R]):
 
 
 async def _start_in_thread(func: Callable[[list[T]], Sequence[R]], items: list[T]) -> Sequence[R]:
-    """``run_in_threadpool(func, items)``, but on asyncio the thread starts before this
+    """``run_to_the_end(func, items)``, but on asyncio the thread starts before this
     task yields. Call it shielded from cancellation.
 
     ``anyio.to_thread`` first yields to the event loop, so every task woken before runs
@@ -521,7 +522,7 @@ async def _start_in_thread(func: Callable[[list[T]], Sequence[R]], items: list[T
                 return await loop.run_in_executor(None, context.run, func, items)
             finally:
                 limiter.release_on_behalf_of(borrower)
-    return await run_in_threadpool(func, items)
+    return await run_to_the_end(func, items)
 
 
 def _is_count(value: object) -> bool:

@@ -20,7 +20,7 @@ from helpers import wait_until
 
 from asgikit import Middleware, Request, Route, Router
 from asgikit.middleware import TimeoutMiddleware
-from asgikit.serving import Batcher
+from asgikit.serving import Batcher, run_in_threadpool
 from asgikit.types import ASGIApp, Message
 
 pytestmark = pytest.mark.anyio
@@ -358,11 +358,90 @@ async def test_sync_endpoint_stops_being_waited_for_and_its_result_is_dropped(
             while not started.is_set():
                 await anyio.sleep(0.001)
             client.leave()
-            if anyio_backend == "asyncio":
-                # The request is over while the thread still runs (Python cannot stop it).
-                await answered.wait()
-                assert not release.is_set()
+            # The request is over while the thread still runs (Python cannot stop it).
+            await answered.wait()
+            assert not release.is_set()
             release.set()
+    assert client.sent == []
+
+
+async def test_an_awaited_run_in_threadpool_call_stops_waiting(anyio_backend: str) -> None:
+    started = threading.Event()
+    release = threading.Event()
+    ended: list[str] = []
+    router = Router(cancel_on_disconnect=True)
+
+    def blocking() -> str:
+        started.set()
+        release.wait(5)
+        return "too late"
+
+    @router.get("/work")
+    async def offloads(request: Request) -> str:
+        try:
+            return await run_in_threadpool(blocking)
+        finally:
+            ended.append("finally")
+
+    client = Client()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve, router, client, http_scope())
+            while not started.is_set():
+                await anyio.sleep(0.001)
+            client.leave()
+            while not ended:  # the finally runs while the thread still waits
+                await anyio.sleep(0.001)
+            assert not release.is_set()
+            release.set()
+    assert client.sent == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # (asyncio: a native cancellation)
+async def test_asgikit_thread_work_is_still_waited_for(anyio_backend: str) -> None:
+    # Under the cancel scope that stops a run_in_threadpool wait, an UploadFile write
+    # still runs to its end before the endpoint's cancellation goes on: the file is
+    # closed after it, never under it.
+    from asgikit import UploadFile
+
+    started = threading.Event()
+    release = threading.Event()
+    ended: list[str] = []
+
+    class SlowFile:
+        closed = False
+
+        def write(self, data: bytes) -> int:
+            started.set()
+            release.wait(5)
+            ended.append("write")
+            return len(data)
+
+        def tell(self) -> int:
+            return 0
+
+    router = Router(cancel_on_disconnect=True)
+
+    @router.get("/work")
+    async def writes(request: Request) -> str:
+        upload = UploadFile(SlowFile(), filename="f")  # type: ignore[arg-type]
+        try:
+            await upload.write(b"data")
+        finally:
+            ended.append("finally")
+        return "written"
+
+    client = Client()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve, router, client, http_scope())
+            while not started.is_set():
+                await anyio.sleep(0.001)
+            client.leave()
+            await anyio.sleep(0.05)
+            assert ended == []  # still waiting for the write
+            release.set()
+    assert ended == ["write", "finally"]
     assert client.sent == []
 
 
@@ -446,9 +525,14 @@ async def test_an_endpoint_that_waited_then_answers_is_sent_in_full(anyio_backen
 
 APP = textwrap.dedent(
     """
-    import anyio
+    import threading
     from pathlib import Path
+
+    import anyio
     from asgikit import Router
+    from asgikit.serving import run_in_threadpool
+
+    RELEASE = threading.Event()  # lets the thread of /slow-thread end (at teardown)
 
     MARKS = Path(__file__).parent / "marks"
     router = Router(cancel_on_disconnect=True)
@@ -462,6 +546,22 @@ APP = textwrap.dedent(
         finally:
             (MARKS / "finally").touch()
         return "too late"
+
+
+    @router.get("/slow-thread")
+    async def slow_thread(request):
+        (MARKS / "started").touch()
+        try:
+            await run_in_threadpool(RELEASE.wait, 30)
+        finally:
+            (MARKS / "finally").touch()
+        return "too late"
+
+
+    @router.get("/release")
+    def release(request):
+        RELEASE.set()
+        return "released"
     """
 )
 
@@ -495,6 +595,20 @@ def test_real_client_closing_its_socket_cancels_the_endpoint(
         assert wait_until((marks / "started").exists), "the endpoint never started"
     # The socket is closed: the server reports http.disconnect, the endpoint is cancelled.
     assert wait_until((marks / "finally").exists), "the endpoint's finally did not run"
+
+
+def test_real_client_leaving_stops_the_wait_for_a_thread(slow_server: tuple[int, Path]) -> None:
+    port, marks = slow_server
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"GET /slow-thread HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert wait_until((marks / "started").exists), "the endpoint never started"
+        # The thread waits for /release (30 s at most): the finally runs long before.
+        assert wait_until((marks / "finally").exists), "the endpoint's finally did not run"
+    finally:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
 
 
 def test_two_loops_in_two_threads_each_cancel_their_own_endpoint() -> None:

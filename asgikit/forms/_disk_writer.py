@@ -27,7 +27,7 @@ from typing import IO
 import anyio
 import anyio.abc
 
-from asgikit._concurrency import run_in_threadpool
+from asgikit._concurrency import run_to_the_end
 from asgikit.datastructures import SPOOL_MAX_SIZE, UploadFile
 
 __all__ = [
@@ -193,7 +193,7 @@ class DiskWriter:
 
     async def _run(self, finished: anyio.Event) -> None:
         try:
-            await run_in_threadpool(self._work)
+            await run_to_the_end(self._work)
         finally:
             finished.set()
 
