@@ -22,6 +22,8 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 from typing_extensions import ParamSpec
 
+from asgikit.exceptions import ClientDisconnect
+
 try:  # trio depends on sniffio, so it is there whenever trio can run
     import sniffio
 except ImportError:  # pragma: no cover - asyncio-only installs
@@ -72,11 +74,32 @@ def threadpool_limiter() -> anyio.CapacityLimiter:
         return limiter
 
 
-# Set (`asgikit._dispatch`) while an endpoint runs under ``cancel_on_disconnect`` in an
-# anyio cancel scope (trio): a cancelled `run_in_threadpool` call then stops waiting for
-# its thread, as a native asyncio cancellation makes it do on asyncio.
-abandon_threads_on_cancel: ContextVar[bool] = ContextVar(
-    "asgikit_abandon_threads_on_cancel", default=False
+class ClientLeaving:
+    """What a client leaving cancels under ``cancel_on_disconnect`` in an anyio cancel
+    scope (trio; `asgikit._dispatch`): the endpoint's scope, and the `run_in_threadpool`
+    waits of the endpoint's own task. Those waits are shielded from every other
+    cancellation (a timeout still waits for the thread); this one ends them."""
+
+    __slots__ = ("left", "scope", "task_id", "waits")
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self.scope = scope
+        self.task_id = anyio.get_current_task().id
+        self.left = False
+        self.waits: set[anyio.CancelScope] = set()
+
+    def cancel(self) -> None:
+        """The client has left."""
+        self.left = True
+        self.scope.cancel()
+        for wait in self.waits:
+            wait.cancel()
+
+
+# The request's `ClientLeaving` while its endpoint runs (tasks the endpoint starts copy
+# it: they are told apart by the task's id, and wait for their threads as usual).
+client_leaving: ContextVar[ClientLeaving | None] = ContextVar(
+    "asgikit_client_leaving", default=None
 )
 
 
@@ -86,19 +109,40 @@ async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwa
     The event loop keeps serving other requests meanwhile. Cancelling the caller does
     not stop the thread (Python cannot interrupt it); the result is then discarded.
 
-    - A caller whose client left under ``cancel_on_disconnect`` stops waiting at once,
-      on asyncio (a native cancellation) and on trio alike; the thread runs on, and on
-      asyncio its pool slot is given back at once (a disconnect may briefly let one
-      more thread run; trio keeps the slot until the thread returns).
-    - Any other caller cancelled through anyio (`TimeoutMiddleware`, a cancel scope)
-      waits for the thread to return first, so the pool's limit holds; a native asyncio
-      cancellation (``Task.cancel()``, ``asyncio.wait_for``) stops waiting at once.
+    - An endpoint whose client left under ``cancel_on_disconnect`` stops waiting at
+      once, on asyncio and trio alike; the thread runs on. On trio it keeps its pool
+      slot until it returns; on asyncio the slot is given back at once (each such
+      thread runs beside the pool's limit until it returns).
+    - A caller cancelled through anyio for any other reason (`TimeoutMiddleware`, a
+      cancel scope) waits for the thread to return first, so the pool's limit holds and
+      nothing the call works on is closed under it; a native asyncio cancellation
+      (``Task.cancel()``, ``asyncio.wait_for``) stops waiting at once.
     """
     if kwargs:
         func = functools.partial(func, **kwargs)
-    return await anyio.to_thread.run_sync(
-        func, *args, abandon_on_cancel=abandon_threads_on_cancel.get(), limiter=threadpool_limiter()
-    )
+    leaving = client_leaving.get()
+    if leaving is not None and leaving.task_id == anyio.get_current_task().id:
+        return await _wait_unless_client_leaves(leaving, func, args)
+    return await anyio.to_thread.run_sync(func, *args, limiter=threadpool_limiter())
+
+
+async def _wait_unless_client_leaves(
+    leaving: ClientLeaving, func: Callable[..., T], args: tuple[Any, ...]
+) -> T:
+    with anyio.CancelScope(shield=True) as wait:  # (from a timeout, say: see above)
+        leaving.waits.add(wait)
+        if leaving.left:
+            wait.cancel()
+        try:
+            return await anyio.to_thread.run_sync(
+                func, *args, abandon_on_cancel=True, limiter=threadpool_limiter()
+            )
+        finally:
+            leaving.waits.discard(wait)
+    # The client left: the thread runs on and its result is dropped. The endpoint's
+    # cancellation goes on here, or, if a scope of its own shields it, this ends it.
+    await anyio.lowlevel.checkpoint()
+    raise ClientDisconnect
 
 
 async def run_to_the_end(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

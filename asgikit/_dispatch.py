@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from asgikit._concurrency import HelperTasks, abandon_threads_on_cancel
+from asgikit._concurrency import ClientLeaving, HelperTasks, client_leaving
 from asgikit._errors import (
     ErrorPolicy,
     any_debug,
@@ -394,9 +394,8 @@ async def call_guarded(
 # exist when that read began. A body read notices a disconnect anyway
 # (`ClientDisconnect`). Nor is it started for a task already being cancelled (a
 # timeout). On trio everything is set up before the call: a cancel scope, a task group
-# and the relay; there an awaited `run_in_threadpool` call stops waiting because it is
-# told to (``abandon_threads_on_cancel``), and trio keeps its pool slot until the thread
-# returns.
+# and the relay; there the disconnect also ends the endpoint's `run_in_threadpool`
+# waits (`ClientLeaving`), and trio keeps the thread's pool slot until it returns.
 
 _CLIENT_LEFT: Any = object()  # the endpoint's "result" once cancelled by a disconnect
 _WATCH_AFTER = 0.001  # seconds between the watching timer's turns (asyncio)
@@ -485,15 +484,16 @@ async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> 
     relay = ReceiveRelay.of(scope, request.receive)
     result: Any = _CLIENT_LEFT
     with anyio.CancelScope() as cancel_scope:
+        # The client leaving also ends the endpoint's `run_in_threadpool` waits, as a
+        # native cancellation does on asyncio (their threads run on).
+        leaving = ClientLeaving(cancel_scope)
         async with HelperTasks() as helpers:
-            helpers.start_soon(_cancel_on_disconnect, relay, cancel_scope.cancel, scope)
-            # An awaited `run_in_threadpool` call stops waiting when the client leaves,
-            # as a native cancellation makes it do on asyncio (its thread runs on).
-            abandoning = abandon_threads_on_cancel.set(True)
+            helpers.start_soon(_cancel_on_disconnect, relay, leaving.cancel, scope)
+            token = client_leaving.set(leaving)
             try:
                 result = await awaitable
             finally:
-                abandon_threads_on_cancel.reset(abandoning)
+                client_leaving.reset(token)
     # Cancelled while shielded (a thread returning) or swallowed: still send nothing.
     return _CLIENT_LEFT if cancel_scope.cancel_called else result
 

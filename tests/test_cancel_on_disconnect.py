@@ -459,6 +459,51 @@ async def test_other_cancellations_still_win_timeout_middleware() -> None:
     assert client.sent[0]["status"] == 504
 
 
+async def test_other_cancellations_still_wait_for_the_thread(anyio_backend: str) -> None:
+    # Only the client leaving ends a run_in_threadpool wait early: a timeout (the
+    # middleware's, or a scope in the endpoint) waits for the thread as without the
+    # setting, and so does a task the endpoint starts elsewhere.
+    released = threading.Event()
+    events: list[str] = []
+
+    def blocking(name: str) -> None:
+        released.wait(0.3)
+        events.append(f"{name} thread returned")
+
+    async def timed(name: str) -> None:
+        with anyio.move_on_after(0.01):
+            await run_in_threadpool(blocking, name)
+        events.append(f"{name} wait over")
+
+    async with anyio.create_task_group() as app_tasks:
+        router = Router(
+            cancel_on_disconnect=True, middleware=[Middleware(TimeoutMiddleware, timeout=0.02)]
+        )
+
+        @router.get("/scope")
+        async def in_a_scope(request: Request) -> str:
+            await timed("scope")
+            app_tasks.start_soon(timed, "task")
+            return "ok"
+
+        @router.get("/timeout")
+        async def timed_out(request: Request) -> str:
+            try:
+                await run_in_threadpool(blocking, "timeout")
+            finally:
+                events.append("timeout finally")
+            return "too late"
+
+        with anyio.fail_after(5):
+            await serve(router, Client(), http_scope(path="/scope"))
+            client = Client()
+            await serve(router, client, http_scope(path="/timeout"))
+    assert client.sent[0]["status"] == 504
+    for name in ("scope", "task"):  # each wait ended after its thread returned
+        assert events.index(f"{name} thread returned") < events.index(f"{name} wait over")
+    assert events.index("timeout thread returned") < events.index("timeout finally")
+
+
 async def test_many_requests_only_those_whose_client_left_are_cancelled(
     anyio_backend: str,
 ) -> None:
