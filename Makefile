@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test test-ray lint format docs bench bench-why bench-shared bench-serving bench-e2e clean soak bench-streams system-deps
+.PHONY: demo test test-pythons test-ray lint format docs bench bench-why bench-shared bench-serving bench-e2e clean soak bench-streams system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,23 @@ system-deps:
 test: lint system-deps
 	$(BIN)/python -m pytest -q --cov=asgikit --cov-branch --cov-report=term --cov-fail-under=95
 	$(MAKE) docs
+
+# The suite on the other CPython versions the project supports (requires-python >= 3.10),
+# each in a venv of its own (.venv-3.X); an interpreter that is not found is skipped, and
+# said so. About 3 minutes a version, so not part of `make test`. Choose them with
+# PYTHONS="/path/to/python3.12 ...".
+PYTHONS ?= python3.10 python3.12 python3.13
+test-pythons: system-deps
+	@for py in $(PYTHONS); do \
+	  if ! $$py -c 'import sys' >/dev/null 2>&1; then \
+	    echo "test-pythons: $$py not found, skipped"; continue; fi; \
+	  venv=.venv-$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  echo "test-pythons: $$py in $$venv"; \
+	  [ -x $$venv/bin/python ] || $$py -m venv $$venv || exit 1; \
+	  $$venv/bin/python -m pip install --quiet --upgrade pip || exit 1; \
+	  $$venv/bin/python -m pip install --quiet -e '.[test]' || exit 1; \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
+	done
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet

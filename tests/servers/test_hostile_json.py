@@ -78,7 +78,9 @@ def test_numbers_json_cannot_carry_are_a_400(
 def test_an_integer_longer_than_python_converts_is_a_400(client: httpx.Client, writer: str) -> None:
     response = post_json(client, writer, b'{"x": ' + b"7" * 5_000 + b"}")
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("Invalid JSON: Exceeds the limit (4300 digits)")
+    # (Python's own words: "(4300 digits)" from 3.11 on, "(4300) for integer string
+    # conversion" on 3.10.)
+    assert response.json()["detail"].startswith("Invalid JSON: Exceeds the limit (4300")
 
 
 @pytest.mark.parametrize("writer", WRITERS)
