@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from _server import serving
 from helpers import wait_until
@@ -365,6 +366,17 @@ async def test_sync_endpoint_stops_being_waited_for_and_its_result_is_dropped(
     assert client.sent == []
 
 
+async def leave_once_started(
+    task_group: anyio.abc.TaskGroup, app: ASGIApp, client: Client, started: threading.Event
+) -> None:
+    """Serve ``client``'s request in ``task_group``; the client leaves once the endpoint's
+    thread has started (the caller's ``fail_after`` bounds the wait)."""
+    task_group.start_soon(serve, app, client, http_scope())
+    while not started.is_set():
+        await anyio.sleep(0.001)
+    client.leave()
+
+
 async def test_an_awaited_run_in_threadpool_call_stops_waiting(anyio_backend: str) -> None:
     started = threading.Event()
     release = threading.Event()
@@ -386,10 +398,7 @@ async def test_an_awaited_run_in_threadpool_call_stops_waiting(anyio_backend: st
     client = Client()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve, router, client, http_scope())
-            while not started.is_set():
-                await anyio.sleep(0.001)
-            client.leave()
+            await leave_once_started(task_group, router, client, started)
             while not ended:  # the finally runs while the thread still waits
                 await anyio.sleep(0.001)
             assert not release.is_set()
@@ -434,10 +443,7 @@ async def test_asgikit_thread_work_is_still_waited_for(anyio_backend: str) -> No
     client = Client()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve, router, client, http_scope())
-            while not started.is_set():
-                await anyio.sleep(0.001)
-            client.leave()
+            await leave_once_started(task_group, router, client, started)
             await anyio.sleep(0.05)
             assert ended == []  # still waiting for the write
             release.set()
