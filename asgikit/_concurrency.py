@@ -80,11 +80,14 @@ class ClientLeaving:
     waits of the endpoint's own task. Those waits are shielded from every other
     cancellation (a timeout still waits for the thread); this one ends them."""
 
-    __slots__ = ("left", "scope", "task_id", "waits")
+    __slots__ = ("endpoint_running", "left", "scope", "task_id", "waits")
 
     def __init__(self, scope: anyio.CancelScope) -> None:
         self.scope = scope
         self.task_id = anyio.get_current_task().id
+        # Until the endpoint returns: then tasks holding a copy of the context see an
+        # inert one (a later task may get the same id, the id of a freed task).
+        self.endpoint_running = True
         self.left = False
         self.waits: set[anyio.CancelScope] = set()
 
@@ -121,7 +124,11 @@ async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwa
     if kwargs:
         func = functools.partial(func, **kwargs)
     leaving = client_leaving.get()
-    if leaving is not None and leaving.task_id == anyio.get_current_task().id:
+    if (
+        leaving is not None
+        and leaving.endpoint_running
+        and leaving.task_id == anyio.get_current_task().id
+    ):
         return await _wait_unless_client_leaves(leaving, func, args)
     return await anyio.to_thread.run_sync(func, *args, limiter=threadpool_limiter())
 
@@ -129,6 +136,9 @@ async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwa
 async def _wait_unless_client_leaves(
     leaving: ClientLeaving, func: Callable[..., T], args: tuple[Any, ...]
 ) -> T:
+    # A cancellation already under way wins, as it does without the shield below (a
+    # timed-out endpoint that calls again, in a loop or in a finally, gets it here).
+    await anyio.lowlevel.checkpoint_if_cancelled()
     with anyio.CancelScope(shield=True) as wait:  # (from a timeout, say: see above)
         leaving.waits.add(wait)
         if leaving.left:

@@ -493,6 +493,7 @@ async def _call_in_cancel_scope(awaitable: Awaitable[Any], request: Request) -> 
             try:
                 result = await awaitable
             finally:
+                leaving.endpoint_running = False
                 client_leaving.reset(token)
     # Cancelled while shielded (a thread returning) or swallowed: still send nothing.
     return _CLIENT_LEFT if cancel_scope.cancel_called else result

@@ -510,6 +510,76 @@ async def test_other_cancellations_still_wait_for_the_thread(anyio_backend: str)
     assert events.index("timeout thread returned") < events.index("timeout finally")
 
 
+async def test_a_timed_out_endpoint_calling_threads_in_a_loop_ends(anyio_backend: str) -> None:
+    # A cancellation under way wins over a new call: it is not hidden by the shield that
+    # keeps a timeout from abandoning a thread already running. (5,000 thread hops take
+    # far longer than the 50 ms deadline; a loop that ran them all was never stopped.)
+    finished: list[str] = []
+    timing_out = Router(
+        cancel_on_disconnect=True, middleware=[Middleware(TimeoutMiddleware, timeout=0.05)]
+    )
+    router = Router(cancel_on_disconnect=True)
+
+    async def hops(name: str) -> None:
+        for _ in range(5_000):
+            await run_in_threadpool(int)
+        finished.append(name)
+
+    @timing_out.get("/loop")
+    async def timed_out(request: Request) -> str:
+        await hops("timed out")
+        return "too late"
+
+    @router.get("/moves-on")
+    async def moves_on(request: Request) -> str:
+        with anyio.move_on_after(0.05):
+            await hops("moved on")
+        return "moved on"
+
+    first, second = Client(), Client()
+    with anyio.fail_after(30):
+        await serve(timing_out, first, http_scope(path="/loop"))
+        await serve(router, second, http_scope(path="/moves-on"))
+    assert first.sent[0]["status"] == 504
+    assert (second.sent[0]["status"], second.sent[1]["body"]) == (200, b"moved on")
+    assert finished == []
+
+
+async def test_tasks_outliving_a_request_whose_client_left_run_their_threads(
+    anyio_backend: str,
+) -> None:
+    # Tasks started by the endpoint copy its context: after the request they (and their
+    # own tasks, which may reuse the request task's id) wait for their threads as usual.
+    calls: list[int] = []
+    client = Client()
+
+    async def job(index: int) -> None:
+        await run_in_threadpool(calls.append, index)
+
+    async def worker() -> None:
+        await client.gone.wait()
+        await anyio.sleep(0.01)  # the request is over
+        async with anyio.create_task_group() as jobs:
+            for index in range(200):
+                jobs.start_soon(job, index)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as app_tasks:
+            router = Router(cancel_on_disconnect=True)
+
+            @router.get("/work")
+            async def starts_a_worker(request: Request) -> str:
+                app_tasks.start_soon(worker)
+                await anyio.sleep(5)
+                return "too late"
+
+            app_tasks.start_soon(serve, router, client, http_scope())
+            await anyio.sleep(0.05)
+            client.leave()
+    assert sorted(calls) == list(range(200))
+    assert client.sent == []
+
+
 async def test_many_requests_only_those_whose_client_left_are_cancelled(
     anyio_backend: str,
 ) -> None:
