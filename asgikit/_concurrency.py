@@ -99,8 +99,9 @@ class ClientLeaving:
             wait.cancel()
 
 
-# The request's `ClientLeaving` while its endpoint runs (tasks the endpoint starts copy
-# it: they are told apart by the task's id, and wait for their threads as usual).
+# The request's `ClientLeaving` while its endpoint runs. Tasks the endpoint starts copy
+# it: they are told apart by the task's id (and, once the endpoint returned, by
+# ``endpoint_running``), and wait for their threads as usual.
 client_leaving: ContextVar[ClientLeaving | None] = ContextVar(
     "asgikit_client_leaving", default=None
 )
@@ -130,7 +131,7 @@ async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwa
         and leaving.task_id == anyio.get_current_task().id
     ):
         return await _wait_unless_client_leaves(leaving, func, args)
-    return await anyio.to_thread.run_sync(func, *args, limiter=threadpool_limiter())
+    return await run_to_the_end(func, *args)
 
 
 async def _wait_unless_client_leaves(
