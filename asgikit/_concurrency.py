@@ -122,16 +122,15 @@ async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwa
       nothing the call works on is closed under it; a native asyncio cancellation
       (``Task.cancel()``, ``asyncio.wait_for``) stops waiting at once.
     """
-    if kwargs:
-        func = functools.partial(func, **kwargs)
+    call: Callable[..., T] = functools.partial(func, **kwargs) if kwargs else func
     leaving = client_leaving.get()
     if (
         leaving is not None
         and leaving.endpoint_running
         and leaving.task_id == anyio.get_current_task().id
     ):
-        return await _wait_unless_client_leaves(leaving, func, args)
-    return await run_to_the_end(func, *args)
+        return await _wait_unless_client_leaves(leaving, call, args)
+    return await run_to_the_end(call, *args)
 
 
 async def _wait_unless_client_leaves(
