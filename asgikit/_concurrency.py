@@ -80,7 +80,7 @@ class ClientLeaving:
     waits of the endpoint's own task. Those waits are shielded from every other
     cancellation (a timeout still waits for the thread); this one ends them."""
 
-    __slots__ = ("endpoint_running", "left", "scope", "task_id", "waits")
+    __slots__ = ("endpoint_running", "scope", "task_id", "waits")
 
     def __init__(self, scope: anyio.CancelScope) -> None:
         self.scope = scope
@@ -88,12 +88,10 @@ class ClientLeaving:
         # Until the endpoint returns: then tasks holding a copy of the context see an
         # inert one (a later task may get the same id, the id of a freed task).
         self.endpoint_running = True
-        self.left = False
         self.waits: set[anyio.CancelScope] = set()
 
     def cancel(self) -> None:
-        """The client has left."""
-        self.left = True
+        """The client has left (the scope's ``cancel_called`` says so from then on)."""
         self.scope.cancel()
         for wait in self.waits:
             wait.cancel()
@@ -141,7 +139,7 @@ async def _wait_unless_client_leaves(
     await anyio.lowlevel.checkpoint_if_cancelled()
     with anyio.CancelScope(shield=True) as wait:  # (from a timeout, say: see above)
         leaving.waits.add(wait)
-        if leaving.left:
+        if leaving.scope.cancel_called:  # (left already; a scope of the endpoint shields it)
             wait.cancel()
         try:
             return await anyio.to_thread.run_sync(
