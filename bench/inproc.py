@@ -10,6 +10,7 @@ VM's absolute speed drifts by up to 1.8x; paired ratios do not).
 
     python bench/inproc.py                      # every scenario + routing curve
     python bench/inproc.py --scenarios hello --rounds 5
+    python bench/inproc.py --scenarios stream,sse --stream-items 0   # fixed cost only
 """
 
 from __future__ import annotations
@@ -179,11 +180,19 @@ async def main() -> None:
     parser.add_argument(
         "--routing", default="10,100,1000", help="route counts for the curve ('' skips)"
     )
+    parser.add_argument(
+        "--stream-items",
+        type=int,
+        default=scenarios.STREAM_CHUNKS,
+        help="items per stream, SSE and NDJSON response (0: the fixed cost alone)",
+    )
     args = parser.parse_args()
+    scenarios.set_stream_items(args.stream_items)
     modules = {name: importlib.import_module(name) for name in args.apps.split(",")}
     apps = {name: module.app for name, module in modules.items()}
     print(
         f"# bench/inproc.py  python={platform.python_version()}  rounds={args.rounds}  "
+        f"stream items={scenarios.STREAM_CHUNKS}  "
         f"(median us/request; x raw = median of per-round ratios)"
     )
     print(f"{'scenario':<13}| " + " | ".join(f"{name:>22}" for name in apps))

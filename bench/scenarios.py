@@ -45,6 +45,7 @@ def route_body(path: str) -> bytes:
 
 
 # Streaming scenarios (the shared harness's "stream", plus SSE and NDJSON of the same size).
+# The apps read these names per request: `set_stream_items` changes them for a run.
 STREAM_CHUNKS = 100
 
 
@@ -53,15 +54,29 @@ def stream_chunk(i: int) -> bytes:
     return b"chunk %09d\n" % i
 
 
-STREAM_BODY = b"".join(stream_chunk(i) for i in range(STREAM_CHUNKS))
-# SSE: one event per token, ``data: token 042\n\n``.
-SSE_TOKENS = tuple(f"token {i:03d}" for i in range(STREAM_CHUNKS))
-SSE_BODY = b"".join(b"data: " + token.encode() + b"\n\n" for token in SSE_TOKENS)
-# NDJSON: one compact JSON document per row.
-NDJSON_ROWS = tuple({"i": i, "token": f"token {i:03d}"} for i in range(STREAM_CHUNKS))
-NDJSON_BODY = b"".join(
-    b'{"i":%d,"token":"token %03d"}\n' % (row["i"], row["i"]) for row in NDJSON_ROWS
-)
+def set_stream_items(count: int) -> None:
+    """Make the stream, SSE and NDJSON scenarios ``count`` items long (100 unless
+    changed). Timing them at 0 and at 100 items splits a response's cost into its
+    fixed part and its cost per item: ``inproc.py --stream-items``."""
+    global STREAM_CHUNKS, STREAM_BODY, SSE_TOKENS, SSE_BODY, NDJSON_ROWS, NDJSON_BODY
+    STREAM_CHUNKS = count
+    STREAM_BODY = b"".join(stream_chunk(i) for i in range(count))
+    # SSE: one event per token, ``data: token 042\n\n``.
+    SSE_TOKENS = tuple(f"token {i:03d}" for i in range(count))
+    SSE_BODY = b"".join(b"data: " + token.encode() + b"\n\n" for token in SSE_TOKENS)
+    # NDJSON: one compact JSON document per row.
+    NDJSON_ROWS = tuple({"i": i, "token": f"token {i:03d}"} for i in range(count))
+    NDJSON_BODY = b"".join(
+        b'{"i":%d,"token":"token %03d"}\n' % (row["i"], row["i"]) for row in NDJSON_ROWS
+    )
+
+
+STREAM_BODY = b""
+SSE_TOKENS: tuple[str, ...] = ()
+SSE_BODY = b""
+NDJSON_ROWS: tuple[dict[str, object], ...] = ()
+NDJSON_BODY = b""
+set_stream_items(STREAM_CHUNKS)
 
 
 # Request bodies (the end-to-end bench, ``e2e.py``, POSTs them with wrk).
