@@ -29,8 +29,14 @@ from asgikit.types import Receive, Scope, Send
 __all__ = ["StaticFiles"]
 
 
+# Every 404 of StaticFiles, whatever the disk holds (nothing there, a directory, a
+# symlink leading out, a special file, a path that leaves the directory): the same
+# answer, so none of them tells a client more than "not here".
+_NOT_FOUND = "Not Found"
+
+
 def _not_found() -> FileUnavailable:
-    return FileUnavailable(404, "Not Found")
+    return FileUnavailable(404, _NOT_FOUND)
 
 
 class _Found:
@@ -111,7 +117,7 @@ class StaticFiles:
         path = route_path(scope["path"], scope.get("root_path", ""))
         parts = safe_path_parts(path)
         if parts is None:
-            await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
+            await JSONResponse({"detail": _NOT_FOUND}, status_code=404)(scope, receive, send)
             return
         try:
             found = await plan_in_thread(
@@ -123,7 +129,8 @@ class StaticFiles:
                 offers_pathsend(scope),
             )
         except FileUnavailable as exc:
-            await JSONResponse({"detail": exc.detail}, status_code=exc.status)(scope, receive, send)
+            detail = _NOT_FOUND if exc.status == 404 else exc.detail
+            await JSONResponse({"detail": detail}, status_code=exc.status)(scope, receive, send)
             return
         if isinstance(found, _AddSlash):
             location = redirect_location(scope, scope["path"] + "/")

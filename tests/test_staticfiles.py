@@ -163,6 +163,11 @@ def test_symlinks_leaving_the_directory(site: Path) -> None:
         assert client.get("/static/escape.txt").status_code == 404
         assert client.get("/static/escape-dir/secret.txt").status_code == 404
         assert client.get("/static/alias.js").text == "console.log('hi')"
+        # The 404 says nothing more about a symlink than about a missing file.
+        missing = client.get("/static/missing.txt")
+        for path in ("/static/escape.txt", "/static/escape-dir/secret.txt", "/static/docs"):
+            answer = client.get(path)
+            assert (answer.status_code, answer.content) == (404, missing.content), path
     with TestClient(_router(site, follow_symlinks=True)) as client:
         assert client.get("/static/escape.txt").text == "top secret"
         assert client.get("/static/escape-dir/secret.txt").text == "top secret"
