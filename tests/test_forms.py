@@ -540,9 +540,24 @@ async def test_more_body_than_content_length_is_400() -> None:
     assert b"Content-Length" in sent[1]["body"]
 
 
-@pytest.mark.parametrize("charset", ["base64", "rot13", "zlib", "hex", "no-such-charset"])
+@pytest.mark.parametrize(
+    "charset", ["base64", "rot13", "zlib", "hex", "no-such-charset", '"utf\0-8"']
+)
 def test_field_charset_that_is_not_a_text_encoding_is_400(client: TestClient, charset: str) -> None:
     body = multipart(part("a", b"hello", extra=f"Content-Type: text/plain; charset={charset}\r\n"))
     response = post_multipart(client, body)
     assert response.status_code == 400
     assert "charset" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("charset", ["undefined", "punycode", "idna"])
+def test_field_charset_whose_codec_refuses_the_bytes_is_400(
+    client: TestClient, charset: str
+) -> None:
+    # These codecs raise their own UnicodeError (not UnicodeDecodeError) on bad input.
+    body = multipart(
+        part("a", b"\xff\xfe-\x80", extra=f"Content-Type: text/plain; charset={charset}\r\n")
+    )
+    response = post_multipart(client, body)
+    assert response.status_code == 400
+    assert response.json()["detail"] == f"Form field 'a' is not valid {charset}"

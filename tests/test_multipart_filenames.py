@@ -29,7 +29,8 @@ def filename_of(disposition: str) -> str | None:
         form = await parse_form(headers, chunks(), FormLimits())
         try:
             (value,) = form.values()
-            assert isinstance(value, UploadFile)
+            if not isinstance(value, UploadFile):
+                raise ValueError(f"not one file: the part is a text field, {value!r}")
             return value.filename
         finally:
             await form.close()
@@ -59,3 +60,21 @@ def test_an_unusable_extended_name_without_a_fallback_is_a_400_naming_the_part()
         filename_of("form-data; name=\"upload\"; filename*=x-klingon''abc")
     assert info.value.status_code == 400
     assert "filename*" in info.value.detail and "'upload'" in info.value.detail
+
+
+def test_a_filename_star_inside_a_quoted_value_is_text() -> None:
+    # The quoted name and filename are values, whatever they contain: no part gains a
+    # file name (or a path) from text inside them.
+    with pytest.raises(ValueError, match="not one file"):
+        filename_of("form-data; name=\"note; filename*=UTF-8''x.txt\"")
+    tricky = 'form-data; name="f"; filename="report;filename*=UTF-8\'\'..%2Fpasswd.txt"'
+    assert filename_of(tricky) == "report;filename*=UTF-8''..%2Fpasswd.txt"
+    # A real filename* after such a value still counts.
+    after = 'form-data; name="a; b"; filename="x"; filename*=UTF-8\'\'caf%C3%A9.txt'
+    assert filename_of(after) == "café.txt"
+
+
+@pytest.mark.parametrize("charset", ["undefined", "punycode", "utf\0-8", "idna"])
+def test_any_charset_a_client_names_in_filename_star_falls_back(charset: str) -> None:
+    disposition = f'form-data; name="f"; filename="plain.txt"; filename*={charset}\'\'%FF%FE'
+    assert filename_of(disposition) == "plain.txt"

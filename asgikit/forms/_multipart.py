@@ -39,6 +39,7 @@ __all__ = [
     "MultipartReader",
     "decode_field",
     "decode_rfc5987",
+    "extended_filename",
     "multipart_parser",
     "parser_error",
     "part_headers",
@@ -54,7 +55,9 @@ IN_MEMORY_FILES_BUDGET = 8 * SPOOL_MAX_SIZE
 
 # RFC 2046 section 5.1.1: 1 to 70 characters from bchars, not ending in a space.
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
-_FILENAME_STAR = re.compile(r";\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
+# One ``; name=value`` parameter of a header value: the value is a quoted string (whose
+# ``;`` and ``=`` are text) or anything up to the next ``;``.
+_PARAMETER = re.compile(r';\s*([^\s;="]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;"]*)\s*')
 
 
 def multipart_parser(boundary: str | None, content_length: int | None, max_parts: int) -> Any:
@@ -87,7 +90,7 @@ def decode_rfc5987(value: str) -> str | None:
         return None
     try:
         return unquote_to_bytes(encoded).decode(charset or "utf-8")
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, ValueError):  # see decode_field
         return None
 
 
@@ -115,14 +118,34 @@ def part_name_and_filename(segment: Any) -> tuple[str, str | None]:
     if not name and parse_content_disposition(disposition)[1] is None:
         raise HTTPException(400, "Multipart part has no name in its Content-Disposition header")
     if "*" in disposition:
-        match = _FILENAME_STAR.search(disposition)
-        if match is not None:
-            extended = decode_rfc5987(match.group(1))
+        raw = extended_filename(disposition)
+        if raw is not None:
+            extended = decode_rfc5987(raw)
             if extended is not None:
                 filename = extended
             elif filename is None:
-                raise HTTPException(400, f"Invalid filename* in part {name!r}: {match.group(1)!r}")
+                raise HTTPException(400, f"Invalid filename* in part {name!r}: {raw!r}")
     return name, filename
+
+
+def extended_filename(disposition: str) -> str | None:
+    """The raw ``filename*`` parameter of a ``Content-Disposition`` value, or None.
+
+    Parameters are read in order, each quoted value whole: a ``filename*=`` inside the
+    quoted ``name`` or ``filename`` is text, not a parameter. Reading stops at the first
+    parameter that does not parse."""
+    position = disposition.find(";")
+    while position >= 0:
+        match = _PARAMETER.match(disposition, position)
+        if match is None:
+            return None
+        if match.group(1).lower() == "filename*":
+            return match.group(2)
+        position = match.end()
+        if position < len(disposition) and disposition[position] != ";":
+            return None  # text after a quoted value: not a parameter list
+        position = disposition.find(";", position)
+    return None
 
 
 def part_headers(segment: Any) -> Headers:
@@ -284,15 +307,17 @@ class MultipartReader:
 
 
 def decode_field(name: str, data: bytes | bytearray, charset: str) -> str:
+    # The charset is the client's word: whatever it names must end in a 400.
     try:
         # Only text encodings: codecs also knows base64, zlib, rot13, ... (not charsets).
         if not codecs.lookup(charset)._is_text_encoding:
             raise LookupError(charset)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         raise HTTPException(
             400, f"Form field {name!r} has an unknown charset {charset!r}"
         ) from None
     try:
         return data.decode(charset)
-    except (UnicodeDecodeError, LookupError):
+    except ValueError:  # UnicodeDecodeError, or the UnicodeError of a codec that never
+        # decodes ("undefined") or rejects its input its own way ("punycode", "idna")
         raise HTTPException(400, f"Form field {name!r} is not valid {charset}") from None
