@@ -88,7 +88,7 @@ _QUEUED, _RUNNING, _DONE = range(3)
 class _Call(Generic[T, R]):
     """One caller's item, and where its result lands."""
 
-    __slots__ = ("arrived", "error", "event", "item", "result", "runner", "state")
+    __slots__ = ("arrived", "error", "event", "item", "result", "runner", "state", "traceback")
 
     def __init__(self, item: T, arrived: float) -> None:
         self.item = item
@@ -97,13 +97,24 @@ class _Call(Generic[T, R]):
         self.runner = False  # this caller's task dispatches batches (see Batcher)
         self.result: R | None = None
         self.error: BaseException | None = None
+        self.traceback: TracebackType | None = None
         self.event = anyio.Event()  # set when done, or when made a runner
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         self.result = result
         self.error = error
+        # A failed batch's error goes to every caller in it, each raising the same
+        # object: each raises it from where the batch failed, or the traceback would
+        # grow by every earlier caller's frames.
+        self.traceback = None if error is None else error.__traceback__
         self.state = _DONE
         self.event.set()
+
+    def outcome(self) -> R:
+        """The result, or the error raised with the traceback it had when it landed."""
+        if self.error is not None:
+            raise self.error.with_traceback(self.traceback)
+        return cast(R, self.result)
 
 
 class Batcher(Generic[T, R]):
@@ -246,6 +257,14 @@ class Batcher(Generic[T, R]):
         """
         if self._closed:
             raise RuntimeError("Batcher is closed; it no longer accepts calls")
+        # A caller cancelled already (its scope timed out, its client left) must not
+        # send its item to the model: the cancellation could otherwise arrive only
+        # once the batch has left.
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            self._cancelled += 1
+            raise
         waiting = self._queued
         if self._gatherer is not None:  # the batch being formed is not waiting
             waiting -= min(waiting, self.max_batch_size)
@@ -287,9 +306,7 @@ class Batcher(Generic[T, R]):
                     self._retire(call)
                 continue
             if call.state == _DONE:
-                if call.error is not None:
-                    raise call.error
-                return cast(R, call.result)
+                return call.outcome()
             if call.event.is_set():  # it woke us to make us a runner; that is over
                 call.event = anyio.Event()
             timeout = None

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import random
 import threading
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -759,3 +760,51 @@ async def test_sync_batches_hold_a_thread_pool_token_and_wait_when_the_pool_is_f
         set_threadpool_size(40)
     assert [tokens for _, tokens in seen] == [1, 1]
     assert all(thread != threading.get_ident() for thread, _ in seen)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_caller_cancelled_before_it_calls_never_reaches_func() -> None:
+    seen: list[list[str]] = []
+
+    async def model(items: list[str]) -> list[str]:
+        seen.append(list(items))
+        return items
+
+    batcher: Batcher[str, str] = Batcher(model, max_batch_size=8)
+    outcomes: dict[str, str] = {}
+
+    async def call(item: str, cancelled: bool) -> None:
+        with anyio.CancelScope() as scope:
+            if cancelled:
+                scope.cancel()  # say the request's deadline passed already
+            outcomes[item] = await batcher(item)
+        if scope.cancelled_caught:
+            outcomes[item] = "cancelled"
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call, "kept", False)
+        group.start_soon(call, "late", True)
+    assert outcomes == {"kept": "kept", "late": "cancelled"}
+    assert seen == [["kept"]]
+    assert batcher.stats.cancelled == 1
+
+
+async def test_every_caller_of_a_failed_batch_gets_the_error_from_where_it_failed() -> None:
+    async def model(items: list[int]) -> list[int]:
+        await anyio.sleep(0)
+        raise ValueError("the model failed")
+
+    batcher: Batcher[int, int] = Batcher(model, max_batch_size=32)
+    depths: list[int] = []
+
+    async def call(item: int) -> None:
+        try:
+            await batcher(item)
+        except ValueError as exc:
+            depths.append(len(traceback.extract_tb(exc.__traceback__)))
+
+    async with anyio.create_task_group() as group:
+        for item in range(32):
+            group.start_soon(call, item)
+    # One shared error: raised as it was, it gathered every earlier caller's frames.
+    assert len(depths) == 32 and max(depths) - min(depths) <= 2, depths
