@@ -64,7 +64,7 @@ async def serve_lifespan(
     The merged state goes into ``scope["state"]`` (the ASGI state extension) and to
     ``publish`` (for servers without that extension); ``publish({})`` after shutdown.
     A failure sends ``lifespan.startup.failed`` or ``lifespan.shutdown.failed`` with the
-    error text, then re-raises.
+    error text, logs the error with its traceback (logger ``asgikit``), then re-raises.
     """
     started = False
     await receive()  # lifespan.startup
@@ -80,6 +80,11 @@ async def serve_lifespan(
     except BaseException as exc:
         publish({})
         text = str(exc) or type(exc).__name__
+        if isinstance(exc, Exception):  # (not a cancellation)
+            # Servers print only the message ("'model_path'" for a KeyError) and, once
+            # told, log nothing of the exception: its type and traceback go out here.
+            phase = "shutdown" if started else "startup"
+            logger.error("Lifespan %s failed", phase, exc_info=exc)
         if started:
             await send({"type": "lifespan.shutdown.failed", "message": text})
         else:

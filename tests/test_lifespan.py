@@ -77,7 +77,7 @@ def test_mounted_router_lifespan_runs_inside_parent() -> None:
     assert events == ["outer up", "inner up", "inner down", "outer down"]
 
 
-def test_startup_failure_reports_error_text() -> None:
+def test_startup_failure_reports_error_text(caplog: pytest.LogCaptureFixture) -> None:
     @contextlib.asynccontextmanager
     async def lifespan(router: Router) -> AsyncIterator[None]:
         raise RuntimeError("weights missing")
@@ -88,6 +88,11 @@ def test_startup_failure_reports_error_text() -> None:
     with pytest.raises(RuntimeError):
         anyio.run(router, {"type": "lifespan", "state": {}}, receive_lifespan(), send)
     assert send.messages == [{"type": "lifespan.startup.failed", "message": "weights missing"}]
+    # The server shows only the message: the type and the traceback are logged.
+    (record,) = [r for r in caplog.records if r.name == "asgikit"]
+    assert record.getMessage() == "Lifespan startup failed"
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    assert "in lifespan" in caplog.text  # the frame that raised
     with pytest.raises(RuntimeError, match="weights missing"), TestClient(router):
         pass
 
