@@ -8,8 +8,10 @@ the conversion of an endpoint's return value into an ASGI callable.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeAlias
@@ -19,6 +21,12 @@ from asgikit._inspect import is_async_callable
 from asgikit.exceptions import HTTPException
 from asgikit.requests import Request
 from asgikit.responses import JSONResponse, PlainTextResponse, Response
+
+_ExceptionGroup: type[Exception]
+if sys.version_info >= (3, 11):
+    _ExceptionGroup = ExceptionGroup  # noqa: F821 - a builtin from 3.11 on
+else:  # the backport (anyio raises its groups on 3.10)
+    _ExceptionGroup = importlib.import_module("exceptiongroup").ExceptionGroup
 
 ExceptionHandler: TypeAlias = Callable[[Request, Any], Any]
 
@@ -135,11 +143,14 @@ async def error_response(
 
     Handlers are looked up in ``routers`` in order (the router that matched, then the
     routers it is mounted in, nearest first); within one router the most specific class
-    wins. An `HTTPException` nobody handles gets `default_error_response`; any other
+    wins. An `HTTPException` nobody handles gets `default_error_response`; so does an
+    exception group of nothing but `HTTPException` (`only_http_exceptions`). Any other
     unhandled error is logged and answered 500 (a ``500`` or ``Exception`` handler may
     shape it), then re-raised.
     """
     handler: ExceptionHandler | None
+    if isinstance(exc, _ExceptionGroup):
+        exc = only_http_exceptions(exc) or exc
     if isinstance(exc, HTTPException):
         for router in routers:
             handler = router._handlers.for_http(exc)
@@ -156,6 +167,24 @@ async def error_response(
         if handler is not None:
             return await _handled(handler, request, exc, exc, routers)
     return server_error_response(exc, any_debug(routers)), exc
+
+
+def only_http_exceptions(group: Any) -> HTTPException | None:
+    """The first `HTTPException` of an exception group holding nothing else (nested
+    groups included), else None.
+
+    A task group (``anyio``, ``asyncio.TaskGroup``) raises what its tasks raised
+    wrapped in a group: when every task failed with an `HTTPException` (say a
+    `Batcher`'s `Overloaded`), the client gets that answer rather than a 500. A group
+    with any other error in it is an error like any other."""
+    first: HTTPException | None = None
+    for inner in group.exceptions:
+        found = only_http_exceptions(inner) if isinstance(inner, _ExceptionGroup) else inner
+        if not isinstance(found, HTTPException):
+            return None
+        if first is None:
+            first = found
+    return first
 
 
 async def _handled(

@@ -313,3 +313,63 @@ def test_oserror_before_the_response_started_is_a_500_not_a_disconnect() -> None
     with pytest.raises(PermissionError):
         TestClient(router).get("/weights")
     assert TestClient(router, raise_server_exceptions=False).get("/weights").status_code == 500
+
+
+def _task_group_router(*errors: BaseException, nested: bool = False) -> Router:
+    """An endpoint whose task group's tasks raise ``errors`` (each in its own task)."""
+    router = Router()
+
+    async def fail(error: BaseException) -> None:
+        raise error
+
+    @router.get("/fan-out")
+    async def fan_out(request: Request) -> None:
+        async with anyio.create_task_group() as group:
+            for error in errors:
+                group.start_soon(fail, error)
+            if nested:
+                group.start_soon(_task_group_failing, errors)
+            await anyio.sleep(1)
+
+    return router
+
+
+async def _task_group_failing(errors: tuple[BaseException, ...]) -> None:
+    async with anyio.create_task_group() as group:
+        for error in errors:
+            group.start_soon(_raise, error)
+        await anyio.sleep(1)
+
+
+async def _raise(error: BaseException) -> None:
+    raise error
+
+
+def test_a_task_group_of_http_exceptions_answers_the_first() -> None:
+    from asgikit.serving import Overloaded
+
+    router = _task_group_router(Overloaded(retry_after=3), Overloaded(retry_after=3))
+    response = TestClient(router).get("/fan-out")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "3"
+    assert response.json() == {"detail": "Server overloaded, retry later"}
+    nested = _task_group_router(HTTPException(429, "slow down"), nested=True)
+    response = TestClient(nested).get("/fan-out")
+    assert (response.status_code, response.json()) == (429, {"detail": "slow down"})
+
+
+def test_a_task_group_with_any_other_error_is_a_500(caplog: pytest.LogCaptureFixture) -> None:
+    router = _task_group_router(HTTPException(429), ModelError("boom"))
+    response = TestClient(router, raise_server_exceptions=False).get("/fan-out")
+    assert response.status_code == 500
+    assert "boom" in caplog.text  # logged, with the group
+
+
+def test_a_status_handler_applies_to_a_task_groups_http_exception() -> None:
+    async def too_many(request: Request, exc: HTTPException) -> PlainTextResponse:
+        return PlainTextResponse(f"handled: {exc.detail}", status_code=429)
+
+    router = Router(exception_handlers={429: too_many})
+    router.mount("/", _task_group_router(HTTPException(429, "slow down")))
+    response = TestClient(router).get("/fan-out")
+    assert (response.status_code, response.text) == (429, "handled: slow down")
