@@ -400,26 +400,26 @@ def redirect_location(scope: Scope, path: str) -> str:
     """
     query_string: bytes = scope.get("query_string", b"")
     relative = path + ("?" + query_string.decode("latin-1") if query_string else "")
-    if _host_header(scope) is _INVALID_HOST:
+    if plain_host_header(scope) is INVALID_HOST:
         return relative
     return str(URL(scope={**scope, "path": path}))
 
 
-_INVALID_HOST = "\0invalid"
+INVALID_HOST = "\0invalid"
 
 
-def _host_header(scope: Scope) -> str | None:
-    """The ``Host`` header when it is a plain ``host[:port]``; `_INVALID_HOST` for any
+def plain_host_header(scope: Scope) -> str | None:
+    """The ``Host`` header when it is a plain ``host[:port]``; `INVALID_HOST` for any
     other text (``evil.com/x``, ``a@b``, ``[::1``, ``a:99999``); ``None`` when absent."""
     for name, value in scope.get("headers", ()):
         if name == b"host":
             host: str = value.decode("latin-1")
             if not _PLAIN_NETLOC.fullmatch(host):
-                return _INVALID_HOST
+                return INVALID_HOST
             try:
                 _port = urlsplit(f"//{host}").port  # out of range, or brackets around a non-IP
             except ValueError:
-                return _INVALID_HOST
+                return INVALID_HOST
             return host
     return None
 
@@ -430,8 +430,8 @@ def _url_from_scope(scope: Scope) -> str:
     query_string: bytes = scope.get("query_string", b"")
     # A Host header that is not a plain host[:port] is ignored, as if absent: spliced
     # into the URL, "evil.com/x?" would move the path into the query.
-    host = _host_header(scope)
-    if host is not None and host is not _INVALID_HOST:
+    host = plain_host_header(scope)
+    if host is not None and host is not INVALID_HOST:
         url = f"{scheme}://{host}{path}"
     elif scope.get("server"):
         server_host, port = scope["server"]

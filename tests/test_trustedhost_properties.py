@@ -1,10 +1,11 @@
 """Property tests (hypothesis): whatever the ``Host`` header, `TrustedHostMiddleware`
 answers 200, 307 or 400 (never raises), and lets a request through only for an allowed
-host; `https_url` builds a URL for any of them."""
+host; `https_url` builds a URL for any plain ``host[:port]`` and refuses the rest."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from helpers import Recorder, http_scope, receive_body
@@ -16,6 +17,12 @@ from asgikit.middleware.httpsredirect import https_url
 from asgikit.middleware.trustedhost import host_without_port
 from asgikit.types import Receive, Scope, Send
 
+PLAIN_HOSTS = {
+    f"{prefix}{name}{port}".encode()
+    for prefix in ("", "a.", "www.", "x.y.")
+    for name in ("api.example.com", "models.example.com", "example.org")
+    for port in ("", ":8000")
+} | {b"[::1]", b"[::1]:8000"}
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ALLOWED = ["api.example.com", "*.models.example.com", "www.example.org"]
 
@@ -69,5 +76,12 @@ def test_https_url_is_built_for_any_host_header(host: bytes) -> None:
         "query_string": b"q=1",
         "headers": [(b"host", host)],
     }
-    url = https_url(scope)
+    try:
+        url = https_url(scope)
+    except ValueError as exc:  # not a plain host[:port]: no URL is built from it
+        assert "Invalid host header" in str(exc)
+        assert host not in PLAIN_HOSTS
+        return
     assert url.startswith("https://") and url.endswith("/v1?q=1")
+    # The host is the URL's authority, all of it: nothing moved into path or query.
+    assert urlsplit(url).path == "/v1" and urlsplit(url).query == "q=1"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from asgikit.middleware._answers import host_header, request_target, send_redirect
+from asgikit.datastructures import INVALID_HOST, plain_host_header
+from asgikit.middleware._answers import request_target, send_error, send_redirect
 from asgikit.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["HTTPSRedirectMiddleware", "https_url"]
@@ -15,7 +16,9 @@ def https_url(scope: Scope) -> str:
 
     Path and query are kept as received (percent-encoded); the default ports 80 and 443
     are dropped, any other port is kept. The host comes from the ``Host`` header, else
-    from ``scope["server"]``.
+    from ``scope["server"]``. `ValueError` if the ``Host`` header is not a plain
+    ``host[:port]`` (``evil.com/x?`` would move the path into the query), or if there is
+    neither a ``Host`` header nor a server address.
 
     >>> https_url({"type": "http", "scheme": "http", "path": "/a", "query_string": b"q=1",
     ...            "headers": [(b"host", b"example.com:80")]})
@@ -23,15 +26,17 @@ def https_url(scope: Scope) -> str:
     """
     scheme = _scheme(scope)
     secure_scheme = _SECURE_SCHEMES.get(scheme, scheme)
-    header = host_header(scope)
+    header = plain_host_header(scope)
+    if header is INVALID_HOST:
+        raise ValueError("Invalid host header: not a plain host[:port]")
     if header is not None:
-        host, port = _split_host(header.strip())
+        host, port = _split_host(header)
     elif scope.get("server"):
         server_host, server_port = scope["server"]
         host = f"[{server_host}]" if ":" in server_host else server_host
         port = None if server_port is None else str(server_port)
     else:
-        raise ValueError("cannot build an https URL: the request has no Host and no server")
+        raise ValueError("Missing Host header (and no server address to redirect to)")
     netloc = host if port in (None, "", "80", "443") else f"{host}:{port}"
     return f"{secure_scheme}://{netloc}{request_target(scope)}"
 
@@ -67,7 +72,9 @@ class HTTPSRedirectMiddleware:
     is meant to stay HTTPS-only. A ``ws`` handshake is redirected through the
     ``websocket.http.response`` extension when the server offers it, and otherwise
     refused (closed before acceptance). Requests already on ``https``/``wss`` and the
-    ``lifespan`` scope pass through.
+    ``lifespan`` scope pass through. A ``Host`` header that is not a plain
+    ``host[:port]`` (``evil.com/x?``, ``a@b``, ``[::1``) gets a ``400``, never a
+    redirect built from it.
 
     Behind a TLS-terminating proxy, let the server apply ``X-Forwarded-Proto`` first
     (``uvicorn --proxy-headers``), or every request looks like ``http``.
@@ -83,6 +90,11 @@ class HTTPSRedirectMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and _scheme(scope) in _SECURE_SCHEMES:
-            await send_redirect(scope, send, https_url(scope), self.status_code)
+            try:
+                location = https_url(scope)
+            except ValueError as exc:  # no usable host to redirect to (RFC 9112: a 400)
+                await send_error(scope, send, 400, str(exc))
+                return
+            await send_redirect(scope, send, location, self.status_code)
             return
         await self.app(scope, receive, send)
