@@ -621,6 +621,10 @@ class StreamingResponse(Response):
             if ping_sent is not None:
                 await ping_sent.wait()
         watch.pinging = None  # no pinger starts during the last send
+        # With this message the body is complete, and servers report a disconnect the
+        # moment it is (hypercorn on trio within this very send): from here on that
+        # means the response is over, not that the client left early.
+        watch.streaming = False
         try:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:

@@ -210,6 +210,28 @@ async def background(request: Request) -> PlainTextResponse:
     return PlainTextResponse("answered", background=BackgroundTask(record))
 
 
+@router.get("/background-stream/{kind}/{token}")
+async def background_stream(request: Request) -> StreamingResponse:
+    """A complete stream of each kind, whose background task records that it ran."""
+    token = request.path_params["token"]
+    kind = request.path_params["kind"]
+
+    async def record() -> None:
+        ENDINGS[token] = "background ran"
+
+    async def items() -> AsyncIterator[str]:
+        for index in range(3):
+            await anyio.sleep(0.01)
+            yield f"item {index}"
+
+    background = BackgroundTask(record)
+    if kind == "sse":
+        return EventSourceResponse(items(), background=background)
+    if kind == "ndjson":
+        return NDJSONResponse(items(), background=background)
+    return StreamingResponse(items(), media_type="text/plain", background=background)
+
+
 @router.post("/release/{token}")
 async def release(request: Request) -> None:
     release_event(request.path_params["token"]).set()

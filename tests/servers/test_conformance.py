@@ -115,6 +115,16 @@ def test_background_task_runs_after_the_response(client: httpx.Client) -> None:
     assert wait_for_ending(client, name) == "background ran"
 
 
+@pytest.mark.parametrize("kind", ["stream", "sse", "ndjson"])
+def test_background_task_runs_after_a_complete_stream(client: httpx.Client, kind: str) -> None:
+    # Servers report http.disconnect as soon as the body is complete (hypercorn on trio
+    # within the last send itself): that is not a client leaving early.
+    name = token()
+    response = client.get(f"/background-stream/{kind}/{name}")
+    assert response.status_code == 200 and "item 2" in response.text
+    assert wait_for_ending(client, name) == "background ran"
+
+
 def test_json(client: httpx.Client) -> None:
     payload = {"prompt": "naïve café", "numbers": [1, 2.5, None], "nested": {"ok": True}}
     assert client.post("/json", json=payload).json() == {"received": payload}
