@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, NoReturn
 
 from asgikit import _json
+from asgikit._receive import receive_if_ready
 from asgikit.datastructures import encode_header
 from asgikit.exceptions import WebSocketDisconnect
 from asgikit.requests import HTTPConnection
@@ -23,6 +24,9 @@ __all__ = ["WebSocket", "WebSocketDisconnect"]
 
 _CONNECTING, _CONNECTED, _CLOSED = 0, 1, 2
 _HTTP_RESPONSE = "websocket.http.response"
+# Unread messages looked through for the close frame after a failed send (servers
+# queue a few dozen at most: uvicorn's websockets implementation 32).
+_UNREAD_LIMIT = 256
 
 
 def _handshake_headers(
@@ -216,8 +220,24 @@ class WebSocket(HTTPConnection):
         except OSError:
             # ASGI 2.4: the server's send fails once the client is gone.
             self._client_state = _CLOSED
-            self._close_code = 1006
-            raise WebSocketDisconnect(1006, "the client went away") from None
+            self._close_code, self._close_reason = await self._close_frame()
+            raise WebSocketDisconnect(self._close_code, self._close_reason) from None
+
+    async def _close_frame(self) -> tuple[int, str]:
+        """The client's close code and reason, when the server already has its
+        ``websocket.disconnect`` ready behind any messages the endpoint never read (they
+        are dropped: nothing can be sent back to them); else ``1006``, the code for a
+        connection dropped without a close frame."""
+        try:
+            for _ in range(_UNREAD_LIMIT):
+                message = await receive_if_ready(self.receive)
+                if message is None:
+                    break
+                if message["type"] == "websocket.disconnect":
+                    return int(message.get("code") or 1005), message.get("reason") or ""
+        except Exception:  # a server whose receive fails once the client is gone
+            pass
+        return 1006, "the client went away"
 
     def _check_can_send(self) -> None:
         if self._app_state == _CONNECTED:

@@ -509,7 +509,8 @@ async def ws_endless(websocket: WebSocket) -> None:
 
 @router.websocket("/ws/send-only/{token}")
 async def ws_send_only(websocket: WebSocket) -> None:
-    """Never receives: it learns that the client left only if a send raises."""
+    """Never receives: it learns that the client left only if a send raises (and
+    records the close code and reason it was given under ``{token}-code``)."""
     token = websocket.path_params["token"]
     await websocket.accept()
     try:
@@ -518,6 +519,9 @@ async def ws_send_only(websocket: WebSocket) -> None:
             await websocket.send_text(f"token {index}")
             index += 1
             await anyio.sleep(0.01)
+    except WebSocketDisconnect as exc:
+        ENDINGS[f"{token}-code"] = f"{exc.code} {exc.reason}"
+        raise
     finally:
         ENDINGS[token] = "closed"
 

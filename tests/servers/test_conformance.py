@@ -398,6 +398,19 @@ def test_websocket_client_leaving_stops_the_endpoint(
     assert wait_for_ending(client, name) == "closed"
 
 
+def test_a_send_after_the_client_closed_raises_the_clients_close_code(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    if server.name in SILENT_SEND_AFTER_CLOSE:
+        pytest.skip(f"{server.name} drops messages sent after the client closed, silently")
+    name = token()
+    with connect(f"{server.ws_url}/ws/send-only/{name}", max_queue=None) as websocket:
+        assert websocket.recv(timeout=DEADLINE) == "token 0"
+        websocket.close(4002, "client bye")
+    assert wait_for_ending(client, name) == "closed"
+    assert wait_for_ending(client, f"{name}-code") == "4002 client bye"
+
+
 def test_websocket_close_code_and_reason(server: RunningServer) -> None:
     with (
         connect(f"{server.ws_url}/ws/goodbye") as websocket,
