@@ -7,8 +7,8 @@ UTF-8 cannot carry, is written as its ``\\ud800`` escape instead of failing half
 through a response.
 
 Input (`decode`) is strict RFC 8259: ``NaN``, ``Infinity``, ``-Infinity`` and numbers
-that overflow a float (``1e400``) are refused, as are invalid UTF-8, nesting deeper than
-the interpreter can follow and integers longer than Python converts. Every refusal is an
+that overflow a float (``1e400``) are refused, as are invalid UTF-8, arrays and objects
+nested more than `MAX_DEPTH` deep and integers longer than Python converts. Every refusal is an
 `InvalidJSON` whose message says what is wrong and where; callers turn it into a 400
 (`Request.json`) or a 1007 close (`WebSocket.receive_json`). So a value that a request
 was allowed to carry can always be written back out.
@@ -22,7 +22,13 @@ import json
 import math
 from typing import Any
 
-__all__ = ["InvalidJSON", "decode", "encode", "encode_line", "encode_text"]
+__all__ = ["MAX_DEPTH", "InvalidJSON", "decode", "encode", "encode_line", "encode_text"]
+
+MAX_DEPTH = 600
+"""Deepest nesting of arrays and objects `decode` accepts. The encoder recurses once per
+level, so a limit set by the interpreter's recursion limit where the body was read
+would let through documents that fail when written back from a deeper call (an
+endpoint under middleware): this one leaves hundreds of frames to spare."""
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
@@ -80,6 +86,8 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_TOO_DEEP = f"nested too deeply (more than {MAX_DEPTH} levels of arrays and objects)"
+
 # Made once: json.loads with hooks builds a new decoder (and its scanner) per call.
 _decode = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
 
@@ -94,12 +102,37 @@ def decode(data: bytes | str) -> Any:
         except UnicodeDecodeError as exc:
             raise InvalidJSON(f"not valid UTF-8 (byte {exc.start})") from None
     try:
-        return _decode(text)
+        value = _decode(text)
     except InvalidJSON:
         raise
     except json.JSONDecodeError as exc:
         raise InvalidJSON(f"{exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
-        raise InvalidJSON("nested too deeply") from None
+        raise InvalidJSON(_TOO_DEEP) from None
     except ValueError as exc:  # an integer of more digits than Python converts
         raise InvalidJSON(str(exc)) from None
+    # Nesting deeper than MAX_DEPTH takes two characters a level and as many brackets:
+    # the walk runs only for documents that could be that deep.
+    if (
+        len(text) > 2 * MAX_DEPTH
+        and text.count("[") + text.count("{") > MAX_DEPTH
+        and _deeper_than(value, MAX_DEPTH)
+    ):
+        raise InvalidJSON(_TOO_DEEP)
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` deep in a decoded document
+    (whose only containers are ``list`` and ``dict``); no recursion."""
+    if type(value) is not list and type(value) is not dict:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is list or type(child) is dict:
+                stack.append((child, depth + 1))
+    return False

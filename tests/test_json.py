@@ -8,7 +8,7 @@ import re
 import pytest
 
 from asgikit import EventSourceResponse, JSONResponse, NDJSONResponse, Request, Router
-from asgikit._json import InvalidJSON, decode, encode, encode_text
+from asgikit._json import MAX_DEPTH, InvalidJSON, decode, encode, encode_text
 from asgikit.testing import TestClient
 
 
@@ -118,3 +118,25 @@ def test_numbers_json_cannot_represent_are_a_400(number: bytes) -> None:
             response = client.post(path, content=b'{"x": ' + number + b"}")
             assert response.status_code == 400
             assert response.json()["detail"].startswith("Invalid JSON: ")
+
+
+def _nested(depth: int, kind: str) -> bytes:
+    opening, closing = {"array": (b"[", b"]"), "object": (b'{"a":', b"}")}[kind]
+    return opening * depth + b"1" + closing * depth
+
+
+@pytest.mark.parametrize("kind", ["array", "object"])
+def test_nesting_up_to_max_depth_is_accepted_and_written_back_from_deep_calls(kind: str) -> None:
+    value = decode(_nested(MAX_DEPTH, kind))
+
+    def encode_from(depth: int) -> bytes:  # an endpoint many calls deep still answers
+        return encode(value) if depth == 0 else encode_from(depth - 1)
+
+    assert decode(encode_from(250)) == value
+    with pytest.raises(InvalidJSON, match=f"more than {MAX_DEPTH} levels"):
+        decode(_nested(MAX_DEPTH + 1, kind))
+
+
+def test_many_shallow_containers_are_not_deep() -> None:
+    rows = b"[" + b",".join(b'{"i":[%d]}' % i for i in range(5000)) + b"]"
+    assert len(decode(rows)) == 5000
