@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -561,3 +564,69 @@ def test_field_charset_whose_codec_refuses_the_bytes_is_400(
     response = post_multipart(client, body)
     assert response.status_code == 400
     assert response.json()["detail"] == f"Form field 'a' is not valid {charset}"
+
+
+SPOOL_SCRIPT = """
+import os, resource, sys
+import anyio
+from asgikit import HTTPException
+from asgikit.datastructures import Headers
+from asgikit.forms import FormLimits, parse_form
+
+boundary = "fdlimit"
+parts = [(f"big{i}", b"x" * (1024 * 1024)) for i in range(8)]  # fills the memory budget
+parts += [(f"tiny{i}", b"y") for i in range(int(sys.argv[1]))]  # then one file each on disk
+body = b"".join(
+    f'--{boundary}\\r\\nContent-Disposition: form-data; name="{name}"; filename="{name}"'
+    f"\\r\\n\\r\\n".encode() + data + b"\\r\\n"
+    for name, data in parts
+) + f"--{boundary}--\\r\\n".encode()
+headers = Headers(raw=[(b"content-type", f"multipart/form-data; boundary={boundary}".encode())])
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def chunks():
+    for start in range(0, len(body), 65536):
+        yield body[start : start + 65536]
+
+
+async def main():
+    before = open_fds()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (before + 40, hard))
+    try:
+        form = await parse_form(headers, chunks(), FormLimits())
+    except HTTPException as exc:
+        print(exc.status_code, exc.headers.get("Retry-After"), exc.detail)
+    else:
+        print("parsed", len(form))
+        await form.close()
+    print("leaked", open_fds() - before)
+
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_running_out_of_file_descriptors_while_spooling_is_a_503() -> None:
+    # Each file past the in-memory budget holds a descriptor until the form is closed:
+    # with the process's limit reached, the answer is "retry later", and nothing leaks.
+    def run(tiny_files: int) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", SPOOL_SCRIPT, str(tiny_files)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    assert run(10) == ["parsed 18", "leaked 0"]
+    assert run(100) == [
+        "503 1 Too many open files to spool the upload to disk, retry later",
+        "leaked 0",
+    ]

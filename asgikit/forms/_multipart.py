@@ -11,6 +11,7 @@ disconnect, cancellation), the files opened so far are closed and deleted.
 from __future__ import annotations
 
 import codecs
+import errno
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "parser_error",
     "part_headers",
     "part_name_and_filename",
+    "spool_error",
 ]
 
 MAX_PART_HEADER_SIZE = 8192
@@ -108,6 +110,22 @@ def parser_error(error: Exception) -> HTTPException:
             "headers per part)",
         )
     return HTTPException(400, f"Malformed multipart body: {error}")
+
+
+def spool_error(error: OSError) -> HTTPException | None:
+    """The answer when spooling a file to disk failed for want of a resource: 503 (with
+    ``Retry-After``) when the process or the system is out of file descriptors (each
+    file on disk holds one until the form is closed), 507 when the disk is full; None
+    for any other error (a 500)."""
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        return HTTPException(
+            503,
+            "Too many open files to spool the upload to disk, retry later",
+            headers={"Retry-After": "1"},
+        )
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HTTPException(507, "Not enough disk space to spool the upload")
+    return None
 
 
 def part_name_and_filename(segment: Any) -> tuple[str, str | None]:
@@ -198,6 +216,10 @@ class MultipartReader:
         try:
             if isinstance(error, MultipartError):
                 raise parser_error(error) from None
+            if isinstance(error, OSError):
+                answer = spool_error(error)
+                if answer is not None:
+                    raise answer from error
             raise error
         finally:
             # The error's traceback holds this frame: without this, frame and error
