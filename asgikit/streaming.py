@@ -513,7 +513,10 @@ class StreamingResponse(Response):
             interval = self._keepalive
             if interval is not None:  # an event stream: its pinger starts with the listener
                 watch.pinging = (interval, send)
-                if interval < _LISTEN_AFTER:  # (pings more often than that: now)
+                # Started with the listener, a pinger that finds an event sent counts the
+                # silence from then: up to _LISTEN_AFTER late, more than the quarter
+                # interval a ping may be late for intervals under 4 x _LISTEN_AFTER.
+                if interval < 4 * _LISTEN_AFTER:
                     watch.start_pinger()
         try:
             await self._send_body(send, watch)
