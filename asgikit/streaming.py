@@ -624,10 +624,14 @@ class StreamingResponse(Response):
             if ping_sent is not None:
                 await ping_sent.wait()
         watch.pinging = None  # no pinger starts during the last send
-        # With this message the body is complete, and servers report a disconnect the
-        # moment it is (hypercorn on trio within this very send): from here on that
-        # means the response is over, not that the client left early.
-        watch.streaming = False
+        # A disconnect during the last send is the client leaving only while the server
+        # still holds the message (uvicorn waiting to drain the socket to a client that
+        # left): on asyncio the listener's Task.cancel lands only in such a wait, so it
+        # may interrupt. On trio, hypercorn reports the disconnect of a complete
+        # response within this send, and a cancel scope would cut the send after the
+        # server took the message: there the stream is over from here on.
+        if watch.task is None:
+            watch.streaming = False
         try:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:

@@ -232,6 +232,34 @@ async def background_stream(request: Request) -> StreamingResponse:
     return StreamingResponse(items(), media_type="text/plain", background=background)
 
 
+@router.get("/background-cut/{token}")
+async def background_cut(request: Request) -> ASGIApp:
+    """A stream whose last chunk outgrows every buffer, so its final message waits for
+    the socket to drain; records ``{token}-generator`` when the generator is done,
+    ``{token}`` if the background task ran, and ``{token}-done`` once the response's
+    call returned (by then the background task ran or never will)."""
+    token = request.path_params["token"]
+
+    async def record() -> None:
+        ENDINGS[token] = "background ran"
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x" * 100
+        await anyio.sleep(0.3)  # the disconnect listener starts after 0.1 s
+        yield b"y" * (16 * 1024 * 1024)
+        ENDINGS[f"{token}-generator"] = "finished"
+
+    response = StreamingResponse(body(), background=BackgroundTask(record))
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await response(scope, receive, send)
+        finally:
+            ENDINGS[f"{token}-done"] = "done"
+
+    return answer
+
+
 @router.post("/release/{token}")
 async def release(request: Request) -> None:
     release_event(request.path_params["token"]).set()

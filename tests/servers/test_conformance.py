@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,19 @@ STALLS_ON_UNREAD_BODY = {"hypercorn", "hypercorn-trio"}
 NO_CLOSE_REASON = {"daphne"}
 # Servers that ignore a websocket.send after the client closed (no error to the app).
 SILENT_SEND_AFTER_CLOSE = {"daphne", "granian", "hypercorn", "hypercorn-trio"}
+
+# A stream whose last chunk outgrows every buffer (/background-cut), its client leaving
+# once the generator is done: the servers where the last send does not wait for it.
+DELIVERS_WHILE_SENDING = {
+    name: "takes the whole body into its own buffers: the last send returns at once and "
+    "the stream counts as delivered before the client leaves (its background task runs)"
+    for name in ("daphne", "granian")
+}
+WAITS_IN_EVERY_SEND = {
+    name: "waits in the send of the big chunk itself, so the generator is cut there "
+    "(test_disconnect_stops_the_generator), never reaching the last send"
+    for name in ("hypercorn", "hypercorn-trio")
+}
 
 FILE_SIZE = 300_000
 UPLOAD_SIZE = 20 * 1024 * 1024
@@ -123,6 +137,26 @@ def test_background_task_runs_after_a_complete_stream(client: httpx.Client, kind
     response = client.get(f"/background-stream/{kind}/{name}")
     assert response.status_code == 200 and "item 2" in response.text
     assert wait_for_ending(client, name) == "background ran"
+
+
+def test_no_background_task_when_the_client_leaves_during_the_last_send(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    if server.name in WAITS_IN_EVERY_SEND:
+        pytest.skip(f"{server.name} {WAITS_IN_EVERY_SEND[server.name]}")
+    name = token()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.sendall(f"GET /background-cut/{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert raw.recv(100)
+        # The generator is done; its last 16 MiB wait in the server's buffers.
+        assert wait_for_ending(client, f"{name}-generator") == "finished"
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # Reset: the client left before the end of the body.
+    assert wait_for_ending(client, f"{name}-done") == "done"
+    if server.name in DELIVERS_WHILE_SENDING:
+        pytest.skip(f"{server.name} {DELIVERS_WHILE_SENDING[server.name]}")
+    assert client.get(f"/endings/{name}").json()["ending"] is None
 
 
 def test_json(client: httpx.Client) -> None:
