@@ -25,7 +25,7 @@ from asgikit.responses import JSONResponse, PlainTextResponse, Response
 _ExceptionGroup: type[Exception]
 if sys.version_info >= (3, 11):
     _ExceptionGroup = ExceptionGroup  # noqa: F821 - a builtin from 3.11 on
-else:  # the backport (anyio raises its groups on 3.10)
+else:  # the backport, which anyio requires (and raises its groups as) on 3.10
     _ExceptionGroup = importlib.import_module("exceptiongroup").ExceptionGroup
 
 ExceptionHandler: TypeAlias = Callable[[Request, Any], Any]

@@ -100,10 +100,7 @@ def test_wheel_metadata_license_and_py_typed(dist: tuple[Path, str]) -> None:
     assert not [n for n in names if n.startswith(("tests/", "examples/", "bench/"))]
     requires = metadata.get_all("Requires-Dist") or []
     runtime = {r.split(">")[0].split("=")[0].strip() for r in requires if "extra ==" not in r}
-    assert runtime == {"anyio", "exceptiongroup", "multipart", "typing-extensions"}
-    # The exception-group backport only where Python lacks ExceptionGroup.
-    (backport,) = [r for r in requires if r.startswith("exceptiongroup")]
-    assert 'python_version < "3.11"' in backport
+    assert runtime == {"anyio", "multipart", "typing-extensions"}
 
 
 def test_sdist_ships_license_and_sources(dist: tuple[Path, str]) -> None:
