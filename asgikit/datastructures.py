@@ -388,7 +388,11 @@ class URL:
         return hash(self._url)
 
 
-_PLAIN_NETLOC = re.compile(r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d+)?")
+# A host name (a trailing dot, the absolute form of a DNS name, included) or a bracketed
+# IPv6 address, then an optional port.
+_PLAIN_NETLOC = re.compile(
+    r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d+)?"
+)
 
 
 def redirect_location(scope: Scope, path: str) -> str:

@@ -72,3 +72,14 @@ def test_the_middleware_answers_such_a_host_with_a_400(host: bytes) -> None:
     assert (b"location", b"") not in sent.messages[0]["headers"]
     assert all(name != b"location" for name, _ in sent.messages[0]["headers"])
     assert b"Invalid host header" in sent.messages[1]["body"]
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        (b"example.com.", "https://example.com./v1/models"),
+        (b"localhost.:8000", "https://localhost.:8000/v1/models"),
+    ],
+)
+def test_a_host_name_with_a_trailing_dot_is_plain(host: bytes, url: str) -> None:
+    assert https_url(scope([(b"host", host)])) == url
