@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -410,6 +411,35 @@ async def test_streaming_endpoint_stops_when_the_client_leaves() -> None:
                 assert await websocket.receive_text() == "token 1"
             await finished.wait()
     assert len(sent) >= 2
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_send_after_the_client_closed_raises_its_close_code(backend: Any) -> None:
+    router = Router()
+    closed = threading.Event()
+    seen: list[tuple[int, str]] = []
+
+    @router.websocket("/push")
+    async def push(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        while not closed.is_set():  # never receives: it learns of the close by sending
+            await anyio.sleep(0.01)
+        try:
+            await websocket.send_text("more")
+        except WebSocketDisconnect as exc:
+            seen.append((exc.code, exc.reason))
+            raise
+
+    with (
+        TestClient(router, backend=backend) as client,
+        client.websocket_connect("/push") as websocket,
+    ):
+        assert websocket.receive_text() == "hello"
+        # close() waits for the endpoint to end: it sends again a moment later.
+        threading.Timer(0.1, closed.set).start()
+        websocket.close(4000, "bye")
+    assert seen == [(4000, "bye")]
 
 
 # ---------------------------------------------------------------- raw ASGI, no test client
