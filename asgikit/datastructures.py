@@ -12,7 +12,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, Generic, TypeVar
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 from asgikit._concurrency import run_to_the_end
 from asgikit._http import encode_header as encode_header  # where other modules find it
@@ -403,7 +403,7 @@ def redirect_location(scope: Scope, path: str) -> str:
     redirect must not point at ``evil.com/`` or ``x@evil.com``.
     """
     query_string: bytes = scope.get("query_string", b"")
-    relative = path + ("?" + query_string.decode("latin-1") if query_string else "")
+    relative = encoded_path(path) + ("?" + query_string.decode("latin-1") if query_string else "")
     if plain_host_header(scope) is INVALID_HOST:
         return relative
     return str(URL(scope={**scope, "path": path}))
@@ -428,9 +428,24 @@ def plain_host_header(scope: Scope) -> str | None:
     return None
 
 
+# What a path segment may hold as it is (RFC 3986 pchar and "/"); everything else,
+# "%", "?" and "#" included, is percent-encoded (non-ASCII as UTF-8).
+_PATH_SAFE = "/:@!$&'()*+,;="
+
+
+def encoded_path(path: str) -> str:
+    """A decoded path (``scope["path"]``) percent-encoded for a URL, so that text such as
+    ``?``, ``#`` or ``%41`` in a segment reads back as the same path.
+
+    >>> encoded_path("/files/a?b/100%/naïve")
+    '/files/a%3Fb/100%25/na%C3%AFve'
+    """
+    return quote(path, safe=_PATH_SAFE)
+
+
 def _url_from_scope(scope: Scope) -> str:
     scheme = scope.get("scheme", "http")
-    path = scope.get("path", "/")
+    path = encoded_path(scope.get("path", "/"))
     query_string: bytes = scope.get("query_string", b"")
     # A Host header that is not a plain host[:port] is ignored, as if absent: spliced
     # into the URL, "evil.com/x?" would move the path into the query.

@@ -191,6 +191,28 @@ def test_redirect_slashes_both_ways_keeps_query() -> None:
     assert TestClient(router).get("/items/").text == "items"
 
 
+def test_a_slash_redirect_keeps_encoded_characters_encoded() -> None:
+    # scope["path"] is decoded: "%41", "?" and "#" in a segment must go back out
+    # encoded, or the redirect would lead to another route (or cut the path).
+    router = Router()
+
+    @router.get("/x/{y}")
+    async def item(request: Request) -> dict[str, Any]:
+        return {"y": request.path_params["y"], "url": str(request.url)}
+
+    client = TestClient(router, follow_redirects=False)
+    for raw, encoded, value in [
+        ("/x/100%2541/", "/x/100%2541", "100%41"),
+        ("/x/a%3Fb/", "/x/a%3Fb", "a?b"),
+        ("/x/a%23b/", "/x/a%23b", "a#b"),
+        ("/x/na%C3%AFve/", "/x/na%C3%AFve", "naïve"),
+    ]:
+        response = client.get(raw + "?k=1")
+        assert response.headers["location"] == f"http://testserver{encoded}?k=1"
+        followed = client.get(response.headers["location"]).json()
+        assert followed == {"y": value, "url": f"http://testserver{encoded}?k=1"}
+
+
 def test_redirect_slashes_can_be_disabled() -> None:
     router = Router([Route("/items", text("items"))], redirect_slashes=False)
     assert TestClient(router, follow_redirects=False).get("/items/").status_code == 404

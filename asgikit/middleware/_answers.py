@@ -8,9 +8,8 @@ otherwise a ``websocket.close`` before acceptance (the server answers ``403``).
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 
-from asgikit.datastructures import encode_header
+from asgikit.datastructures import encode_header, encoded_path
 from asgikit.types import Scope, Send
 
 __all__ = ["host_header", "request_target", "send_error", "send_redirect"]
@@ -61,7 +60,7 @@ async def send_redirect(scope: Scope, send: Send, location: str, status: int) ->
 def request_target(scope: Scope) -> str:
     """The path and query the client asked for, still percent-encoded (``/a%20b?q=1``)."""
     raw_path: bytes | None = scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe="/:@!$&'()*+,;=~")
+    path = raw_path.decode("latin-1") if raw_path else encoded_path(scope["path"])
     query_string: bytes = scope.get("query_string", b"")
     if query_string:
         return f"{path}?{query_string.decode('latin-1')}"
