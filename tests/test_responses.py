@@ -65,6 +65,13 @@ def test_no_content_length_for_204_and_304() -> None:
     assert Response().headers["content-length"] == "0"
 
 
+def test_a_204_or_304_sends_no_body_whatever_it_was_given() -> None:
+    # Servers refuse a body without a Content-Length there (uvicorn raises).
+    for response in (JSONResponse(None, status_code=204), Response("unchanged", status_code=304)):
+        assert response.body == b""
+        assert serve(response).content == b""
+
+
 def test_user_headers_win_and_are_mutable() -> None:
     response = PlainTextResponse("x", headers={"Content-Type": "text/x-custom", "X-A": "1"})
     assert response.headers["content-type"] == "text/x-custom"

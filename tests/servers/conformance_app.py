@@ -30,6 +30,7 @@ from asgikit import (
     PlainTextResponse,
     RedirectResponse,
     Request,
+    Response,
     Route,
     Router,
     ServerSentEvent,
@@ -258,6 +259,12 @@ async def background_cut(request: Request) -> ASGIApp:
             ENDINGS[f"{token}-done"] = "done"
 
     return answer
+
+
+@router.get("/no-content/{status:int}")
+async def no_content(request: Request) -> Response:
+    """Content given to a response that carries none (204, 304)."""
+    return JSONResponse({"ignored": True}, status_code=request.path_params["status"])
 
 
 @router.post("/release/{token}")

@@ -159,6 +159,17 @@ def test_no_background_task_when_the_client_leaves_during_the_last_send(
     assert client.get(f"/endings/{name}").json()["ending"] is None
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_response_without_content_sends_no_body(
+    server: RunningServer, client: httpx.Client, status: int
+) -> None:
+    log_before = len(server.log())
+    response = client.get(f"/no-content/{status}")
+    assert (response.status_code, response.content) == (status, b"")
+    assert client.get("/hello").status_code == 200  # the connection is still good
+    assert "Traceback" not in server.log()[log_before:]
+
+
 def test_json(client: httpx.Client) -> None:
     payload = {"prompt": "naïve café", "numbers": [1, 2.5, None], "nested": {"ok": True}}
     assert client.post("/json", json=payload).json() == {"received": payload}
