@@ -249,9 +249,8 @@ def format_set_cookie(
             "(for example with urllib.parse.quote)"
         )
     parts = [f"{key}={_quote(value)}"]
-    if expires is not None:
-        parts.append(f"expires={_cookie_date(expires)}")
-    for attribute, text in (("Path", path), ("Domain", domain)):
+    attributes = (("expires", None if expires is None else _cookie_date(expires)),)
+    for attribute, text in (*attributes, ("Path", path), ("Domain", domain)):
         if text is not None:
             if ";" in text:
                 raise ValueError(f"cookie {attribute.lower()} {text!r} must not contain ';'")

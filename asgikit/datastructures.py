@@ -367,11 +367,19 @@ class URL:
         return URL(self.components._replace(**kwargs).geturl())
 
     def include_query_params(self, **params: Any) -> URL:
-        """A copy with ``params`` set in the query string (other parameters kept)."""
-        query = QueryParams(self.query)
-        merged = dict(query.multi_items())
-        merged.update({key: str(value) for key, value in params.items()})
-        return self.replace(query=urlencode(list(merged.items())))
+        """A copy with ``params`` set in the query string: each replaces every value of
+        its name, where the first of them was (new names go last); other parameters are
+        kept, repeated ones with all their values."""
+        items: list[tuple[str, str]] = []
+        placed: set[str] = set()
+        for key, value in QueryParams(self.query).multi_items():
+            if key not in params:
+                items.append((key, value))
+            elif key not in placed:
+                placed.add(key)
+                items.append((key, str(params[key])))
+        items += [(key, str(value)) for key, value in params.items() if key not in placed]
+        return self.replace(query=urlencode(items))
 
     def __str__(self) -> str:
         return self._url

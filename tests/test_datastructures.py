@@ -84,6 +84,10 @@ def test_url() -> None:
         == "https://user:pw@other.org/a/b?x=1#frag"
     )
     assert str(URL("http://h/p?a=1").include_query_params(b=2, a=3)) == "http://h/p?a=3&b=2"
+    repeated = URL("http://h/p?tag=cat&tag=dog&limit=10&limit=20")
+    assert str(repeated.include_query_params(page=2, limit=5)) == (
+        "http://h/p?tag=cat&tag=dog&limit=5&page=2"  # both tags kept, both limits replaced
+    )
     assert URL("http://h/") == "http://h/"
 
 

@@ -139,6 +139,10 @@ def test_cookie_validation() -> None:
         response.set_cookie("ok", "x", samesite="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         response.set_cookie("ok", "x", domain="a\r\nb")
+    with pytest.raises(ValueError, match="expires"):  # no attribute smuggled in by a date
+        response.set_cookie("ok", "x", expires="Thu, 01 Jan 2099 00:00:00 GMT; Domain=evil")
+    with pytest.raises(ValueError, match="expires"):
+        response.set_cookie("ok", "x", expires="Thu, 01 Jan 2099\r\nX-Evil: 1")
 
 
 def test_cookies_reach_the_client() -> None:
