@@ -326,3 +326,22 @@ async def test_async_client_runs_shutdown_when_the_test_fails() -> None:
         async with AsyncTestClient(Router(lifespan=lifespan)):
             raise AssertionError("test failed")
     assert events == ["shutdown"]
+
+
+def test_root_path_goes_in_front_of_path_and_raw_path_as_a_server_puts_it() -> None:
+    seen: list[tuple[str, bytes, str]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((scope["path"], scope["raw_path"], scope["root_path"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    client = TestClient(app, root_path="/pre")
+    for asked in ("/prefix", "/x", "/pre/x", "/pre"):
+        client.get(asked)
+    assert seen == [
+        ("/pre/prefix", b"/pre/prefix", "/pre"),  # "/prefix" is not under "/pre"
+        ("/pre/x", b"/pre/x", "/pre"),
+        ("/pre/x", b"/pre/x", "/pre"),  # asked with the prefix already
+        ("/pre", b"/pre", "/pre"),
+    ]

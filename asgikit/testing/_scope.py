@@ -31,13 +31,19 @@ def connection_scope(
     and a copy of the lifespan ``state`` when there is one."""
     url = request.url
     path = url.path
+    raw_path = url.raw_path.split(b"?", 1)[0]
+    # As uvicorn --root-path does: the prefix goes in front of path and raw path, unless
+    # the test asked for the full path already (the prefix as whole segments).
+    if root_path and not (path == root_path or path.startswith(root_path.rstrip("/") + "/")):
+        path = root_path.rstrip("/") + path
+        raw_path = root_path.rstrip("/").encode("utf-8") + raw_path
     scope: Scope = {
         "type": scope_type,
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
         "scheme": scheme,
-        "path": root_path + path if root_path and not path.startswith(root_path) else path,
-        "raw_path": url.raw_path.split(b"?", 1)[0],
+        "path": path,
+        "raw_path": raw_path,
         "query_string": url.query,
         "root_path": root_path,
         "headers": headers,
