@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from typing import Any, Literal
 
@@ -33,7 +34,14 @@ def _b64encode(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+_URLSAFE_BASE64 = re.compile(rb"[A-Za-z0-9_-]*")
+
+
 def _b64decode(data: bytes) -> bytes:
+    # Strict: any other character makes the cookie malformed (urlsafe_b64decode skips
+    # what is not in its alphabet, so "sig!!!!" would read as "sig").
+    if not _URLSAFE_BASE64.fullmatch(data):
+        raise binascii.Error("not URL-safe base64")
     return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
 
 
