@@ -629,8 +629,12 @@ class StreamingResponse(Response):
         # left): on asyncio the listener's Task.cancel lands only in such a wait, so it
         # may interrupt. On trio, hypercorn reports the disconnect of a complete
         # response within this send, and a cancel scope would cut the send after the
-        # server took the message: there the stream is over from here on.
+        # server took the message: there the stream is over from here on, once the
+        # listener has had a turn to report a disconnect that came before it.
         if watch.task is None:
+            await anyio.lowlevel.checkpoint()
+            if watch.disconnected:
+                raise _ClientGone
             watch.streaming = False
         try:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
