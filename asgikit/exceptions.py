@@ -135,7 +135,8 @@ class NoMatchFound(AsgikitError):
 
 class WebSocketDisconnect(AsgikitError):
     """The WebSocket connection is over: the client closed it (``code``, ``reason``),
-    or it went away without a close frame (``1006``).
+    or it went away without a close frame (``1006``, or the code the server reports for
+    that).
 
     Raised by the receive methods, and by the send methods once the client has gone.
     The router ends the endpoint quietly when it escapes.

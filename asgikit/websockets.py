@@ -62,7 +62,15 @@ class WebSocket(HTTPConnection):
     ...             await websocket.send_text(token)
     """
 
-    __slots__ = ("_app_state", "_client_state", "_close_code", "_close_reason", "receive", "send")
+    __slots__ = (
+        "_app_state",
+        "_client_state",
+        "_close_code",
+        "_close_reason",
+        "_receiving",
+        "receive",
+        "send",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -74,6 +82,7 @@ class WebSocket(HTTPConnection):
         self._app_state = _CONNECTING  # what we did: accept, then close
         self._close_code = 1000
         self._close_reason = ""
+        self._receiving = 0  # receive_message calls waiting on the server's receive
 
     # ------------------------------------------------------------------ state
 
@@ -147,7 +156,11 @@ class WebSocket(HTTPConnection):
             if self._app_state == _CONNECTING:
                 raise RuntimeError("call accept() before receiving messages")
             raise RuntimeError("cannot receive: the WebSocket was closed")
-        message = await self.receive()
+        self._receiving += 1
+        try:
+            message = await self.receive()
+        finally:
+            self._receiving -= 1
         message_type = message["type"]
         if message_type == "websocket.receive":
             return message
@@ -224,10 +237,13 @@ class WebSocket(HTTPConnection):
             raise WebSocketDisconnect(self._close_code, self._close_reason) from None
 
     async def _close_frame(self) -> tuple[int, str]:
-        """The client's close code and reason, when the server already has its
-        ``websocket.disconnect`` ready behind any messages the endpoint never read (they
-        are dropped: nothing can be sent back to them); else ``1006``, the code for a
-        connection dropped without a close frame."""
+        """The close code and reason of the server's ``websocket.disconnect``, when it has
+        it ready behind any messages the endpoint never read (they are dropped: nothing
+        can be sent back to them); else ``1006``, the code for a connection dropped
+        without a close frame. Not while another task waits in ``receive``: the
+        disconnect is that reader's (taken here, it would leave the reader waiting)."""
+        if self._receiving:
+            return 1006, "the client went away"
         try:
             for _ in range(_UNREAD_LIMIT):
                 message = await receive_if_ready(self.receive)

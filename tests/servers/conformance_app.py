@@ -542,6 +542,33 @@ async def ws_endless(websocket: WebSocket) -> None:
         ENDINGS[token] = "closed"
 
 
+@router.websocket("/ws/pair/{token}")
+async def ws_pair(websocket: WebSocket) -> None:
+    """A reader task beside a writer that, when its send fails, leaves the ending to
+    the reader: the endpoint ends only if the reader gets the disconnect too."""
+    token = websocket.path_params["token"]
+    await websocket.accept()
+    try:
+        async with anyio.create_task_group() as tasks:
+
+            async def read() -> None:
+                async for _ in websocket.iter_text():
+                    pass
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(read)
+            index = 0
+            while True:
+                try:
+                    await websocket.send_text(f"token {index}")
+                except WebSocketDisconnect:
+                    break
+                index += 1
+                await anyio.sleep(0)  # as fast as it can: it fails while the reader waits
+    finally:
+        ENDINGS[token] = "closed"
+
+
 @router.websocket("/ws/send-only/{token}")
 async def ws_send_only(websocket: WebSocket) -> None:
     """Never receives: it learns that the client left only if a send raises (and
