@@ -51,9 +51,12 @@ def _on_a_fresh_stack(encode: Callable[[Any], str], value: Any) -> str:
     thread = threading.Thread(target=run, name="asgikit-json-deep")
     thread.start()
     thread.join()
-    (result,) = outcome
+    result = outcome.pop()  # (emptied: the error's traceback holds run's frame, and so this list)
     if isinstance(result, BaseException):
-        raise result
+        try:
+            raise result
+        finally:
+            result = None  # (and this frame: no cycle left for the collector)
     text: str = result
     return text
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -152,3 +154,24 @@ def test_the_deepest_document_decode_accepts_is_written_back_from_deeper_calls(
     assert decode(from_deeper(300, encode_line)) == value
     assert decode(from_deeper(300, encode_text)) == value
     assert threading.active_count() == threads  # the helper thread was joined
+
+
+class _Leaf:
+    """Weakly referenced at the bottom of a value, to see whether the value was freed."""
+
+
+def test_a_failed_encode_on_a_fresh_stack_leaves_no_cycle_behind() -> None:
+    leaf = _Leaf()
+    alive = weakref.ref(leaf)
+    value: Any = [leaf]
+    for _ in range(100_000):  # too deep for any stack
+        value = [value]
+    del leaf
+    gc.disable()
+    try:
+        with pytest.raises(RecursionError):
+            encode(value)
+        del value
+        assert alive() is None  # freed by reference counting, not left to the collector
+    finally:
+        gc.enable()
