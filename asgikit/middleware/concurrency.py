@@ -41,10 +41,13 @@ class ConcurrencyLimitMiddleware:
     that is answered at once with ``503 {"detail": ...}`` and ``Retry-After:
     retry_after`` (seconds), instead of piling up until everything times out. A request
     counts until the app returns, streaming included. A waiting request whose client
-    goes away (or that is cancelled) leaves the queue as soon as the server reports it
-    (a server that first delivers the rest of a large request body reports it once 16
-    body messages have been read ahead; the request then runs and ends at once with
-    `ClientDisconnect`). ``lifespan`` and ``websocket``
+    goes away (or that is cancelled) leaves the queue as soon as the server reports it.
+    A server reports it only after the body it already received, and the queue reads at
+    most 16 body messages ahead: a request with a larger body is admitted anyway. If
+    its client left mid-body, its body read raises `ClientDisconnect` at once; if the
+    whole body had arrived, the endpoint runs, unless its route has
+    ``cancel_on_disconnect`` (then it is cancelled as soon as it has read the body).
+    ``lifespan`` and ``websocket``
     scopes pass through untouched (a long-lived socket should not hold a request slot).
     ``stats`` is a `ConcurrencyStats` snapshot (running, queued, admitted, shed,
     abandoned) for metrics and autoscaling on queue depth.
