@@ -171,7 +171,7 @@ def content_type_pair(media_type: str, charset: str = "utf-8") -> tuple[bytes, b
     if pair is not None:
         return pair
     value = media_type
-    if media_type.startswith("text/") and "charset=" not in media_type.lower():
+    if media_type[:5].lower() == "text/" and "charset=" not in media_type.lower():
         value = f"{media_type}; charset={charset}"
     pair = encode_header("content-type", value)
     if len(_content_type_cache) < 256:  # bounded: media types come from code, not clients

@@ -134,6 +134,8 @@ def test_content_type_header_charset() -> None:
     assert content_type_header("text/csv", "latin-1") == b"text/csv; charset=latin-1"
     assert content_type_header("text/csv") == b"text/csv; charset=utf-8"
     assert content_type_header("text/plain; charset=ascii") == b"text/plain; charset=ascii"
+    # Media types are case-insensitive (RFC 9110): a hand-written one gets its charset too.
+    assert content_type_header("TEXT/HTML") == b"TEXT/HTML; charset=utf-8"
 
 
 def test_a_response_charset_is_its_own() -> None:

@@ -354,3 +354,32 @@ def test_compressed_responses_get_a_weak_etag_and_no_accept_ranges() -> None:
     assert response.headers["content-encoding"] == "gzip"
     assert response.headers["etag"] == 'W/"v1"'
     assert "accept-ranges" not in response.headers
+
+
+def test_a_304_carries_the_etag_and_vary_of_the_compressed_200(tmp_path: Any) -> None:
+    from asgikit import FileResponse
+
+    page = tmp_path / "page.html"
+    page.write_text("<p>hello</p>" * 200)
+    router = Router(middleware=[Middleware(GZipMiddleware)])
+
+    @router.get("/page")
+    async def serve_page(request: Request) -> FileResponse:
+        return FileResponse(page)
+
+    client = TestClient(router)
+    full = client.get("/page", headers={"accept-encoding": "gzip"})
+    assert full.headers["content-encoding"] == "gzip" and full.headers["etag"].startswith("W/")
+    # A cache revalidating its gzip copy must get the same validators (RFC 9110 15.4.5).
+    check = {"accept-encoding": "gzip", "if-none-match": full.headers["etag"]}
+    not_modified = client.get("/page", headers=check)
+    assert not_modified.status_code == 304
+    assert not_modified.headers["etag"] == full.headers["etag"]
+    assert not_modified.headers["vary"] == "Accept-Encoding"
+    assert "content-encoding" not in not_modified.headers
+    # Without gzip the identity validators stay as they were.
+    identity = client.get("/page", headers={"accept-encoding": "identity"})
+    plain_check = {"accept-encoding": "identity", "if-none-match": identity.headers["etag"]}
+    plain = client.get("/page", headers=plain_check)
+    assert plain.status_code == 304 and plain.headers["etag"] == identity.headers["etag"]
+    assert not plain.headers["etag"].startswith("W/")

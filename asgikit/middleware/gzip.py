@@ -84,11 +84,12 @@ def _has_content_length(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 
 
 def _compressed_headers(
-    headers: list[tuple[bytes, bytes]], content_length: int | None
+    headers: list[tuple[bytes, bytes]], content_length: int | None, *, encoded: bool = True
 ) -> list[tuple[bytes, bytes]]:
     """``headers`` with ``Content-Encoding: gzip``, ``Vary: Accept-Encoding`` and the new
     ``Content-Length`` (dropped for a stream, whose compressed length is unknown); a
-    strong ``ETag`` becomes weak and ``Accept-Ranges`` goes."""
+    strong ``ETag`` becomes weak and ``Accept-Ranges`` goes. ``encoded=False``: the same
+    without ``Content-Encoding``, for a 304 standing for such a response."""
     result: list[tuple[bytes, bytes]] = []
     vary_seen = False
     for name, value in headers:
@@ -103,7 +104,8 @@ def _compressed_headers(
         result.append((name, value))
     if not vary_seen:
         result.append((b"vary", b"Accept-Encoding"))
-    result.append((b"content-encoding", b"gzip"))
+    if encoded:
+        result.append((b"content-encoding", b"gzip"))
     if content_length is not None:
         result.append((b"content-length", str(content_length).encode("latin-1")))
     return result
@@ -185,6 +187,16 @@ class _GZipSender:
             return
         if message_type == "http.response.start":
             headers = message.get("headers", ())
+            if message["status"] == 304 and _should_compress_headers(200, headers):
+                # It stands for a 200 that would go out compressed (its size is not
+                # known here: taken to be big enough), so it carries that 200's ETag
+                # and Vary (RFC 9110, 15.4.5): a cache must not keep a strong ETag for
+                # its gzip copy, or identity ranges could be spliced into it.
+                self.mode = self._PASSING
+                await self.send(
+                    {**message, "headers": _compressed_headers(headers, None, encoded=False)}
+                )
+                return
             if not _should_compress_headers(message["status"], headers):
                 self.mode = self._PASSING
                 await self.send(message)
