@@ -43,8 +43,9 @@ _SMALL = len(SMALL_LENGTHS)
 
 # Statuses whose response carries a Content-Length (every final status but 204 and 304):
 # one set lookup on the hot path (`Response.__init__`); others take `_build_headers`.
-_NO_CONTENT = frozenset({204, 304})
-_LENGTH_STATUSES = frozenset(range(200, 600)) - _NO_CONTENT
+NO_CONTENT_STATUSES = frozenset({204, 304})
+"""Statuses whose responses carry no body (RFC 9110): internal, shared with streaming."""
+_LENGTH_STATUSES = frozenset(range(200, 600)) - NO_CONTENT_STATUSES
 
 
 def _has_header(raw: list[tuple[bytes, bytes]], name: bytes) -> bool:
@@ -110,7 +111,7 @@ class Response:
                     content_type,
                 ]
                 return
-        if status_code in _NO_CONTENT:
+        if status_code in NO_CONTENT_STATUSES:
             self.body = b""  # RFC 9110: a 204 or 304 has no content, whatever was given
         if media_type is not None:
             self.media_type = media_type
@@ -137,7 +138,11 @@ class Response:
     def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
         raw = headers_to_raw(headers)
         status = self.status_code
-        if status >= 200 and status not in _NO_CONTENT and not _has_header(raw, b"content-length"):
+        if (
+            status >= 200
+            and status not in NO_CONTENT_STATUSES
+            and not _has_header(raw, b"content-length")
+        ):
             raw.append(content_length_pair(len(self.body)))
         media_type = self.media_type
         if media_type is not None and not _has_header(raw, b"content-type"):

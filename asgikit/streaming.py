@@ -32,7 +32,7 @@ from asgikit._receive import ReceiveRelay, reading_body
 from asgikit._sse import PING, ServerSentEvent, encode_event
 from asgikit._tasks import NOWHERE, RUNNING, PerLoop
 from asgikit.background import BackgroundTask
-from asgikit.responses import Response, headers_to_raw
+from asgikit.responses import NO_CONTENT_STATUSES, Response, headers_to_raw
 from asgikit.types import Message, Receive, Scope, Send
 
 __all__ = ["EventSourceResponse", "NDJSONResponse", "ServerSentEvent", "StreamingResponse"]
@@ -425,6 +425,8 @@ class StreamingResponse(Response):
             self.media_type = media_type
         if background is not None:  # (else the class's None: one store less)
             self.background = background
+        if status_code in NO_CONTENT_STATUSES:  # a 204 or 304 has no body: sent as for HEAD
+            self._headers_only = True
         self.body_iterator: AsyncIterator[Any]
         if content.__class__ is _AsyncGenerator:  # the common case: its own iterator
             self.body_iterator = content
@@ -433,6 +435,7 @@ class StreamingResponse(Response):
         self.raw_headers = self._build_headers(headers)
 
     body = b""  # (a streamed body is not held)
+    _headers_only = False  # a status without a body (204, 304)
 
     def _build_headers(self, headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
         if not headers:  # the common case: the Content-Type alone
@@ -473,7 +476,7 @@ class StreamingResponse(Response):
         }
         try:
             await send(start)
-            if scope.get("method") == "HEAD":
+            if self._headers_only or scope.get("method") == "HEAD":
                 # Headers only: the iterator (the inference) never starts.
                 await self._close_iterator()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -383,3 +383,17 @@ def test_a_304_carries_the_etag_and_vary_of_the_compressed_200(tmp_path: Any) ->
     plain = client.get("/page", headers=plain_check)
     assert plain.status_code == 304 and plain.headers["etag"] == identity.headers["etag"]
     assert not plain.headers["etag"].startswith("W/")
+    # A file too small to compress went out with its strong ETag: its 304 keeps it.
+    small = tmp_path / "small.txt"
+    small.write_text("tiny")
+
+    @router.get("/small")
+    async def serve_small(request: Request) -> FileResponse:
+        return FileResponse(small)
+
+    tiny = client.get("/small", headers={"accept-encoding": "gzip"})
+    assert "content-encoding" not in tiny.headers and not tiny.headers["etag"].startswith("W/")
+    tiny_check = {"accept-encoding": "gzip", "if-none-match": tiny.headers["etag"]}
+    tiny_304 = client.get("/small", headers=tiny_check)
+    assert tiny_304.status_code == 304 and tiny_304.headers["etag"] == tiny.headers["etag"]
+    assert "vary" not in tiny_304.headers

@@ -76,6 +76,22 @@ def _should_compress_headers(status: int, headers: list[tuple[bytes, bytes]]) ->
     return True
 
 
+def _names_the_compressed_copy(headers: list[tuple[bytes, bytes]], if_none_match: bytes) -> bool:
+    """Whether a 304 answers a request that named the weak form (``W/"x"``) of the 304's
+    strong ``ETag`` (``"x"``): the tag only a compressed 200 carried. (A 304's size is
+    unknown, so whether its 200 would be compressed cannot be told otherwise; an
+    already encoded response or an event stream is never one.)"""
+    if not _should_compress_headers(200, headers):
+        return False
+    for name, value in headers:
+        if name == b"etag":
+            if value.startswith(b"W/"):
+                return False
+            weak = b"W/" + value
+            return any(tag.strip() == weak for tag in if_none_match.split(b","))
+    return False
+
+
 def _has_content_length(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     for name, _ in headers:
         if name == b"content-length":
@@ -142,10 +158,12 @@ class GZipMiddleware:
             # A HEAD answer has no body to compress (its headers describe the identity GET).
             await self.app(scope, receive, send)
             return
-        accept_encoding = None
+        accept_encoding = if_none_match = None
         for name, value in scope["headers"]:
             if name == b"accept-encoding":
                 accept_encoding = value
+            elif name == b"if-none-match":
+                if_none_match = value
             elif name == b"range":
                 # A range refers to the identity body; never mix it with compression.
                 await self.app(scope, receive, send)
@@ -153,20 +171,32 @@ class GZipMiddleware:
         if accept_encoding is None or not gzip_accepted(accept_encoding.decode("latin-1")):
             await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, _GZipSender(send, self.minimum_size, self.compresslevel))
+        sender = _GZipSender(send, self.minimum_size, self.compresslevel, if_none_match)
+        await self.app(scope, receive, sender)
 
 
 class _GZipSender:
     """The ``send`` seen by the app: holds the response start until the first body
     message shows whether (and how) to compress, then compresses or passes through."""
 
-    __slots__ = ("compresslevel", "compressor", "minimum_size", "mode", "send", "start")
+    __slots__ = (
+        "compresslevel",
+        "compressor",
+        "if_none_match",
+        "minimum_size",
+        "mode",
+        "send",
+        "start",
+    )
 
     # Modes: waiting for the first body message, passing through, compressing a stream.
     _WAITING, _PASSING, _STREAMING = 0, 1, 2
 
-    def __init__(self, send: Send, minimum_size: int, compresslevel: int) -> None:
+    def __init__(
+        self, send: Send, minimum_size: int, compresslevel: int, if_none_match: bytes | None
+    ) -> None:
         self.send = send
+        self.if_none_match = if_none_match  # the request's, for a 304 (see below)
         self.minimum_size = minimum_size
         self.compresslevel = compresslevel
         self.mode = self._WAITING
@@ -187,15 +217,18 @@ class _GZipSender:
             return
         if message_type == "http.response.start":
             headers = message.get("headers", ())
-            if message["status"] == 304 and _should_compress_headers(200, headers):
-                # It stands for a 200 that would go out compressed (its size is not
-                # known here: taken to be big enough), so it carries that 200's ETag
-                # and Vary (RFC 9110, 15.4.5): a cache must not keep a strong ETag for
-                # its gzip copy, or identity ranges could be spliced into it.
+            if (
+                message["status"] == 304
+                and self.if_none_match is not None
+                and _names_the_compressed_copy(headers, self.if_none_match)
+            ):
+                # The client holds the compressed 200 (it revalidates with its weak
+                # ETag): the 304 carries that 200's ETag and Vary (RFC 9110, 15.4.5),
+                # not the identity body's strong ETag, which a cache would then store
+                # with its gzip copy.
                 self.mode = self._PASSING
-                await self.send(
-                    {**message, "headers": _compressed_headers(headers, None, encoded=False)}
-                )
+                revalidated = _compressed_headers(headers, None, encoded=False)
+                await self.send({**message, "headers": revalidated})
                 return
             if not _should_compress_headers(message["status"], headers):
                 self.mode = self._PASSING

@@ -263,8 +263,15 @@ async def background_cut(request: Request) -> ASGIApp:
 
 @router.get("/no-content/{status:int}")
 async def no_content(request: Request) -> Response:
-    """Content given to a response that carries none (204, 304)."""
-    return JSONResponse({"ignored": True}, status_code=request.path_params["status"])
+    """Content given to a response that carries none (204, 304), complete or streamed."""
+    status = request.path_params["status"]
+    if request.query_params.get("stream"):
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"ignored"
+
+        return StreamingResponse(chunks(), status_code=status)
+    return JSONResponse({"ignored": True}, status_code=status)
 
 
 @router.post("/release/{token}")

@@ -160,11 +160,12 @@ def test_no_background_task_when_the_client_leaves_during_the_last_send(
 
 
 @pytest.mark.parametrize("status", [204, 304])
+@pytest.mark.parametrize("query", ["", "?stream=1"])
 def test_a_response_without_content_sends_no_body(
-    server: RunningServer, client: httpx.Client, status: int
+    server: RunningServer, client: httpx.Client, status: int, query: str
 ) -> None:
     log_before = len(server.log())
-    response = client.get(f"/no-content/{status}")
+    response = client.get(f"/no-content/{status}{query}")
     assert (response.status_code, response.content) == (status, b"")
     assert client.get("/hello").status_code == 200  # the connection is still good
     assert "Traceback" not in server.log()[log_before:]
