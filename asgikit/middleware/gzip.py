@@ -76,7 +76,9 @@ def _should_compress_headers(status: int, headers: list[tuple[bytes, bytes]]) ->
     return True
 
 
-def _names_the_compressed_copy(headers: list[tuple[bytes, bytes]], if_none_match: bytes) -> bool:
+def _names_the_compressed_copy(
+    headers: list[tuple[bytes, bytes]], request_headers: Iterable[tuple[bytes, bytes]]
+) -> bool:
     """Whether a 304 answers a request that named the weak form (``W/"x"``) of the 304's
     strong ``ETag`` (``"x"``): the tag only a compressed 200 carried. (A 304's size is
     unknown, so whether its 200 would be compressed cannot be told otherwise; an
@@ -88,7 +90,12 @@ def _names_the_compressed_copy(headers: list[tuple[bytes, bytes]], if_none_match
             if value.startswith(b"W/"):
                 return False
             weak = b"W/" + value
-            return any(tag.strip() == weak for tag in if_none_match.split(b","))
+            return any(
+                tag.strip() == weak
+                for name, tags in request_headers
+                if name == b"if-none-match"
+                for tag in tags.split(b",")
+            )
     return False
 
 
@@ -158,12 +165,11 @@ class GZipMiddleware:
             # A HEAD answer has no body to compress (its headers describe the identity GET).
             await self.app(scope, receive, send)
             return
-        accept_encoding = if_none_match = None
-        for name, value in scope["headers"]:
+        accept_encoding = None
+        headers = scope["headers"]
+        for name, value in headers:
             if name == b"accept-encoding":
                 accept_encoding = value
-            elif name == b"if-none-match":
-                if_none_match = value
             elif name == b"range":
                 # A range refers to the identity body; never mix it with compression.
                 await self.app(scope, receive, send)
@@ -171,7 +177,7 @@ class GZipMiddleware:
         if accept_encoding is None or not gzip_accepted(accept_encoding.decode("latin-1")):
             await self.app(scope, receive, send)
             return
-        sender = _GZipSender(send, self.minimum_size, self.compresslevel, if_none_match)
+        sender = _GZipSender(send, self.minimum_size, self.compresslevel, headers)
         await self.app(scope, receive, sender)
 
 
@@ -182,9 +188,9 @@ class _GZipSender:
     __slots__ = (
         "compresslevel",
         "compressor",
-        "if_none_match",
         "minimum_size",
         "mode",
+        "request_headers",
         "send",
         "start",
     )
@@ -193,10 +199,14 @@ class _GZipSender:
     _WAITING, _PASSING, _STREAMING = 0, 1, 2
 
     def __init__(
-        self, send: Send, minimum_size: int, compresslevel: int, if_none_match: bytes | None
+        self,
+        send: Send,
+        minimum_size: int,
+        compresslevel: int,
+        request_headers: Iterable[tuple[bytes, bytes]],
     ) -> None:
         self.send = send
-        self.if_none_match = if_none_match  # the request's, for a 304 (see below)
+        self.request_headers = request_headers  # looked at only for a 304 (see below)
         self.minimum_size = minimum_size
         self.compresslevel = compresslevel
         self.mode = self._WAITING
@@ -217,10 +227,8 @@ class _GZipSender:
             return
         if message_type == "http.response.start":
             headers = message.get("headers", ())
-            if (
-                message["status"] == 304
-                and self.if_none_match is not None
-                and _names_the_compressed_copy(headers, self.if_none_match)
+            if message["status"] == 304 and _names_the_compressed_copy(
+                headers, self.request_headers
             ):
                 # The client holds the compressed 200 (it revalidates with its weak
                 # ETag): the 304 carries that 200's ETag and Vary (RFC 9110, 15.4.5),
