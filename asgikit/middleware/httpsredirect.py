@@ -50,17 +50,12 @@ def _scheme(scope: Scope) -> str:
 
 
 def _split_host(host: str) -> tuple[str, str | None]:
-    """``("example.com", "8080")`` from ``"example.com:8080"``; IPv6 brackets are kept."""
-    if host.startswith("["):
-        end = host.find("]")
-        if end > 0:
-            rest = host[end + 1 :]
-            return host[: end + 1], rest[1:] if rest.startswith(":") else None
+    """``("example.com", "8080")`` from ``"example.com:8080"``; IPv6 brackets are kept.
+    ``host`` is a plain ``host[:port]`` (`plain_host_header` checked it)."""
+    if host.endswith("]"):  # a bracketed IPv6 address without a port
         return host, None
     name, colon, port = host.rpartition(":")
-    if colon and ":" not in name:
-        return name, port
-    return host, None
+    return (name, port) if colon else (host, None)
 
 
 class HTTPSRedirectMiddleware:
